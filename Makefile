@@ -1,0 +1,28 @@
+# Two commands do everything: `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench venv clean
+
+$(STAMP): requirements.txt requirements-test.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	scripts/demo.sh
+
+test: $(STAMP)
+	scripts/test.sh
+
+bench: $(STAMP)
+	scripts/bench.sh
+
+clean:
+	scripts/services.sh stop || true
+	rm -rf .run db.sqlite3 media

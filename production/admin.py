@@ -1,0 +1,61 @@
+from django.contrib import admin
+
+from .models import Event, IngestJob, RejectedLine, Session, Source, Turn
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "redact_pii", "created_at"]
+    list_editable = ["redact_pii"]
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "source", "first_seen", "last_seen", "dirty"]
+    list_filter = ["source", ("first_seen", admin.DateFieldListFilter)]
+    search_fields = ["external_id"]
+
+
+class EventInline(admin.TabularInline):
+    model = Event
+    extra = 0
+    fields = ["type", "timestamp", "actor", "corrected_response", "reason"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Turn)
+class TurnAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "source", "session", "timestamp", "model", "short_query"]
+    list_filter = ["source", "model", ("timestamp", admin.DateFieldListFilter)]
+    search_fields = ["external_id", "session__external_id", "query"]
+    list_select_related = ["source", "session"]
+    raw_id_fields = ["session"]
+    date_hierarchy = "timestamp"
+    inlines = [EventInline]
+
+    @admin.display(description="query")
+    def short_query(self, obj):
+        return obj.query[:80]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["type", "turn_external_id", "source", "timestamp", "actor", "turn"]
+    list_filter = ["source", "type", ("timestamp", admin.DateFieldListFilter)]
+    search_fields = ["turn_external_id"]
+    raw_id_fields = ["turn"]
+
+
+@admin.register(RejectedLine)
+class RejectedLineAdmin(admin.ModelAdmin):
+    list_display = ["origin", "line_no", "reason", "source", "created_at"]
+    list_filter = ["source", "origin"]
+    search_fields = ["reason", "raw"]
+
+
+@admin.register(IngestJob)
+class IngestJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events",
+                    "created_at"]
+    list_filter = ["status", "source"]

@@ -1,0 +1,77 @@
+from django.conf import settings
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import filters, selectors, serializers
+from .models import IngestJob
+from .services import ingest
+from .tasks import ingest_job_run
+
+
+class RawBodyParser(BaseParser):
+    """Hands the body over untouched: ingest parses it line by line itself."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read()
+
+
+class IngestApi(APIView):
+    parser_classes = [RawBodyParser]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("source", str, required=True, description="source name")],
+        request={"application/x-ndjson": bytes, "application/json": bytes},
+        responses={200: serializers.IngestSummarySerializer, 202: serializers.IngestJobSerializer},
+        description="JSON lines or a JSON array of records (the production-log contract). Bodies larger "
+                    "than INGEST_SYNC_MAX_BYTES are ingested by a worker: 202 and a job to poll.",
+    )
+    def post(self, request):
+        source_name = request.query_params.get("source") or request.headers.get("X-Evalgap-Source", "")
+        if not source_name.strip():
+            raise ValidationError({"source": "pass ?source=NAME (or the X-Evalgap-Source header)"})
+        body = request.body
+        if not body.strip():
+            raise ValidationError({"body": "empty body: send JSON lines or a JSON array"})
+        source = ingest.source_get_or_create(name=source_name)
+        if len(body) > settings.INGEST_SYNC_MAX_BYTES:
+            job = ingest.ingest_job_spool(source=source, body=body)
+            transaction.on_commit(lambda: ingest_job_run.delay(job.pk))
+            return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        result = ingest.turns_ingest_body(source=source, body=body)
+        return Response(result.as_dict(), status=status.HTTP_200_OK)
+
+
+class IngestJobViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = IngestJob.objects.select_related("source").order_by("-id")
+    serializer_class = serializers.IngestJobSerializer
+
+
+class TurnViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = selectors.turn_list()
+    serializer_class = serializers.TurnSerializer
+    filterset_class = filters.TurnFilter
+
+
+class SessionViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = selectors.session_list()
+    serializer_class = serializers.SessionSerializer
+    filterset_class = filters.SessionFilter
+
+
+class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = selectors.event_list()
+    serializer_class = serializers.EventSerializer
+    filterset_class = filters.EventFilter
+
+
+class RejectedLineViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = selectors.rejected_line_list()
+    serializer_class = serializers.RejectedLineSerializer
+    filterset_class = filters.RejectedLineFilter

@@ -1,0 +1,141 @@
+"""Production logs as evalgap holds them: sources, sessions, turns, events, rejected lines.
+
+A turn's identity is (source, external_id): the id the source system gave it. Ingest is keyed
+on it, so re-reading a log creates nothing new.
+"""
+from django.db import models
+
+
+class Source(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    # Per-source switch read by labelling before anything leaves for Label Studio.
+    redact_pii = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Session(models.Model):
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="sessions")
+    external_id = models.CharField(max_length=255)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    # Set by ingest when turns or events arrive; signal detection re-reads only dirty sessions.
+    dirty = models.BooleanField(default=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="session_source_external_id_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.external_id}"
+
+
+class Turn(models.Model):
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="turns")
+    external_id = models.CharField(max_length=255)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns")
+    timestamp = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Order inside the session for inputs without timestamps (OpenAI messages).
+    position = models.IntegerField(null=True, blank=True)
+    query = models.TextField()
+    response = models.TextField(blank=True, default="")
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    contexts = models.JSONField(default=list, blank=True)
+    model = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    response_timestamp = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    ingested_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="turn_source_external_id_uniq")
+        ]
+        indexes = [models.Index(fields=["session", "timestamp", "position"])]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Event(models.Model):
+    """A user or agent action on a turn's answer. May arrive before its turn (turn is then null)."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events")
+    turn_external_id = models.CharField(max_length=255)
+    turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=100, db_index=True)
+    timestamp = models.DateTimeField(null=True, blank=True)
+    corrected_response = models.TextField(blank=True, default="")
+    actor = models.CharField(max_length=255, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    # sha1 of the canonical event object: the same event read twice is stored once.
+    fingerprint = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "turn_external_id", "fingerprint"], name="event_source_turn_fingerprint_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} on {self.turn_external_id}"
+
+
+class IngestJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="ingest_jobs")
+    origin = models.CharField(max_length=500, help_text="file path, or 'api'")
+    format = models.CharField(max_length=20, default="auto")
+    spool_path = models.CharField(max_length=500, blank=True, default="")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    read = models.IntegerField(default=0)
+    created = models.IntegerField(default=0)
+    duplicates = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    events = models.IntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def summary(self) -> dict:
+        return {
+            "read": self.read,
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "events": self.events,
+        }
+
+
+class RejectedLine(models.Model):
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="rejected_lines")
+    job = models.ForeignKey(IngestJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="rejects")
+    origin = models.CharField(max_length=500)
+    line_no = models.IntegerField()
+    reason = models.TextField()
+    # The raw line as far as it could be decoded (invalid bytes shown as \\xNN), capped.
+    raw = models.TextField(blank=True, default="")
+    raw_sha1 = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "origin", "line_no", "raw_sha1"], name="reject_source_origin_line_uniq"
+            )
+        ]
+        ordering = ["origin", "line_no"]
+
+    def __str__(self) -> str:
+        return f"{self.origin}:{self.line_no}: {self.reason}"

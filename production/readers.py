@@ -1,0 +1,187 @@
+"""Streaming readers: a binary stream in, one `Item` per record out.
+
+They never hold more than one record in memory and never raise on a bad record: a bad record
+becomes a `Reject` with its line number, and the lines around it are read as usual.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
+
+import orjson
+
+from .contract import ContractError, ParsedEvent, ParsedTurn, parse_messages_line, parse_record
+
+FORMATS = ("auto", "jsonl", "csv", "messages")
+RAW_CAP = 2000  # characters of a rejected line kept for inspection
+
+
+@dataclass(slots=True)
+class Reject:
+    line_no: int
+    reason: str
+    raw: str
+
+
+Item = tuple[int, "ParsedTurn | ParsedEvent | Reject"]
+
+
+def _raw_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="backslashreplace")[:RAW_CAP]
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ContractError(f"line: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+
+
+def _loads(raw: bytes):
+    text = _decode(raw)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise ContractError(f"line: invalid JSON ({e})") from None
+
+
+def detect_format(stream: BinaryIO, name: str = "") -> str:
+    """Guess from the name, then from the first non-blank line (the stream must be peekable)."""
+    lower = name.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    head = stream.peek(65536)[:65536] if hasattr(stream, "peek") else b""
+    for line in head.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith(b"{") and b'"messages"' in stripped and b'"query"' not in stripped:
+            return "messages"
+        if stripped.startswith((b"{", b"[")):
+            return "jsonl"
+        return "csv"
+    return "jsonl"
+
+
+def read_jsonl(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
+    for line_no, raw in enumerate(stream, start=1):
+        if progress:
+            progress(len(raw))
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        try:
+            yield line_no, parse_record(_loads(stripped))
+        except ContractError as e:
+            yield line_no, Reject(line_no, str(e), _raw_text(stripped))
+
+
+def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
+    for line_no, raw in enumerate(stream, start=1):
+        if progress:
+            progress(len(raw))
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        try:
+            turns = parse_messages_line(_loads(stripped))
+        except ContractError as e:
+            yield line_no, Reject(line_no, str(e), _raw_text(stripped))
+            continue
+        for turn in turns:
+            yield line_no, turn
+
+
+def read_json_array(body: bytes) -> Iterator[Item]:
+    """The API accepts a JSON array too; element k is reported as line k."""
+    try:
+        values = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        yield 1, Reject(1, f"body: invalid JSON ({e})", _raw_text(body[:RAW_CAP]))
+        return
+    for n, value in enumerate(values, start=1):
+        try:
+            yield n, parse_record(value)
+        except ContractError as e:
+            yield n, Reject(n, str(e), orjson.dumps(value).decode()[:RAW_CAP])
+
+
+CSV_JSON_COLUMNS = ("contexts", "events", "metadata")
+
+
+class _CountingReader(io.RawIOBase):
+    """Reports bytes consumed so a CSV read can drive the same progress bar."""
+
+    def __init__(self, stream: BinaryIO, progress: Callable[[int], None] | None):
+        self._stream, self._progress = stream, progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self._stream.read(len(b))
+        n = len(data)
+        b[:n] = data
+        if self._progress and n:
+            self._progress(n)
+        return n
+
+
+def read_csv(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
+    # surrogateescape keeps a bad byte inside its field, so only that record is rejected.
+    text = io.TextIOWrapper(io.BufferedReader(_CountingReader(stream, progress)), encoding="utf-8",
+                            errors="surrogateescape", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            line_no, start = start, reader.line_num + 1
+            yield line_no, Reject(line_no, f"line: malformed CSV ({e})", "")
+            continue
+        line_no, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        raw = ",".join(row).encode("utf-8", errors="surrogateescape")
+        try:
+            yield line_no, parse_record(_csv_record(header, row, raw))
+        except ContractError as e:
+            yield line_no, Reject(line_no, str(e), _raw_text(raw))
+
+
+def _csv_record(header: list[str], row: list[str], raw: bytes) -> dict:
+    _decode(raw)  # rejects the record if any cell held a byte that is not UTF-8
+    if len(row) != len(header):
+        raise ContractError(f"line: expected {len(header)} columns, got {len(row)}")
+    record: dict = {}
+    for name, cell in zip(header, row):
+        if cell == "" and name not in ("response", "query"):
+            continue  # an empty optional cell means "absent"
+        if name in CSV_JSON_COLUMNS:
+            try:
+                record[name] = orjson.loads(cell)
+            except orjson.JSONDecodeError:
+                raise ContractError(f"{name}: expected a JSON value in the CSV cell") from None
+        elif name == "latency_ms":
+            try:
+                record[name] = float(cell)
+            except ValueError:
+                raise ContractError(f"latency_ms: expected a number, got {cell[:40]!r}") from None
+        else:
+            record[name] = cell
+    if record.get("type") == "event":
+        raise ContractError("type: event lines are not supported in CSV; send them as JSON lines")
+    return record
+
+
+READERS = {"jsonl": read_jsonl, "csv": read_csv, "messages": read_messages}

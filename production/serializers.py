@@ -1,0 +1,62 @@
+from rest_framework import serializers
+
+from .models import Event, IngestJob, RejectedLine, Session, Turn
+
+
+class TurnSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name")
+    session_id = serializers.CharField(source="session.external_id")
+    turn_id = serializers.CharField(source="external_id")
+
+    class Meta:
+        model = Turn
+        fields = ["id", "turn_id", "source", "session_id", "timestamp", "position", "query", "response", "user_id",
+                  "contexts", "model", "response_timestamp", "latency_ms", "metadata"]
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name")
+    session_id = serializers.CharField(source="external_id")
+    turn_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Session
+        fields = ["id", "session_id", "source", "first_seen", "last_seen", "turn_count"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name")
+    attached = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Event
+        fields = ["id", "source", "turn_external_id", "turn", "attached", "type", "timestamp", "corrected_response",
+                  "actor", "reason", "payload"]
+
+    def get_attached(self, obj) -> bool:
+        return obj.turn_id is not None
+
+
+class RejectedLineSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name")
+
+    class Meta:
+        model = RejectedLine
+        fields = ["id", "source", "origin", "line_no", "reason", "raw", "job", "created_at"]
+
+
+class IngestJobSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name")
+
+    class Meta:
+        model = IngestJob
+        fields = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events", "error",
+                  "created_at", "finished_at"]
+
+
+class IngestSummarySerializer(serializers.Serializer):
+    read = serializers.IntegerField()
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    events = serializers.IntegerField()

@@ -1,0 +1,16 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import api
+
+router = DefaultRouter()
+router.register("ingest/jobs", api.IngestJobViewSet, basename="ingest-job")
+router.register("turns", api.TurnViewSet, basename="turn")
+router.register("sessions", api.SessionViewSet, basename="session")
+router.register("events", api.EventViewSet, basename="event")
+router.register("rejects", api.RejectedLineViewSet, basename="rejected-line")
+
+urlpatterns = [
+    path("ingest/", api.IngestApi.as_view(), name="ingest"),
+    path("", include(router.urls)),
+]
