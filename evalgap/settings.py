@@ -122,6 +122,7 @@ INGEST_SPOOL_DIR = Path(env.str("INGEST_SPOOL_DIR", default=str(MEDIA_ROOT / "in
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=200 * 1024 * 1024)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=20_000)
 
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -4,6 +4,7 @@ A turn's identity is (source, external_id): the id the source system gave it. In
 on it, so re-reading a log creates nothing new.
 """
 from django.db import models
+from django.db.models.functions import Now
 
 
 class Source(models.Model):
@@ -34,9 +35,11 @@ class Session(models.Model):
 
 
 class Turn(models.Model):
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="turns")
+    # No single-column indexes on the two keys: the unique (source, external_id) and the
+    # (session, timestamp, position) indexes lead with them, and every index slows ingest.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="turns", db_index=False)
     external_id = models.CharField(max_length=255)
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False)
     timestamp = models.DateTimeField(null=True, blank=True, db_index=True)
     # Order inside the session for inputs without timestamps (OpenAI messages).
     position = models.IntegerField(null=True, blank=True)
@@ -44,11 +47,12 @@ class Turn(models.Model):
     response = models.TextField(blank=True, default="")
     user_id = models.CharField(max_length=255, blank=True, default="")
     contexts = models.JSONField(default=list, blank=True)
-    model = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    model = models.CharField(max_length=255, blank=True, default="")
     response_timestamp = models.DateTimeField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    ingested_at = models.DateTimeField(auto_now_add=True)
+    # A database default, so COPY need not send it.
+    ingested_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         constraints = [

@@ -65,17 +65,23 @@ def detect_format(stream: BinaryIO, name: str = "") -> str:
     return "jsonl"
 
 
+def parse_jsonl_line(line_no: int, raw: bytes) -> "ParsedTurn | ParsedEvent | Reject | None":
+    stripped = raw.strip()
+    if not stripped:
+        return None
+    try:
+        return parse_record(_loads(stripped))
+    except ContractError as e:
+        return Reject(line_no, str(e), _raw_text(stripped))
+
+
 def read_jsonl(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
     for line_no, raw in enumerate(stream, start=1):
         if progress:
             progress(len(raw))
-        stripped = raw.strip()
-        if not stripped:
-            continue
-        try:
-            yield line_no, parse_record(_loads(stripped))
-        except ContractError as e:
-            yield line_no, Reject(line_no, str(e), _raw_text(stripped))
+        item = parse_jsonl_line(line_no, raw)
+        if item is not None:
+            yield line_no, item
 
 
 def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:

@@ -26,7 +26,7 @@ def holdings_report() -> dict:
         "turns": Turn.objects.count(),
         "sessions": Session.objects.count(),
         "sources": list(
-            Source.objects.annotate(turns=Count("turns", distinct=True)).order_by("name").values("name", "turns")
+            Source.objects.annotate(turn_count=Count("turns")).order_by("name").values("name", "turn_count")
         ),
         "models": list(Turn.objects.values("model").annotate(turns=Count("id")).order_by("-turns", "model")),
         "events_by_type": dict(Event.objects.values_list("type").annotate(n=Count("id")).order_by("type")),

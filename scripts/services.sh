@@ -53,6 +53,13 @@ pg_stop() {
   if [ -f "$PGDATA/postmaster.pid" ]; then as_postgres pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null || true; fi
 }
 
+pg_resetdb() {
+  # A clean database, so every test or bench run starts from the current migrations.
+  as_postgres psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -q -v ON_ERROR_STOP=1 \
+    -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$PG_DB' AND pid <> pg_backend_pid()" \
+    -c "DROP DATABASE IF EXISTS \"$PG_DB\"" -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
+}
+
 redis_start() {
   if ! command -v redis-server >/dev/null 2>&1; then
     echo "redis-server: not found, installing with apt-get" >&2
@@ -99,5 +106,6 @@ case "${1:-}" in
   stop) worker_stop; redis_stop; pg_stop ;;
   env) env_lines ;;
   pg) pg_start ;;
-  *) echo "usage: $0 start|worker|stop|env|pg" >&2; exit 2 ;;
+  resetdb) pg_resetdb ;;
+  *) echo "usage: $0 start|worker|stop|env|pg|resetdb" >&2; exit 2 ;;
 esac

@@ -21,6 +21,8 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from ..contract import ParsedEvent, ParsedTurn
+from ..copy_rows import json_text as _json
+from ..copy_rows import render_turn_tail
 from ..models import Event, IngestJob, RejectedLine, Session, Source, Turn
 from ..readers import READERS, Item, Reject, detect_format, read_json_array
 
@@ -50,14 +52,6 @@ def source_get_or_create(*, name: str) -> Source:
         raise IngestError("source: a non-empty source name is required")
     source, _ = Source.objects.get_or_create(name=name.strip())
     return source
-
-
-def _json(value) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _ts(value: datetime | None) -> str:
-    return value.isoformat() if value is not None else ""
 
 
 # --- writers: the same chunk protocol on PostgreSQL (COPY) and elsewhere (ORM bulk).
@@ -92,14 +86,12 @@ class _OrmWriter:
         return ids
 
     def insert_turns(self, turns: list[ParsedTurn], session_ids: dict[str, int]) -> None:
-        now = timezone.now()
         Turn.objects.bulk_create(
             [
                 Turn(source=self.source, external_id=t.external_id, session_id=session_ids[t.session_external_id],
                      timestamp=t.timestamp, position=t.position, query=t.query, response=t.response,
                      user_id=t.user_id, contexts=t.contexts, model=t.model,
-                     response_timestamp=t.response_timestamp, latency_ms=t.latency_ms, metadata=t.metadata,
-                     ingested_at=now)
+                     response_timestamp=t.response_timestamp, latency_ms=t.latency_ms, metadata=t.metadata)
                 for t in turns
             ],
             batch_size=500,
@@ -136,7 +128,7 @@ class _OrmWriter:
 class _PostgresWriter(_OrmWriter):
     TURN_COLUMNS = (
         "source_id", "external_id", "session_id", "timestamp", "position", "query", "response", "user_id",
-        "contexts", "model", "response_timestamp", "latency_ms", "metadata", "ingested_at",
+        "contexts", "model", "response_timestamp", "latency_ms", "metadata",
     )
     NOT_NULL_TEXT = ("external_id", "query", "response", "user_id", "contexts", "model", "metadata")
 
@@ -176,14 +168,10 @@ class _PostgresWriter(_OrmWriter):
     def insert_turns(self, turns: list[ParsedTurn], session_ids: dict[str, int]) -> None:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        sid, now = self.source.id, _ts(timezone.now())
+        prefix = f"{self.source.id},"
         for t in turns:
-            w.writerow((
-                sid, t.external_id, session_ids[t.session_external_id], _ts(t.timestamp),
-                "" if t.position is None else t.position, t.query, t.response, t.user_id, _json(t.contexts),
-                t.model, _ts(t.response_timestamp), "" if t.latency_ms is None else t.latency_ms,
-                _json(t.metadata), now,
-            ))
+            key = _csv_cell(t.external_id)
+            buf.write(f"{prefix}{key},{session_ids[t.session_external_id]},{render_turn_tail(t)}")
         buf.seek(0)
         # CSV COPY reads an unquoted empty cell as NULL; FORCE_NOT_NULL keeps "" for text columns.
         sql = (
@@ -240,6 +228,12 @@ def _event_row(source: Source, e: ParsedEvent) -> Event:
         corrected_response=e.corrected_response, actor=e.actor, reason=e.reason, payload=e.payload,
         fingerprint=e.fingerprint,
     )
+
+
+def _csv_cell(value: str) -> str:
+    if any(c in value for c in ',"\r\n') or value != value.strip():
+        return '"' + value.replace('"', '""') + '"'
+    return value
 
 
 def _writer(source: Source) -> _OrmWriter:

@@ -1,0 +1,47 @@
+"""Generate an N-turn production log for benchmarks (default 1M turns, ~370 bytes a turn).
+
+Queries are drawn from the real example logs so that text lengths and vocabulary are those of
+real traffic; ids, sessions and timestamps are generated. Deterministic for a given seed.
+"""
+import argparse
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--turns", type=int, default=1_000_000)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    rnd = random.Random(args.seed)
+    pool = []
+    for name in ("canard", "cast", "hint3"):
+        with open(REPO / "examples" / f"{name}_log.jsonl", encoding="utf-8") as f:
+            pool += [(r["query"], r["response"][:300]) for r in map(json.loads, f) if "query" in r]
+    start = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    with open(args.out, "w", encoding="utf-8") as out:
+        n = session = 0
+        while n < args.turns:
+            session += 1
+            ts = start + timedelta(seconds=rnd.randrange(0, 86 * 86400))
+            for k in range(rnd.randint(1, 8)):
+                if n >= args.turns:
+                    break
+                q, r = pool[rnd.randrange(len(pool))]
+                rec = {"id": f"bench-{n:08d}", "session_id": f"bench-s-{session:07d}",
+                       "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "query": q, "response": r,
+                       "model": f"bench-model-{session % 3}", "latency_ms": rnd.randint(300, 2500)}
+                if rnd.random() < 0.05:
+                    rec["events"] = [{"type": rnd.choice(["copy", "thumbs_up", "thumbs_down"])}]
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                ts += timedelta(seconds=rnd.randint(10, 400))
+                n += 1
+
+
+if __name__ == "__main__":
+    main()
