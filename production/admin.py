@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Event, IngestJob, RejectedLine, Session, Source, Turn
+from .models import Event, IngestJob, RejectedLine, Session, Source, Turn, TurnSignals
 
 
 @admin.register(Source)
@@ -59,3 +59,20 @@ class IngestJobAdmin(admin.ModelAdmin):
     list_display = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events",
                     "created_at"]
     list_filter = ["status", "source"]
+
+
+@admin.register(TurnSignals)
+class TurnSignalsAdmin(admin.ModelAdmin):
+    """Failure candidates with evidence: filter on failure_candidate to list them."""
+
+    list_display = ["turn", "failure_candidate", "rephrased", "followed_up", "abandoned", "copied", "human_override",
+                    "thumbs_down", "escalated", "short_evidence"]
+    list_filter = ["failure_candidate", "rephrased", "followed_up", "abandoned", "copied", "human_override",
+                   "thumbs_down", "escalated", "turn__source", "turn__model"]
+    search_fields = ["turn__external_id", "turn__query"]
+    raw_id_fields = ["turn"]
+    readonly_fields = ["detected_at"]
+
+    @admin.display(description="evidence")
+    def short_evidence(self, obj):
+        return str(obj.evidence)[:160]

@@ -75,3 +75,20 @@ class RejectedLineViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = selectors.rejected_line_list()
     serializer_class = serializers.RejectedLineSerializer
     filterset_class = filters.RejectedLineFilter
+
+
+class FailureViewSet(viewsets.ReadOnlyModelViewSet):
+    """Turns whose answer failed by what users or agents did (rephrase, override, and by setting
+    thumbs-down and escalation), each with its evidence."""
+
+    queryset = selectors.failure_candidates()
+    serializer_class = serializers.FailureSerializer
+    filterset_class = filters.TurnFilter
+
+
+class SignalRatesDailyApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("by_model", bool), OpenApiParameter("source", str)],
+                   responses={200: dict})
+    def get(self, request):
+        by_model = request.query_params.get("by_model", "true").lower() not in ("0", "false", "no")
+        return Response(selectors.signal_rates_daily(by_model=by_model, source=request.query_params.get("source")))

@@ -143,3 +143,34 @@ class RejectedLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.origin}:{self.line_no}: {self.reason}"
+
+
+class TurnSignals(models.Model):
+    """What users and agents did after a turn's answer, and why each flag was set.
+
+    Recomputed per session by signal detection; a late event re-dirties the session.
+    """
+
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, primary_key=True, related_name="signals")
+    rephrased = models.BooleanField(default=False)
+    followed_up = models.BooleanField(default=False)
+    abandoned = models.BooleanField(default=False)
+    copied = models.BooleanField(default=False)
+    thumbs_up = models.BooleanField(default=False)
+    thumbs_down = models.BooleanField(default=False)
+    escalated = models.BooleanField(default=False)
+    human_override = models.BooleanField(default=False)
+    failure_candidate = models.BooleanField(default=False, db_index=True)
+    corrected_response = models.TextField(blank=True, default="")
+    evidence = models.JSONField(default=dict, blank=True)
+    detected_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "turn signals"
+
+    def flags(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in SIGNAL_NAMES}
+
+
+SIGNAL_NAMES = ("rephrased", "followed_up", "abandoned", "copied", "thumbs_up", "thumbs_down", "escalated",
+                "human_override")

@@ -1,7 +1,7 @@
 """Reads over production data, for the API, the admin, the dashboard and other apps."""
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from .models import Event, RejectedLine, Session, Source, Turn
+from .models import SIGNAL_NAMES, Event, RejectedLine, Session, Source, Turn, TurnSignals
 
 
 def turn_list() -> QuerySet[Turn]:
@@ -34,3 +34,64 @@ def holdings_report() -> dict:
         "rejected": RejectedLine.objects.count(),
         "rejected_sample": list(RejectedLine.objects.order_by("id").values("origin", "line_no", "reason")[:5]),
     }
+
+
+def _signals_record(turn: Turn) -> dict:
+    sig = getattr(turn, "signals", None)
+    flags = sig.flags() if sig else dict.fromkeys(SIGNAL_NAMES, False)
+    return {**flags, "failure_candidate": bool(sig and sig.failure_candidate), "evidence": sig.evidence if sig else {}}
+
+
+def turns_with_signals_export(*, source: str | None = None):
+    """Every turn with its signals, streamed in id order (flat memory on large logs)."""
+    qs = Turn.objects.select_related("source", "session", "signals").order_by("id")
+    if source:
+        qs = qs.filter(source__name=source)
+    for t in qs.iterator(chunk_size=2000):
+        yield {
+            "id": t.external_id, "source": t.source.name, "session_id": t.session.external_id,
+            "timestamp": t.timestamp.isoformat() if t.timestamp else None, "query": t.query, "response": t.response,
+            "model": t.model, "signals": _signals_record(t),
+            "corrected_response": t.signals.corrected_response if hasattr(t, "signals") else "",
+        }
+
+
+def failure_candidates() -> QuerySet[Turn]:
+    return (Turn.objects.filter(signals__failure_candidate=True)
+            .select_related("source", "session", "signals").order_by("-timestamp", "id"))
+
+
+RATE_SIGNALS = ("followed_up", "rephrased", "abandoned", "copied", "human_override", "thumbs_up", "thumbs_down",
+                "escalated")
+
+
+def signal_rates_daily(*, by_model: bool = True, source: str | None = None) -> list[dict]:
+    """Per day (and per model) share of answered turns with each signal."""
+    from django.db.models.functions import TruncDate
+
+    qs = TurnSignals.objects.filter(turn__timestamp__isnull=False)
+    if source:
+        qs = qs.filter(turn__source__name=source)
+    keys = ["day", "turn__model"] if by_model else ["day"]
+    aggregates = {name: Count("turn_id", filter=Q(**{name: True})) for name in RATE_SIGNALS}
+    aggregates["failures"] = Count("turn_id", filter=Q(failure_candidate=True))
+    rows = (qs.annotate(day=TruncDate("turn__timestamp")).values(*keys)
+            .annotate(turns=Count("turn_id"), **aggregates).order_by(*keys))
+    out = []
+    for r in rows:
+        n = r["turns"]
+        item = {"date": r["day"].isoformat(), "turns": n}
+        if by_model:
+            item["model"] = r["turn__model"]
+        for name in (*RATE_SIGNALS, "failures"):
+            item[f"{name}_rate"] = round(r[name] / n, 4) if n else 0.0
+        out.append(item)
+    return out
+
+
+def signal_rates_overall() -> dict:
+    qs = TurnSignals.objects.all()
+    n = qs.count()
+    agg = qs.aggregate(**{name: Count("turn_id", filter=Q(**{name: True})) for name in (*RATE_SIGNALS,
+                                                                                           "failure_candidate")})
+    return {"turns": n, **{f"{k}_rate": round(v / n, 4) if n else 0.0 for k, v in agg.items()}}

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from .models import Event, IngestJob, RejectedLine, Session, Turn
+from .models import SIGNAL_NAMES, Event, IngestJob, RejectedLine, Session, Turn
 
 
 class TurnSerializer(serializers.ModelSerializer):
@@ -60,3 +60,15 @@ class IngestSummarySerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     events = serializers.IntegerField()
+
+
+class FailureSerializer(TurnSerializer):
+    signals = serializers.SerializerMethodField()
+    evidence = serializers.JSONField(source="signals.evidence")
+    corrected_response = serializers.CharField(source="signals.corrected_response")
+
+    class Meta(TurnSerializer.Meta):
+        fields = TurnSerializer.Meta.fields + ["signals", "evidence", "corrected_response"]
+
+    def get_signals(self, obj) -> dict:
+        return {name: getattr(obj.signals, name) for name in SIGNAL_NAMES}

@@ -7,3 +7,11 @@ from .services import ingest
 def ingest_job_run(job_id: int) -> dict | None:
     result = ingest.ingest_job_run(job_id=job_id)
     return result.as_dict() if result else None
+
+
+@shared_task(acks_late=True)
+def signals_detect() -> dict:
+    # Idempotent: it works on whatever sessions are dirty when it runs.
+    from .services.signals import signals_detect as detect
+
+    return detect().as_dict()

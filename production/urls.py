@@ -9,8 +9,10 @@ router.register("turns", api.TurnViewSet, basename="turn")
 router.register("sessions", api.SessionViewSet, basename="session")
 router.register("events", api.EventViewSet, basename="event")
 router.register("rejects", api.RejectedLineViewSet, basename="rejected-line")
+router.register("failures", api.FailureViewSet, basename="failure")
 
 urlpatterns = [
     path("ingest/", api.IngestApi.as_view(), name="ingest"),
+    path("signals/daily/", api.SignalRatesDailyApi.as_view(), name="signals-daily"),
     path("", include(router.urls)),
 ]

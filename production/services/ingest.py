@@ -313,6 +313,10 @@ def turns_ingest_items(
     total.add(_flush(writer, chunk, origin, job))
     with transaction.atomic():
         writer.attach_events()
+    if settings.SIGNALS_DETECT_AFTER_INGEST and (total.created or total.events):
+        from ..tasks import signals_detect
+
+        transaction.on_commit(signals_detect.delay)
     return total
 
 
