@@ -131,18 +131,23 @@ def evaluate(detector=None, data_dir=None) -> dict:
     return result
 
 
-def main() -> None:
-    res = evaluate()
-    print(f"threshold={res['threshold']} semantic={res['semantic']}")
-    print(f"{'set':8} {'P':>6} {'R':>6} {'F1':>6} {'pairs':>6} {'enc%':>5}  halves(P/R)  target")
+def format_report(res: dict) -> str:
+    lines = [f"threshold={res['threshold']} semantic={res['semantic']}",
+             f"{'set':8} {'P':>6} {'R':>6} {'F1':>6} {'pairs':>6} {'enc%':>5}  halves(P/R)  target"]
     for name, m in res["sets"].items():
         hv = " ".join(f"{v['precision']:.3f}/{v['recall']:.3f}" for v in m["halves"].values())
-        print(f"{name:8} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['pairs']:6d} "
-              f"{100 * m['encoder_share']:5.1f}  {hv}  {m.get('meets_target', '-')}")
+        lines.append(f"{name:8} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['pairs']:6d} "
+                     f"{100 * m['encoder_share']:5.1f}  {hv}  {m.get('meets_target', '-')}")
     for name, m in res["sets"].items():
-        print(f"\ntrade-off {name}:  threshold  P      R      F1")
+        lines.append(f"\ntrade-off {name}:  threshold  P      R      F1")
         for row in m["sweep"]:
-            print(f"            {row['threshold']:.2f}   {row['precision']:.3f}  {row['recall']:.3f}  {row['f1']:.3f}")
+            lines.append(f"            {row['threshold']:.2f}   {row['precision']:.3f}  {row['recall']:.3f}  "
+                         f"{row['f1']:.3f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(format_report(evaluate()))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,17 @@ def signal_rates_overall() -> dict:
     agg = qs.aggregate(**{name: Count("turn_id", filter=Q(**{name: True})) for name in (*RATE_SIGNALS,
                                                                                            "failure_candidate")})
     return {"turns": n, **{f"{k}_rate": round(v / n, 4) if n else 0.0 for k, v in agg.items()}}
+
+
+def signal_rates_by_model() -> list[dict]:
+    rows = (TurnSignals.objects.values("turn__model")
+            .annotate(turns=Count("turn_id"), **{n: Count("turn_id", filter=Q(**{n: True})) for n in RATE_SIGNALS})
+            .order_by("-turns"))
+    return [{"model": r["turn__model"], "turns": r["turns"],
+             **{f"{n}_rate": r[n] / r["turns"] for n in RATE_SIGNALS}} for r in rows]
+
+
+def top_rephrased_failures(*, limit: int = 5) -> list[Turn]:
+    """The clearest re-asks: rephrased failure candidates by similarity of the re-ask."""
+    return list(failure_candidates().filter(signals__rephrased=True)
+                .order_by("-signals__evidence__rephrased__similarity", "id")[:limit])

@@ -14,5 +14,8 @@ for name in canard cast hint3; do
   "$PY" manage.py ingest "examples/${name}_log.jsonl" --source "$name"
 done
 echo
+echo "== detect implicit signals (what users and agents did after each answer)"
+"$PY" manage.py detect_signals
+echo
 echo "== what evalgap holds"
 "$PY" manage.py report

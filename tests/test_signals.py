@@ -158,3 +158,11 @@ def test_export_turns_writes_one_object_per_turn_with_signals(saosin, tmp_path):
     assert {k for k in ("rephrased", "followed_up", "abandoned", "copied", "thumbs_up", "thumbs_down", "escalated",
                         "human_override") if sig[k]} == {"rephrased", "escalated"}
     assert sig["evidence"]["rephrased"]["next_turn_id"] == f"{SAOSIN}-4r"
+
+
+def test_evaluate_detectors_command_prints_the_per_set_table():
+    out = io.StringIO()
+    call_command("evaluate_detectors", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert set(report["sets"]) >= {"canard", "hint3"}
+    assert report["sets"]["canard"]["meets_target"] and report["sets"]["hint3"]["meets_target"]

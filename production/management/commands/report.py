@@ -10,6 +10,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true")
+        parser.add_argument("--top", type=int, default=5, help="failure candidates to show")
 
     def handle(self, *args, **opts):
         report = selectors.holdings_report()
@@ -27,3 +28,26 @@ class Command(BaseCommand):
         w(f"rejected  {report['rejected']:>8}")
         for r in report["rejected_sample"]:
             w(f"          {r['origin']}:{r['line_no']}: {r['reason']}")
+        rates = selectors.signal_rates_overall()
+        if not rates["turns"]:
+            return
+        w("")
+        w(f"signal rates over {rates['turns']} turns:")
+        for name in ("followed_up", "rephrased", "abandoned", "copied", "human_override", "thumbs_down", "escalated",
+                     "failure_candidate"):
+            w(f"  {name:<18} {100 * rates[name + '_rate']:6.1f} %")
+        w("")
+        w("per model (rephrase / follow-up / abandon / escalation):")
+        for m in selectors.signal_rates_by_model():
+            w(f"  {m['model'] or '(none)':<30} {m['turns']:>6} turns  {100 * m['rephrased_rate']:5.1f} % "
+              f"{100 * m['followed_up_rate']:5.1f} % {100 * m['abandoned_rate']:5.1f} % {100 * m['escalated_rate']:5.1f} %")
+        w("")
+        w(f"top failure candidates (rephrased right after the answer, strongest first; "
+          f"{selectors.failure_candidates().count()} candidates in all):")
+        for t in selectors.top_rephrased_failures(limit=opts["top"]):
+            ev = t.signals.evidence["rephrased"]
+            w(f"  [{t.source.name}] {t.external_id}")
+            w(f"      asked   : {t.query[:100]}")
+            w(f"      answer  : {(t.response or '(empty)')[:100]}")
+            w(f"      re-asked: {ev['next_query'][:100]}  (similarity {ev['similarity']:.2f}, "
+              f"{ev['gap_seconds']:.0f} s later, turn {ev['next_turn_id']})")
