@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "production",
+    "taxonomy",
+    "labelling",
 ]
 
 MIDDLEWARE = [
@@ -123,9 +125,35 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=200
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=20_000)
 
 
+# --- Implicit signals
+# A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up);
+# none within it means the user left (abandoned).
+SIGNALS_WINDOW_SECONDS = env.int("SIGNALS_WINDOW_SECONDS", default=300)
+SIGNALS_REPHRASE_THRESHOLD = env.float("SIGNALS_REPHRASE_THRESHOLD", default=None)  # None: the detector's own
+SIGNALS_SEMANTIC = env.bool("SIGNALS_SEMANTIC", default=True)
+SIGNALS_FAILURE_ON_THUMBS_DOWN = env.bool("SIGNALS_FAILURE_ON_THUMBS_DOWN", default=True)
+SIGNALS_FAILURE_ON_ESCALATION = env.bool("SIGNALS_FAILURE_ON_ESCALATION", default=True)
+# Run detection after each ingest (a Celery task; in-process when no broker is configured).
+SIGNALS_DETECT_AFTER_INGEST = env.bool("SIGNALS_DETECT_AFTER_INGEST", default=bool(CELERY_BROKER_URL))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
 }
+
+# --- Label Studio (scripts/labelstudio.sh starts a local one; `scripts/labelstudio.sh env` prints these)
+LABEL_STUDIO_URL = env.str("LABEL_STUDIO_URL", default="")
+LABEL_STUDIO_API_KEY = secret("LABEL_STUDIO_API_KEY")
+LABEL_STUDIO_PROJECT_TITLE = env.str("LABEL_STUDIO_PROJECT_TITLE", default="evalgap: production answers")
+# Label Studio sends this static header with each webhook (it signs nothing); without it: 401.
+LABEL_STUDIO_WEBHOOK_SECRET = secret("LABEL_STUDIO_WEBHOOK_SECRET")
+LABEL_STUDIO_WEBHOOK_HEADER = "X-Evalgap-Secret"
+# Where Label Studio reaches evalgap (for the webhook); empty: no webhook, pull only.
+EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
+
+# --- Selection for labelling
+LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
+LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
+LABELLING_PUSH_CHUNK = 1000

@@ -12,8 +12,9 @@ LS_DATA="${LS_DATA:-$RUN_DIR/ls-data}"
 LS_HOST="127.0.0.1"
 LS_PORT="${LS_PORT:-8089}"
 LS_PYTHON="${LS_PYTHON:-python3}"
-PID_FILE="$RUN_DIR/labelstudio.pid"
-LOG_FILE="$RUN_DIR/labelstudio.log"
+# One pid/log per port, so a second instance on another port never adopts or stops the first.
+PID_FILE="$RUN_DIR/labelstudio-$LS_PORT.pid"
+LOG_FILE="$RUN_DIR/labelstudio-$LS_PORT.log"
 START_TIMEOUT="${LS_START_TIMEOUT:-120}"
 URL="http://$LS_HOST:$LS_PORT"
 # Demo credentials for the local loopback instance only; override via env.
@@ -47,6 +48,8 @@ port_busy() {
   "$LS_PYTHON" - "$LS_HOST" "$LS_PORT" <<'PY'
 import socket, sys
 s = socket.socket()
+# As the server itself will: a port left in TIME_WAIT by a stopped instance is free.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind((sys.argv[1], int(sys.argv[2])))
 except OSError:
@@ -69,6 +72,7 @@ cmd_install() {
 
 cmd_start() {
   [[ -f "$MARKER" ]] || die "not installed; run: $0 install"
+  local launched=0
   if is_running; then
     if probe; then log "already running at $URL (pid $(cat "$PID_FILE"))"; return 0; fi
     log "pid $(cat "$PID_FILE") alive but $URL not answering yet; waiting"
@@ -87,6 +91,8 @@ cmd_start() {
       export USER_ADDITIONAL_BANNED_SUBNETS=169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10
       export LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK=true
       export COLLECT_ANALYTICS=false LATEST_VERSION_CHECK=false
+      # Empty DSNs disable the Sentry error reporting LS ships enabled (offline machine, private data).
+      export SENTRY_DSN= FRONTEND_SENTRY_DSN=
       # Generic USERNAME/PASSWORD/PORT are LS fallbacks; don't let the caller's leak in.
       unset USERNAME PASSWORD PORT LABEL_STUDIO_PORT
       exec setsid "$LS_VENV/bin/label-studio" start --no-browser \
@@ -95,6 +101,7 @@ cmd_start() {
         --user-token "$LS_TOKEN" --enable-legacy-api-token --log-level WARNING
     ) >>"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
+    launched=1
     log "starting (pid $(cat "$PID_FILE"), log $LOG_FILE)"
   fi
   local deadline=$((SECONDS + START_TIMEOUT))
@@ -112,7 +119,7 @@ cmd_start() {
     sleep 1
   done
   tail -n 30 "$LOG_FILE" >&2 || true
-  cmd_stop || true
+  ((launched)) && { cmd_stop || true; }
   die "no answer from $URL/api/version/ within ${START_TIMEOUT}s (LS may have moved ports; see $LOG_FILE)"
 }
 

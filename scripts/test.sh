@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# make test: real PostgreSQL, Redis and one Celery worker on loopback, then pytest against them.
-# Everything started here is stopped on exit, also when a test fails.
+# make test: real PostgreSQL, Redis, one Celery worker and Label Studio on loopback, then pytest
+# against them. Everything started here is stopped on exit, also when a test fails.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 PY=$REPO/.venv/bin/python
+mkdir -p .run
 
+ls_setup=""
 cleanup() {
+  # Let a Label Studio start still under way finish, so that stop finds its pid file.
+  [ -n "$ls_setup" ] && wait "$ls_setup" 2>/dev/null || true
+  scripts/labelstudio.sh stop >/dev/null 2>&1 || true
   scripts/services.sh stop || true
 }
 trap cleanup EXIT INT TERM
+
+# Label Studio installs (~90 s the first time) and starts (~35 s) while the rest is set up.
+(scripts/labelstudio.sh install && scripts/labelstudio.sh start) > .run/labelstudio-setup.log 2>&1 &
+ls_setup=$!
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
 export EVALGAP_TEST_EXISTING_DB=1 DJANGO_SETTINGS_MODULE=evalgap.settings
 export INGEST_SPOOL_DIR=$REPO/.run/spool
+export LABEL_STUDIO_WEBHOOK_SECRET=test-webhook-secret
 # A clean database each run, migrated once; the worker and pytest share it.
 scripts/services.sh resetdb
 "$PY" manage.py migrate --noinput -v0
+
+if ! wait "$ls_setup"; then
+  cat .run/labelstudio-setup.log >&2
+  echo "Label Studio could not be installed or started" >&2
+  exit 1
+fi
+eval "$(scripts/labelstudio.sh env)"
 scripts/services.sh worker
 "$PY" -m pytest "$@"

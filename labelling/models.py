@@ -1,0 +1,114 @@
+"""Labelling: batches of production turns sent to Label Studio, and the judgements that come back."""
+from django.db import models
+
+from production.models import Source, Turn
+
+
+class LabellingBatch(models.Model):
+    class Status(models.TextChoices):
+        SELECTED = "selected"
+        PUSHING = "pushing"
+        PUSHED = "pushed"
+        FAILED = "failed"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    month = models.CharField(max_length=7, blank=True, default="", help_text="YYYY-MM of the sample")
+    seed = models.BigIntegerField(null=True, blank=True)
+    sample_size = models.IntegerField(default=0)
+    include_failures = models.BooleanField(default=False)
+    failures = models.IntegerField(default=0)
+    sampled = models.IntegerField(default=0)
+    skipped_duplicates = models.IntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SELECTED, db_index=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name_plural = "labelling batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.month or 'failures'})"
+
+
+class BatchItem(models.Model):
+    class Stratum(models.TextChoices):
+        FAILURE = "failure"
+        FOLLOW_UP = "follow_up"
+        ABANDONED = "abandoned"
+        NONE = "none"
+
+    batch = models.ForeignKey(LabellingBatch, on_delete=models.CASCADE, related_name="items")
+    # A turn is sent for labelling once, ever.
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="labelling_item")
+    stratum = models.CharField(max_length=20, choices=Stratum.choices)
+    # Probability that this turn was selected; 1.0 for failure candidates taken in full.
+    # Rates estimated from labels weight each item by 1 / inclusion_probability.
+    inclusion_probability = models.FloatField()
+    query_key = models.CharField(max_length=500, db_index=True, help_text="normalised query, for near-duplicates")
+    # Set before the import request is sent: an item with this set and no task link may or may
+    # not be in Label Studio (the push crashed) and is looked up before it is imported again.
+    push_attempted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.turn.external_id} ({self.stratum})"
+
+
+class LabelStudioProject(models.Model):
+    title = models.CharField(max_length=200, unique=True)
+    ls_project_id = models.IntegerField(unique=True)
+    config_sha256 = models.CharField(max_length=64, blank=True, default="")
+    config_synced_at = models.DateTimeField(null=True, blank=True)
+    webhook_id = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.title} (#{self.ls_project_id})"
+
+
+class TaskLink(models.Model):
+    item = models.OneToOneField(BatchItem, on_delete=models.CASCADE, related_name="task")
+    project = models.ForeignKey(LabelStudioProject, on_delete=models.CASCADE, related_name="tasks")
+    ls_task_id = models.IntegerField()
+    pushed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "ls_task_id"], name="tasklink_project_task_uniq")]
+
+
+class Annotation(models.Model):
+    """One annotator's judgement of one item, as last seen in Label Studio."""
+
+    ls_annotation_id = models.IntegerField(unique=True)
+    project = models.ForeignKey(LabelStudioProject, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(BatchItem, on_delete=models.CASCADE, related_name="annotations")
+    ls_task_id = models.IntegerField()
+    annotator = models.CharField(max_length=255, blank=True, default="")
+    verdict = models.CharField(max_length=30, blank=True, default="")
+    failure_modes = models.JSONField(default=list, blank=True)
+    reference_answer = models.TextField(blank=True, default="")
+    proposed_failure_mode = models.TextField(blank=True, default="")
+    notes = models.TextField(blank=True, default="")
+    lead_time = models.FloatField(null=True, blank=True)
+    was_cancelled = models.BooleanField(default=False)
+    ls_created_at = models.DateTimeField(null=True, blank=True)
+    ls_updated_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=list, blank=True)
+    # A value the config does not offer (LS does not check) is kept, with the reason, not applied.
+    invalid_reason = models.TextField(blank=True, default="")
+    deleted = models.BooleanField(default=False, db_index=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"annotation {self.ls_annotation_id} on {self.item_id}: {self.verdict}"
+
+
+class WebhookDelivery(models.Model):
+    """A webhook body as received; processed by a task so Label Studio's 1 s timeout is never hit."""
+
+    action = models.CharField(max_length=50)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")

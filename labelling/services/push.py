@@ -1,0 +1,143 @@
+"""Push a batch to Label Studio: exactly one task per item, however often it runs or crashes.
+
+Label Studio does not deduplicate imports. So each chunk is marked as attempted (committed)
+before the import request, and its task links are saved right after. An item attempted but
+unlinked — the push died between the two — is looked up in Label Studio by (source, evalgap_id)
+before anything is imported again; duplicates found there are deleted.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from production.models import Turn
+
+from ..models import BatchItem, LabellingBatch, TaskLink
+from ..pii import redact
+from .projects import get_client, project_ensure
+
+SIGNAL_LABELS = {
+    "rephrased": "user re-asked the same thing", "followed_up": "user asked a follow-up",
+    "abandoned": "user left after this answer", "copied": "user copied the answer",
+    "thumbs_up": "thumbs up", "thumbs_down": "thumbs down", "escalated": "escalated to a human",
+    "human_override": "a human agent replaced the answer",
+}
+
+
+def _signals_text(signals) -> str:
+    if signals is None:
+        return "No signals detected."
+    lines = []
+    for name, label in SIGNAL_LABELS.items():
+        if not getattr(signals, name):
+            continue
+        ev = signals.evidence.get(name)
+        detail = ""
+        if isinstance(ev, dict) and "next_query" in ev:
+            detail = f' — next query "{ev["next_query"]}" {ev.get("gap_seconds") or 0:.0f} s later ' \
+                     f'(similarity {ev["similarity"]:.2f})'
+        elif isinstance(ev, list) and ev and ev[-1].get("reason"):
+            detail = f" — {ev[-1]['reason']}"
+        lines.append(f"• {label}{detail}")
+    return "\n".join(lines) or "No signals detected."
+
+
+def task_payload(item: BatchItem, history: list[Turn]) -> dict:
+    turn = item.turn
+    clean = redact if turn.source.redact_pii else (lambda text: text)
+    signals = getattr(turn, "signals", None)
+    conversation = []
+    for prev in history:
+        conversation += [{"role": "user", "content": clean(prev.query)},
+                         {"role": "assistant", "content": clean(prev.response) or "(empty answer)"}]
+    if not conversation:
+        conversation = [{"role": "note", "content": "(first turn of the conversation)"}]
+    contexts = turn.contexts or []
+    return {"data": {
+        "evalgap_id": turn.external_id,
+        "source": turn.source.name,
+        "session_id": turn.session.external_id,
+        "timestamp": turn.timestamp.isoformat() if turn.timestamp else "",
+        "model": turn.model,
+        "conversation": conversation,
+        "query": clean(turn.query),
+        "response": clean(turn.response) or "(empty answer)",
+        "contexts_text": "\n\n".join(f"[{i + 1}] {clean(c)}" for i, c in enumerate(contexts))
+        or "(no retrieved contexts)",
+        "signals_text": _signals_text(signals),
+        # Label Studio requires every $key of the config in every task, so this is always sent.
+        "reference_answer_prefill": clean(signals.corrected_response) if signals else "",
+        "stratum": item.stratum,
+        "inclusion_probability": item.inclusion_probability,
+    }}
+
+
+def _histories(items: list[BatchItem]) -> dict[int, list[Turn]]:
+    """The turns before each item's turn in its session (at most LABELLING_CONVERSATION_TURNS)."""
+    keep = settings.LABELLING_CONVERSATION_TURNS
+    by_session: dict[int, list[Turn]] = {}
+    for t in Turn.objects.filter(session_id__in={i.turn.session_id for i in items}).order_by(
+            "session_id", "timestamp", "position", "id"):
+        by_session.setdefault(t.session_id, []).append(t)
+    out = {}
+    for item in items:
+        turns = by_session[item.turn.session_id]
+        idx = next(k for k, t in enumerate(turns) if t.id == item.turn_id)
+        out[item.pk] = turns[max(0, idx - keep):idx]
+    return out
+
+
+def _reconcile(client, project, items: list[BatchItem]) -> int:
+    """Link attempted items that did reach Label Studio; delete any second copy. Returns links made."""
+    found = client.task_ids_by_key(project.ls_project_id, ("source", "evalgap_id"))
+    links = []
+    for item in items:
+        ids = sorted(found.get((item.turn.source.name, item.turn.external_id), []))
+        if not ids:
+            continue
+        for extra in ids[1:]:
+            client.delete_task(extra)
+        links.append(TaskLink(item=item, project=project, ls_task_id=ids[0]))
+    TaskLink.objects.bulk_create(links)
+    return len(links)
+
+
+def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
+    """`on_chunk_imported` is a test seam: called after an import, before its links are saved."""
+    batch = LabellingBatch.objects.get(pk=batch_id)
+    client = get_client()
+    project = project_ensure(client=client)
+    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.PUSHING, last_error="")
+    try:
+        already = TaskLink.objects.filter(item__batch=batch).count()
+        pending = list(BatchItem.objects.filter(batch=batch, task__isnull=True)
+                       .select_related("turn__source", "turn__session", "turn__signals").order_by("id"))
+        attempted = [i for i in pending if i.push_attempted_at]
+        if attempted:
+            already += _reconcile(client, project, attempted)
+            linked = set(TaskLink.objects.filter(item__in=attempted).values_list("item_id", flat=True))
+            pending = [i for i in pending if i.pk not in linked]
+        pushed = 0
+        chunk_size = settings.LABELLING_PUSH_CHUNK
+        for start in range(0, len(pending), chunk_size):
+            chunk = pending[start:start + chunk_size]
+            histories = _histories(chunk)
+            payload = [task_payload(i, histories[i.pk]) for i in chunk]
+            BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
+            ids = client.import_tasks(project.ls_project_id, payload)
+            if on_chunk_imported:
+                on_chunk_imported(start)
+            with transaction.atomic():
+                TaskLink.objects.bulk_create([TaskLink(item=i, project=project, ls_task_id=t)
+                                              for i, t in zip(chunk, ids)])
+            pushed += len(chunk)
+    except Exception as e:
+        LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.FAILED, last_error=str(e)[:2000])
+        raise
+    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.PUSHED, pushed_at=timezone.now())
+    return {"project_id": project.ls_project_id, "pushed": pushed, "already_present": already}
+
+
+def batches_unpushed() -> list[int]:
+    return list(LabellingBatch.objects.exclude(status=LabellingBatch.Status.PUSHED).values_list("id", flat=True))

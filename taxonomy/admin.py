@@ -1,0 +1,28 @@
+from django.contrib import admin
+
+from . import services
+from .models import FailureMode
+
+
+@admin.register(FailureMode)
+class FailureModeAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "parent", "active", "updated_at"]
+    list_filter = ["active", "parent"]
+    search_fields = ["code", "name", "description"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["code"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, so that every edit reaches Label Studio's projects.
+        if change:
+            services.failure_mode_update(mode=obj, **{f: form.cleaned_data[f] for f in form.changed_data})
+        else:
+            services.failure_mode_create(code=obj.code, name=obj.name, description=obj.description,
+                                         parent_code=obj.parent.code if obj.parent else None)
+
+    def delete_model(self, request, obj):
+        services.failure_mode_retire(mode=obj)  # codes are never deleted or reused
+
+    def has_delete_permission(self, request, obj=None):
+        return False
