@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# make demo: the main job on embedded defaults (SQLite, tasks in-process, the example log).
+# make demo: the main job on embedded defaults — SQLite, tasks in-process, a local Label Studio
+# started here, the example production log in examples/.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 PY=$REPO/.venv/bin/python
 unset DATABASE_URL CELERY_BROKER_URL
 export DJANGO_SETTINGS_MODULE=evalgap.settings
+mkdir -p .run
+
+echo "== Label Studio: installing (first time ~90 s) and starting in the background"
+(scripts/labelstudio.sh install && scripts/labelstudio.sh start) > .run/labelstudio-setup.log 2>&1 &
+ls_setup=$!
 
 "$PY" manage.py migrate --noinput -v0
 echo "== ingest the example production log (examples/, real public data)"
@@ -19,3 +25,22 @@ echo "== detect implicit signals (what users and agents did after each answer)"
 echo
 echo "== what evalgap holds"
 "$PY" manage.py report
+
+echo
+echo "== labelling: failure candidates + the monthly sample, pushed to Label Studio"
+if ! wait "$ls_setup"; then
+  cat .run/labelstudio-setup.log >&2
+  echo "Label Studio could not be started (log above); the demo stops here." >&2
+  exit 1
+fi
+eval "$(scripts/labelstudio.sh env)"
+# Last month of the example log (it runs September to November 2026).
+"$PY" manage.py select_for_labelling --failures --sample 100 --month "${DEMO_MONTH:-2026-10}" --seed 1
+"$PY" manage.py push_to_labelstudio
+PROJECT=$("$PY" manage.py shell -c "from labelling.models import LabelStudioProject as P; print(P.objects.get().ls_project_id)" 2>/dev/null | tail -n1)
+echo
+echo "Label Studio is running; open the project and label:"
+echo "  $LABEL_STUDIO_URL/projects/$PROJECT/data"
+echo "  login: $LABEL_STUDIO_USERNAME  password: $LABEL_STUDIO_PASSWORD"
+echo "then pull the judgements back:  .venv/bin/python manage.py pull_annotations"
+echo "stop Label Studio with:          scripts/labelstudio.sh stop"

@@ -94,7 +94,8 @@ cmd_start() {
       # Empty DSNs disable the Sentry error reporting LS ships enabled (offline machine, private data).
       export SENTRY_DSN= FRONTEND_SENTRY_DSN=
       # Generic USERNAME/PASSWORD/PORT are LS fallbacks; don't let the caller's leak in.
-      unset USERNAME PASSWORD PORT LABEL_STUDIO_PORT
+      # LS is its own Django project: none of evalgap's settings may leak into it.
+      unset USERNAME PASSWORD PORT LABEL_STUDIO_PORT DJANGO_SETTINGS_MODULE DATABASE_URL CELERY_BROKER_URL
       exec setsid "$LS_VENV/bin/label-studio" start --no-browser \
         --internal-host "$LS_HOST" --port "$LS_PORT" --data-dir "$LS_DATA" \
         --username "$LS_USERNAME" --password "$LS_PASSWORD" \
