@@ -156,4 +156,4 @@ EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
-LABELLING_PUSH_CHUNK = 1000
+LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, bounded request size

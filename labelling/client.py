@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
+import orjson
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
@@ -140,13 +141,23 @@ class LabelStudioClient:
         task_ids_by_evalgap_id() before re-importing. Each chunk is one synchronous DB transaction in Community.
         """
         ids: list[int] = []
+        http = self._ls._client_wrapper.httpx_client
         for start in range(0, len(tasks), chunk_size):
             chunk = tasks[start : start + chunk_size]
             with _errors(f"import {len(chunk)} tasks into project {project_id}"):
-                resp = self._ls.projects.import_tasks(
-                    id=project_id, request=chunk, return_task_ids=True, request_options=self._slow_opts
+                # A raw POST with an orjson body: the SDK's own import walks the whole payload in
+                # Python to re-encode it, which costs as much as Label Studio's import itself.
+                resp = http.request(
+                    f"api/projects/{project_id}/import",
+                    method="POST",
+                    params={"return_task_ids": "true"},
+                    content=orjson.dumps(chunk),
+                    headers={"Content-Type": "application/json"},
+                    request_options=self._slow_opts,
                 )
-                got = list(resp.task_ids or [])
+                if resp.status_code >= 400:
+                    raise ApiError(status_code=resp.status_code, body=_json_or_text(resp), headers=dict(resp.headers))
+                got = list(resp.json().get("task_ids") or [])
             if len(got) != len(chunk):
                 raise LabelStudioError(f"import into project {project_id}: sent {len(chunk)} tasks, LS returned {len(got)} ids")
             ids.extend(int(i) for i in got)

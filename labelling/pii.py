@@ -3,6 +3,7 @@
 Patterns are deliberately conservative: card numbers must pass a Luhn check and IBANs their
 mod-97 check, so order numbers and prices are not redacted by accident.
 """
+import functools
 import ipaddress
 import re
 
@@ -45,6 +46,7 @@ def _ip_ok(candidate: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=65536)  # a turn's text recurs in the conversation shown with later turns
 def redact(text: str) -> str:
     if not text:
         return text

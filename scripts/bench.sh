@@ -25,3 +25,9 @@ head -n "$SEM_TURNS" "$OUT/log-$TURNS.jsonl" > "$OUT/log-sem.jsonl"
 "$PY" benchmarks/bench_ingest.py "$OUT/log-sem.jsonl" > /dev/null
 echo "== detect_signals with the semantic check ($SEM_TURNS turns)"
 "$PY" benchmarks/bench_signals.py semantic | tee "$OUT/signals-semantic.json"
+echo "== push 10,000 tasks to Label Studio vs its own bulk import, then a re-push"
+scripts/labelstudio.sh install >/dev/null && scripts/labelstudio.sh start
+trap 'scripts/labelstudio.sh stop >/dev/null 2>&1 || true; scripts/services.sh stop || true' EXIT INT TERM
+eval "$(scripts/labelstudio.sh env)"
+head -n 12000 "$OUT/log-$TURNS.jsonl" > "$OUT/log-push.jsonl"
+"$PY" benchmarks/bench_push.py "$OUT/log-push.jsonl" 10000 | tee "$OUT/push.json"

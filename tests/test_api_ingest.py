@@ -4,7 +4,7 @@ import time
 import pytest
 from django.test import override_settings
 
-from production.models import IngestJob, RejectedLine, Turn
+from production.models import IngestJob, RejectedLine, Session, Turn, TurnSignals
 
 REC = {"id": "t-1", "session_id": "s-1", "timestamp": "2026-10-01T09:00:00Z", "query": "q", "response": "r"}
 
@@ -85,3 +85,9 @@ def test_a_large_body_is_ingested_by_the_real_worker(api):
     assert job.summary() == {"read": 301, "created": 300, "duplicates": 0, "rejected": 1, "events": 0}
     assert Turn.objects.filter(source__name="bulk").count() == 300
     assert api.get(f"/api/ingest/jobs/{job_id}/").json()["status"] == "done"
+    # and the worker ran signal detection after the ingest (waited for, so it ends before teardown)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (TurnSignals.objects.count() < 300 or Session.objects.filter(dirty=True)):
+        time.sleep(0.2)
+    assert TurnSignals.objects.filter(turn__source__name="bulk").count() == 300
+    assert not Session.objects.filter(dirty=True).exists()
