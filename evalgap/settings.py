@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "production",
     "taxonomy",
     "labelling",
+    "testsets",
 ]
 
 MIDDLEWARE = [
@@ -157,3 +158,8 @@ EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
 LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, bounded request size
+
+# --- Promotion to test sets
+# With several annotators, the share agreeing with the majority verdict needed to promote
+# without an admin's resolution.
+PROMOTION_MIN_AGREEMENT = env.float("PROMOTION_MIN_AGREEMENT", default=0.66)

@@ -7,5 +7,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/labelling/", include("labelling.urls")),
+    path("api/taxonomy/", include("taxonomy.urls")),
+    path("api/testsets/", include("testsets.urls")),
     path("api/", include("production.urls")),
 ]

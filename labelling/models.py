@@ -20,6 +20,8 @@ class LabellingBatch(models.Model):
     sampled = models.IntegerField(default=0)
     skipped_duplicates = models.IntegerField(default=0)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.SELECTED, db_index=True)
+    # The Label Studio project this batch goes to; empty: settings.LABEL_STUDIO_PROJECT_TITLE.
+    project_title = models.CharField(max_length=200, blank=True, default="")
     pushed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
 
@@ -36,6 +38,7 @@ class BatchItem(models.Model):
         FOLLOW_UP = "follow_up"
         ABANDONED = "abandoned"
         NONE = "none"
+        GENERATED = "generated"  # a generated eval case under review, not a production sample
 
     batch = models.ForeignKey(LabellingBatch, on_delete=models.CASCADE, related_name="items")
     # A turn is sent for labelling once, ever.
@@ -93,6 +96,8 @@ class Annotation(models.Model):
     ls_created_at = models.DateTimeField(null=True, blank=True)
     ls_updated_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(default=list, blank=True)
+    # The taxonomy version in force when this judgement was (last) received.
+    taxonomy_version = models.PositiveIntegerField(null=True, blank=True)
     # A value the config does not offer (LS does not check) is kept, with the reason, not applied.
     invalid_reason = models.TextField(blank=True, default="")
     deleted = models.BooleanField(default=False, db_index=True)

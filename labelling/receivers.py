@@ -1,6 +1,6 @@
 from django.dispatch import receiver
 
-from taxonomy.signals import taxonomy_changed
+from taxonomy.signals import failure_modes_merged, taxonomy_changed
 
 
 @receiver(taxonomy_changed)
@@ -8,3 +8,10 @@ def sync_configs_on_taxonomy_change(sender, **kwargs):
     from .tasks import projects_sync_config
 
     projects_sync_config.delay()
+
+
+@receiver(failure_modes_merged)
+def remap_merged_codes(sender, old: str, new: str, **kwargs):
+    from .services.annotations import annotations_remap_code
+
+    annotations_remap_code(old=old, new=new)

@@ -14,15 +14,17 @@ class FailureModeAdmin(admin.ModelAdmin):
         return ["code"] if obj else []
 
     def save_model(self, request, obj, form, change):
-        # Through the service, so that every edit reaches Label Studio's projects.
+        # Through the services: every edit is audited, versioned and reaches Label Studio.
         if change:
-            services.failure_mode_update(mode=obj, **{f: form.cleaned_data[f] for f in form.changed_data})
+            services.failure_mode_update(mode=obj, user=request.user, reason="edited in the admin",
+                                         **{f: form.cleaned_data[f] for f in form.changed_data})
         else:
             services.failure_mode_create(code=obj.code, name=obj.name, description=obj.description,
-                                         parent_code=obj.parent.code if obj.parent else None)
+                                         parent_code=obj.parent.code if obj.parent else None, user=request.user,
+                                         reason="created in the admin")
 
     def delete_model(self, request, obj):
-        services.failure_mode_retire(mode=obj)  # codes are never deleted or reused
+        services.failure_mode_retire(code=obj.code, user=request.user, reason="deleted in the admin")
 
     def has_delete_permission(self, request, obj=None):
         return False

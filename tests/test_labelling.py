@@ -230,7 +230,7 @@ def test_config_follows_the_taxonomy_and_keeps_existing_annotations(taxonomy, tm
     # when: an admin adds a mode and retires the used one (the worker syncs the config)
     taxonomy_services.failure_mode_create(code="RETRIEVAL.STALE_INDEX", name="Stale index", parent_code="RETRIEVAL")
     assert wait_for(lambda: 'alias="RETRIEVAL.STALE_INDEX"' in client.get_config(project.ls_project_id))
-    taxonomy_services.failure_mode_retire(mode=FailureMode.objects.get(code="RETRIEVAL.MISS"))
+    taxonomy_services.failure_mode_retire(code="RETRIEVAL.MISS")
     assert wait_for(lambda: 'alias="RETRIEVAL.MISS"' not in client.get_config(project.ls_project_id))
 
     # then: the annotation is untouched, and pulling it back still resolves the retired code

@@ -8,7 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from taxonomy.selectors import known_codes
+from taxonomy import services as taxonomy_services
+from taxonomy.selectors import current_version, known_codes, resolve_code
 
 from ..label_config import parse_annotation_result, validate_annotation
 from ..models import Annotation, BatchItem, LabelStudioProject, TaskLink, WebhookDelivery
@@ -57,21 +58,26 @@ def annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict, cod
         completed_by = completed_by.get("email") or completed_by.get("id")
     fields = {
         "project": project, "item": item, "ls_task_id": task["id"], "annotator": str(completed_by or ""),
-        "verdict": parsed["verdict"] or "", "failure_modes": parsed["failure_modes"],
+        "verdict": parsed["verdict"] or "",
+        # Codes merged away since the config was built count as their survivor.
+        "failure_modes": list(dict.fromkeys(resolve_code(c) for c in parsed["failure_modes"])),
         "reference_answer": parsed["reference_answer"], "proposed_failure_mode": parsed["proposed_failure_mode"],
         "notes": parsed["notes"], "lead_time": ann.get("lead_time"), "was_cancelled": bool(ann.get("was_cancelled")),
         "ls_created_at": parse_datetime(ann["created_at"]) if ann.get("created_at") else None,
         "ls_updated_at": parse_datetime(ann["updated_at"]) if ann.get("updated_at") else None,
         "result": ann.get("result") or [], "invalid_reason": invalid, "deleted": False, "deleted_at": None,
     }
+    if parsed["proposed_failure_mode"]:
+        taxonomy_services.proposal_submit(text=parsed["proposed_failure_mode"], ref=f"annotation:{ann['id']}")
     existing = Annotation.objects.filter(ls_annotation_id=ann["id"]).first()
     if existing is None:
-        Annotation.objects.create(ls_annotation_id=ann["id"], **fields)
+        Annotation.objects.create(ls_annotation_id=ann["id"], taxonomy_version=current_version(), **fields)
         return "created"
     if all(getattr(existing, k) == v for k, v in fields.items() if k not in ("project", "item")):
         return "unchanged"
     for k, v in fields.items():
         setattr(existing, k, v)
+    existing.taxonomy_version = current_version()
     existing.save()
     return "updated"
 
@@ -127,3 +133,15 @@ def webhook_delivery_process(*, delivery_id: int) -> None:
             annotations_mark_deleted(ids=[a["id"] for a in payload.get("annotations") or []])
     except (UnknownTask, KeyError, TypeError) as e:
         WebhookDelivery.objects.filter(pk=delivery_id).update(error=str(e)[:2000])
+
+
+def annotations_remap_code(*, old: str, new: str) -> int:
+    """After a merge: labels with `old` now say `new` (Label Studio's copy keeps `old`; it is
+    re-mapped again on every read by resolve_code)."""
+    changed = []
+    for ann in Annotation.objects.exclude(failure_modes=[]).only("id", "failure_modes").iterator():
+        if old in ann.failure_modes:
+            ann.failure_modes = list(dict.fromkeys(new if c == old else c for c in ann.failure_modes))
+            changed.append(ann)
+    Annotation.objects.bulk_update(changed, ["failure_modes"], batch_size=500)
+    return len(changed)

@@ -114,7 +114,7 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
     """`on_chunk_imported` is a test seam: called after an import, before its links are saved."""
     batch = LabellingBatch.objects.get(pk=batch_id)
     client = get_client()
-    project = project_ensure(client=client)
+    project = project_ensure(client=client, title=batch.project_title or None)
     LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.PUSHING, last_error="")
     try:
         already = TaskLink.objects.filter(item__batch=batch).count()

@@ -1,0 +1,89 @@
+"""Versioned test sets grown from labelled production items.
+
+A test set has one draft and frozen versions v1, v2, …; a frozen version's items never change —
+enforced by database triggers (migration 0002), not only here.
+"""
+from django.conf import settings
+from django.db import models
+
+
+class TestSet(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TestSetVersion(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        FROZEN = "frozen"
+
+    testset = models.ForeignKey(TestSet, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(help_text="the N of vN this draft becomes, or became")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    note = models.TextField(blank=True, default="")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    item_count = models.PositiveIntegerField(default=0)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    frozen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["testset", "number"], name="testsetversion_number_uniq"),
+            models.UniqueConstraint(fields=["testset"], condition=models.Q(status="draft"),
+                                    name="testsetversion_one_draft"),
+        ]
+        ordering = ["testset", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.testset.name} v{self.number}{' (draft)' if self.status == 'draft' else ''}"
+
+
+class TestItem(models.Model):
+    """One eval case in one version. `key` is stable across versions (e.g. turn:<source>:<turn id>)."""
+
+    version = models.ForeignKey(TestSetVersion, on_delete=models.PROTECT, related_name="items")
+    key = models.CharField(max_length=400)
+    source = models.CharField(max_length=200, help_text="production source name, or 'generated'")
+    query = models.TextField()
+    response = models.TextField(blank=True, default="", help_text="the answer that was served")
+    reference_answer = models.TextField(blank=True, default="")
+    contexts = models.JSONField(default=list, blank=True)
+    conversation = models.JSONField(default=list, blank=True)
+    verdict = models.CharField(max_length=30)
+    failure_modes = models.JSONField(default=list, blank=True)
+    stratum = models.CharField(max_length=20, blank=True, default="")
+    inclusion_probability = models.FloatField(null=True, blank=True)
+    provenance = models.JSONField(default=dict, blank=True)
+    content_sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "key"], name="testitem_version_key_uniq")]
+        ordering = ["version", "key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Resolution(models.Model):
+    """An admin's decision for an item annotators disagreed on; promotion then uses it."""
+
+    item = models.OneToOneField("labelling.BatchItem", on_delete=models.CASCADE, related_name="resolution")
+    verdict = models.CharField(max_length=30)
+    failure_modes = models.JSONField(default=list, blank=True)
+    reference_answer = models.TextField(blank=True, default="")
+    reason = models.TextField()
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    resolved_at = models.DateTimeField(auto_now_add=True)
+
+
+class PromotionHold(models.Model):
+    """A judged item that a promotion rule kept out, and why (replaced on every promote run)."""
+
+    item = models.OneToOneField("labelling.BatchItem", on_delete=models.CASCADE, related_name="promotion_hold")
+    reason = models.TextField()
+    checked_at = models.DateTimeField(auto_now=True)
