@@ -14,6 +14,9 @@ echo "== Label Studio: installing (first time ~90 s) and starting in the backgro
 ls_setup=$!
 
 "$PY" manage.py migrate --noinput -v0
+# A local admin for the web UI and the Django admin (demo database only).
+DJANGO_SUPERUSER_PASSWORD=evalgap-demo "$PY" manage.py createsuperuser --noinput --username admin \
+  --email admin@example.com >/dev/null 2>&1 || true
 echo "== ingest the example production log (examples/, real public data)"
 for name in canard cast hint3; do
   printf '%-7s ' "$name"
@@ -37,10 +40,32 @@ eval "$(scripts/labelstudio.sh env)"
 # Last month of the example log (it runs September to November 2026).
 "$PY" manage.py select_for_labelling --failures --sample 100 --month "${DEMO_MONTH:-2026-10}" --seed 1
 "$PY" manage.py push_to_labelstudio
-PROJECT=$("$PY" manage.py shell -c "from labelling.models import LabelStudioProject as P; print(P.objects.get().ls_project_id)" 2>/dev/null | tail -n1)
+PROJECT=$("$PY" manage.py shell -c "from labelling.models import LabelStudioProject as P; print(P.objects.get(title__startswith='evalgap: production').ls_project_id)" 2>/dev/null | tail -n1)
+
+echo
+echo "== judgements back: the datasets' own human labels stand in for annotators (see examples/README.md)"
+"$PY" examples/label_from_dataset.py --per-source 40
+"$PY" manage.py pull_annotations
+echo
+echo "== promote judged items and freeze the first test-set version"
+"$PY" manage.py promote
+"$PY" manage.py freeze_testset production --note "make demo" || true
+VERSION=$("$PY" manage.py shell -c "from testsets.selectors import latest_frozen as f; v = f(); print(v.number if v else '')" 2>/dev/null | tail -n1)
+mkdir -p .run/exports
+if [ -n "$VERSION" ]; then
+  "$PY" manage.py export_testset production --version "$VERSION" --format jsonl --output ".run/exports/production-v$VERSION.jsonl"
+fi
+
 echo
 echo "Label Studio is running; open the project and label:"
 echo "  $LABEL_STUDIO_URL/projects/$PROJECT/data"
 echo "  login: $LABEL_STUDIO_USERNAME  password: $LABEL_STUDIO_PASSWORD"
 echo "then pull the judgements back:  .venv/bin/python manage.py pull_annotations"
+if [ -n "$VERSION" ]; then
+  echo "The first frozen test-set version, production v$VERSION:"
+  echo "  downloaded to  .run/exports/production-v$VERSION.jsonl"
+  echo "  other formats: .venv/bin/python manage.py export_testset production --version $VERSION --format ragas|deepeval|promptfoo|hf|csv|parquet --output PATH"
+  echo "  in the web UI: .venv/bin/python manage.py runserver, then http://127.0.0.1:8000/testsets/ (API: /api/testsets/production/versions/$VERSION/export/jsonl/)"
+fi
+echo "web UI and admin login (demo):   admin / evalgap-demo"
 echo "stop Label Studio with:          scripts/labelstudio.sh stop"
