@@ -26,18 +26,26 @@ from production.models import Source  # noqa: E402
 
 
 def raw_copy_seconds(log: Path) -> tuple[float, int]:
-    """COPY the same turn rows, pre-rendered as CSV, into a table shaped like production_turn."""
+    """COPY the same turn rows, pre-rendered as CSV, into a table shaped like production_turn
+    (columns, indexes and foreign keys), committed: the floor for writing these rows."""
     with connection.cursor() as c:
         c.execute("DROP TABLE IF EXISTS bench_raw_turn")
+        # Same columns, indexes, defaults and foreign keys (checked at commit, as Django declares them).
         c.execute("CREATE TABLE bench_raw_turn (LIKE production_turn INCLUDING ALL)")
-        c.execute("SELECT id FROM production_source ORDER BY id LIMIT 1")
+        c.execute("ALTER TABLE bench_raw_turn ADD FOREIGN KEY (source_id) REFERENCES production_source (id) "
+                  "DEFERRABLE INITIALLY DEFERRED, ADD FOREIGN KEY (session_id) REFERENCES production_session (id) "
+                  "DEFERRABLE INITIALLY DEFERRED")
+        c.execute("SELECT min(id) FROM production_source")
+        source_id = c.fetchone()[0]
+        c.execute("SELECT min(id) FROM production_session")
+        session_id = c.fetchone()[0]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     rows = 0
     with open(log, encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)
-            w.writerow((1, r["id"], 1, r["timestamp"], r["query"], r["response"], "", "[]", r.get("model", ""),
+            w.writerow((source_id, r["id"], session_id, r["timestamp"], r["query"], r["response"], "", "[]", r.get("model", ""),
                         r.get("latency_ms", ""), "{}", r["timestamp"]))
             rows += 1
     buf.seek(0)
@@ -45,7 +53,6 @@ def raw_copy_seconds(log: Path) -> tuple[float, int]:
            "metadata, ingested_at"
     t0 = time.perf_counter()
     with connection.cursor() as c:
-        c.execute("ALTER TABLE bench_raw_turn ALTER COLUMN session_id DROP NOT NULL")
         c.copy_expert(f"COPY bench_raw_turn ({cols}) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (user_id, response))",
                       buf)
         connection.commit() if not connection.get_autocommit() else None

@@ -76,12 +76,25 @@ def parse_jsonl_line(line_no: int, raw: bytes) -> "ParsedTurn | ParsedEvent | Re
 
 
 def read_jsonl(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
+    loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     for line_no, raw in enumerate(stream, start=1):
         if progress:
             progress(len(raw))
-        item = parse_jsonl_line(line_no, raw)
-        if item is not None:
-            yield line_no, item
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        # orjson validates UTF-8 itself: a line it reads is read exactly as decode-then-parse would.
+        # A line it refuses goes the slow way, which finds the reason.
+        try:
+            obj = loads(stripped)
+        except JSONDecodeError:
+            yield line_no, parse_jsonl_line(line_no, raw)
+            continue
+        try:
+            item = parse_record(obj)
+        except ContractError as e:
+            item = Reject(line_no, str(e), _raw_text(stripped))
+        yield line_no, item
 
 
 def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
