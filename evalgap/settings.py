@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "taxonomy",
     "labelling",
     "testsets",
+    "generation",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -93,7 +95,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_ROOT = Path(env.str("EVALGAP_MEDIA_ROOT", default=str(BASE_DIR / "media")))
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -163,3 +165,13 @@ LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, boun
 # With several annotators, the share agreeing with the majority verdict needed to promote
 # without an admin's resolution.
 PROMOTION_MIN_AGREEMENT = env.float("PROMOTION_MIN_AGREEMENT", default=0.66)
+
+# --- Targeted case generation (generation/llm.py is the one module that calls the LLM)
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_API_KEY = secret("OPENAI_API_KEY")
+GENERATION_MODEL = env.str("GENERATION_MODEL", default="gpt-4o-mini")
+GENERATION_TEMPERATURE = env.float("GENERATION_TEMPERATURE", default=0.9)
+GENERATION_REVIEW_PROJECT_TITLE = env.str("GENERATION_REVIEW_PROJECT_TITLE", default="evalgap: generated cases review")
+# Prices per 1,000 tokens, for the cost recorded on each run (0: unknown).
+GENERATION_PRICE_PER_1K_PROMPT_TOKENS = env.float("GENERATION_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+GENERATION_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GENERATION_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)

@@ -9,5 +9,8 @@ urlpatterns = [
     path("api/labelling/", include("labelling.urls")),
     path("api/taxonomy/", include("taxonomy.urls")),
     path("api/testsets/", include("testsets.urls")),
+    path("api/generation/", include("generation.urls")),
     path("api/", include("production.urls")),
+    path("generation/", include("generation.web_urls")),
+    path("", include("dashboard.urls")),
 ]

@@ -25,6 +25,8 @@ head -n "$SEM_TURNS" "$OUT/log-$TURNS.jsonl" > "$OUT/log-sem.jsonl"
 "$PY" benchmarks/bench_ingest.py "$OUT/log-sem.jsonl" > /dev/null
 echo "== detect_signals with the semantic check ($SEM_TURNS turns)"
 "$PY" benchmarks/bench_signals.py semantic | tee "$OUT/signals-semantic.json"
+echo "== freeze and export a 100,000-item version"
+"$PY" benchmarks/bench_exports.py | tee "$OUT/exports.json"
 echo "== push 10,000 tasks to Label Studio vs its own bulk import, then a re-push"
 scripts/labelstudio.sh install >/dev/null && scripts/labelstudio.sh start
 trap 'scripts/labelstudio.sh stop >/dev/null 2>&1 || true; scripts/services.sh stop || true' EXIT INT TERM

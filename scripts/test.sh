@@ -8,9 +8,11 @@ PY=$REPO/.venv/bin/python
 mkdir -p .run
 
 ls_setup=""
+consumers_setup=""
 cleanup() {
   # Let a Label Studio start still under way finish, so that stop finds its pid file.
   [ -n "$ls_setup" ] && wait "$ls_setup" 2>/dev/null || true
+  [ -n "$consumers_setup" ] && wait "$consumers_setup" 2>/dev/null || true
   scripts/labelstudio.sh stop >/dev/null 2>&1 || true
   scripts/services.sh stop || true
 }
@@ -19,6 +21,9 @@ trap cleanup EXIT INT TERM
 # Label Studio installs (~90 s the first time) and starts (~35 s) while the rest is set up.
 (scripts/labelstudio.sh install && scripts/labelstudio.sh start) > .run/labelstudio-setup.log 2>&1 &
 ls_setup=$!
+# The export consumers (datasets, ragas, deepeval) live in their own venv; ~5 min the first time.
+scripts/consumers_venv.sh > .run/consumers-python 2> .run/consumers-setup.log &
+consumers_setup=$!
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
@@ -36,4 +41,13 @@ if ! wait "$ls_setup"; then
 fi
 eval "$(scripts/labelstudio.sh env)"
 scripts/services.sh worker
+if ! wait "$consumers_setup"; then
+  tail -n 30 .run/consumers-setup.log >&2
+  echo "the export-consumers venv could not be installed: export tests will fail" >&2
+fi
+EVALGAP_CONSUMERS_PYTHON=$(cat .run/consumers-python)
+export EVALGAP_CONSUMERS_PYTHON
+# Browser tests drive Debian's Chromium (Playwright cannot download its own here).
+CHROMIUM_PATH=$(scripts/chromium.sh) || echo "chromium unavailable: browser tests will fail" >&2
+export CHROMIUM_PATH
 "$PY" -m pytest "$@"

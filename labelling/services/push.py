@@ -69,10 +69,17 @@ def task_payload(item: BatchItem, history: list[Turn]) -> dict:
         or "(no retrieved contexts)",
         "signals_text": _signals_text(signals),
         # Label Studio requires every $key of the config in every task, so this is always sent.
-        "reference_answer_prefill": clean(signals.corrected_response) if signals else "",
+        "reference_answer_prefill": clean(_prefill(turn, signals)),
         "stratum": item.stratum,
         "inclusion_probability": item.inclusion_probability,
     }}
+
+
+def _prefill(turn: Turn, signals) -> str:
+    """What the reference answer box starts with: a human agent's answer, else a generated case's."""
+    if signals is not None and signals.corrected_response:
+        return signals.corrected_response
+    return (turn.metadata or {}).get("generation", {}).get("reference_answer") or ""
 
 
 def _histories(items: list[BatchItem]) -> dict[int, list[Turn]]:

@@ -25,7 +25,7 @@ def version_get(*, name: str, number: int) -> TestSetVersion:
 
 def items_canonical(version: TestSetVersion):
     """Each item as canonical JSON (sorted keys, items by key): the bytes the hash covers."""
-    for item in version.items.order_by("key").values(*ITEM_FIELDS):
+    for item in version.items.order_by("key").values(*ITEM_FIELDS).iterator(chunk_size=2000):
         yield canonical(item)
 
 

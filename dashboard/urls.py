@@ -1,0 +1,20 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="dashboard/login.html",
+                                                         redirect_authenticated_user=True,
+                                                         next_page="dashboard:overview"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
+    path("testsets/", views.testset_list, name="testsets"),
+    path("testsets/<slug:name>/", views.testset_detail, name="testset"),
+    path("testsets/<slug:name>/changelog/", views.changelog, name="changelog"),
+    path("testsets/<slug:name>/v<int:number>/", views.version_detail, name="version"),
+    path("taxonomy/", views.taxonomy, name="taxonomy"),
+    path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
+]

@@ -1,0 +1,163 @@
+"""Server-rendered pages. Everyone signed in reads; taxonomy changes need taxonomy.govern_taxonomy,
+checked here on every POST (hiding the forms is a courtesy, not the control)."""
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from production import selectors as production
+from taxonomy.api import taxonomy_action as run_taxonomy_action
+from taxonomy.selectors import current_version, failure_mode_tree, pending_proposals
+from taxonomy.services import TaxonomyError
+from testsets import selectors as testsets
+from testsets.exports import FORMATS
+from testsets.services import versions
+
+from . import charts
+from . import selectors as dash
+from .forms import TaxonomyActionForm
+
+GOVERN = "taxonomy.govern_taxonomy"
+
+
+@login_required
+def overview(request):
+    daily = dash.signal_series(by_model=False)
+    by_model = dash.signal_series(by_model=True)
+    overall = production.signal_rates_overall()
+    pareto = dash.failure_mode_pareto()
+    waiting = dash.waiting_failure_candidates()
+    context = {
+        "overall": overall,
+        "overall_rates": [(label, charts.percent(overall.get(f"{key}_rate", 0.0))) for key, label in dash.SIGNALS],
+        "daily_chart": charts.line_chart(chart_id="signal-rates-daily", title="Signal rates per day, all models",
+                                         x=daily["days"], series=daily["series"], width=1100, height=280),
+        "model_charts": [(label, charts.line_chart(chart_id=f"signal-rates-{label}", title=f"{label.capitalize()} "
+                                                   "rate per day, by model", x=by_model["days"], series=lines,
+                                                   width=560, height=200))
+                         for label, lines in by_model["per_signal"].items()],
+        "models": by_model["models"],
+        "waiting_count": waiting.count(),
+        "candidate_count": production.failure_candidates().count(),
+        "waiting": list(waiting.select_related("signals")[:10]),
+        "rephrased": production.top_rephrased_failures(limit=5),
+        "progress": dash.labelling_progress(),
+        "pareto": pareto,
+        "pareto_chart": charts.bar_chart(chart_id="failure-mode-pareto", title="Failure modes in labelled items "
+                                         "(Pareto)", bars=[(p["code"], p["items"]) for p in pareto], pareto=True,
+                                         width=1000),
+    }
+    return render(request, "dashboard/overview.html", context)
+
+
+@login_required
+def testset_list(request):
+    sets = [{"name": t.name, "description": t.description, "versions": sorted(t.versions.all(),
+                                                                               key=lambda v: -v.number)}
+            for t in testsets.testset_list()]
+    return render(request, "dashboard/testsets.html", {"testsets": sets, "formats": FORMATS})
+
+
+@login_required
+def testset_detail(request, name: str):
+    version_rows = list(testsets.version_list(name=name))
+    if not version_rows:
+        raise Http404(f"no test set {name!r}")
+    return render(request, "dashboard/testset_detail.html", {
+        "name": name, "versions": version_rows, "formats": FORMATS,
+        "numbers": [v.number for v in version_rows]})
+
+
+@login_required
+def version_detail(request, name: str, number: int):
+    try:
+        version = versions.version_get(name=name, number=number)
+    except versions.TestSetError as e:
+        raise Http404(str(e)) from None
+    cov = versions.coverage(name=name, number=number)
+    modes = cov["failure_modes"]
+    strata = [s for s in cov["strata"] if s["items"] or s["production_rate"]]
+    return render(request, "dashboard/version_detail.html", {
+        "name": name, "version": version, "coverage": cov, "strata": strata, "formats": FORMATS,
+        "modes_chart": charts.grouped_bar_chart(
+            chart_id="coverage-modes", title=f"{name} v{number}: failure modes in the set vs in production",
+            groups=[m["code"] for m in modes],
+            series=[("share in set", [m["share_in_set"] for m in modes]),
+                    ("production rate", [m["production_rate"] for m in modes])]),
+        "strata_chart": charts.grouped_bar_chart(
+            chart_id="coverage-strata", title=f"{name} v{number}: strata in the set vs in production",
+            groups=[s["stratum"] for s in strata],
+            series=[("share in set", [s["share_in_set"] for s in strata]),
+                    ("production rate", [s["production_rate"] for s in strata])]),
+    })
+
+
+@login_required
+def changelog(request, name: str):
+    numbers = [v.number for v in testsets.version_list(name=name)]
+    if not numbers:
+        raise Http404(f"no test set {name!r}")
+    try:
+        old = int(request.GET.get("from") or (numbers[1] if len(numbers) > 1 else numbers[0]))
+        new = int(request.GET.get("to") or numbers[0])
+        log = versions.changelog(name=name, old=old, new=new)
+    except ValueError:
+        # TestSetError is a ValueError too: an unknown number is a bad request, shown on the page.
+        return render(request, "dashboard/changelog.html", {
+            "name": name, "numbers": numbers, "error": "pick two versions of this test set"}, status=400)
+    return render(request, "dashboard/changelog.html", {"name": name, "numbers": numbers, "log": log,
+                                                        "old": old, "new": new})
+
+
+@login_required
+def taxonomy(request):
+    modes = failure_mode_tree()
+    can_govern = request.user.has_perm(GOVERN)
+    return render(request, "dashboard/taxonomy.html", {
+        "version": current_version(), "modes": _tree_order(modes), "proposals": list(pending_proposals()),
+        "can_govern": can_govern, "active_codes": [m["code"] for m in modes if m["active"]],
+        "all_codes": [m["code"] for m in modes],
+    })
+
+
+def _tree_order(modes: list[dict]) -> list[dict]:
+    """Depth-first, children under their parent, with the depth for indenting."""
+    children: dict[str | None, list[dict]] = {}
+    for m in modes:
+        children.setdefault(m["parent"], []).append(m)
+    out = []
+
+    def walk(parent, depth):
+        for m in children.get(parent, []):
+            out.append({**m, "depth": depth})
+            walk(m["code"], depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+@login_required
+@require_POST
+def taxonomy_action(request):
+    if not request.user.has_perm(GOVERN):
+        raise PermissionDenied("only taxonomy admins can change the taxonomy")
+    form = TaxonomyActionForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+        messages.error(request, f"Not done — {errors}")
+        return redirect(reverse("dashboard:taxonomy"))
+    fields = form.action_fields()
+    try:
+        result = run_taxonomy_action(user=request.user, **fields)
+    except TaxonomyError as e:
+        messages.error(request, f"{fields['action']} not done — {e}")
+    else:
+        done = {"approve": "approved as", "reject": "rejected", "create": "created", "rename": "renamed",
+                "reparent": "moved", "retire": "retired", "merge": "merged into"}[fields["action"]]
+        target = result.get("code") or f"proposal {fields.get('proposal')}"
+        messages.success(request, f"{fields['action'].capitalize()}: {done} {target} "
+                                  f"(taxonomy v{current_version()}).")
+    return redirect(reverse("dashboard:taxonomy"))

@@ -1,0 +1,17 @@
+from django.http import Http404
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors
+
+
+class ReportApi(APIView):
+    """Per failure mode: real failures, generated, duplicates, approved, rejected (and why), cost."""
+
+    def get(self, request, code: str | None = None):
+        rows = selectors.generation_report(code=code)
+        if code is None:
+            return Response(rows)
+        if not rows:
+            raise Http404(f"failure mode {code!r} does not exist")
+        return Response(rows[0])

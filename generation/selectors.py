@@ -1,0 +1,152 @@
+"""Reads: the real labelled failures a mode is seeded from, review outcomes, the per-mode report."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import Q, Sum
+
+from labelling.models import Annotation, BatchItem
+from taxonomy.models import FailureMode
+from testsets.services.promotion import judge
+
+from .models import GeneratedCase, GenerationRun
+
+FAILED_VERDICTS = ("incorrect", "partially_correct")
+
+
+@dataclass(frozen=True)
+class RealFailure:
+    item_id: int
+    query: str
+    response: str
+    reference_answer: str
+    notes: str
+
+
+def mode_codes(code: str) -> set[str]:
+    """The mode, its descendants, and every mode merged into one of them: a label with any of
+    these codes is a failure of this mode."""
+    codes, frontier = {code}, [code]
+    while frontier:
+        found = set(FailureMode.objects.filter(Q(parent__code__in=frontier) | Q(merged_into__code__in=frontier))
+                    .values_list("code", flat=True)) - codes
+        codes |= found
+        frontier = list(found)
+    return codes
+
+
+def _failure_annotations(code: str):
+    codes = mode_codes(code)
+    qs = (Annotation.objects.filter(deleted=False, was_cancelled=False, verdict__in=FAILED_VERDICTS)
+          .exclude(item__stratum=BatchItem.Stratum.GENERATED))
+    if connection.vendor == "postgresql":
+        match = Q()
+        for c in codes:
+            match |= Q(failure_modes__contains=[c])
+        return list(qs.filter(match).select_related("item__turn").order_by("-id"))
+    # SQLite has no JSON containment lookup; the demo's label counts are small.
+    return [a for a in qs.select_related("item__turn").order_by("-id") if codes & set(a.failure_modes or [])]
+
+
+def real_failures(*, code: str, limit: int | None = None) -> list[RealFailure]:
+    """Labelled failures of the mode, most recently judged first, one per item."""
+    by_item: dict[int, list[Annotation]] = {}
+    for a in _failure_annotations(code):
+        by_item.setdefault(a.item_id, []).append(a)
+    out = []
+    for item_id, anns in by_item.items():
+        turn = anns[0].item.turn
+        out.append(RealFailure(
+            item_id=item_id, query=turn.query, response=turn.response,
+            reference_answer=next((a.reference_answer for a in anns if a.reference_answer.strip()), ""),
+            notes=" / ".join(dict.fromkeys(a.notes.strip() for a in anns if a.notes.strip()))))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def real_failure_count(*, code: str) -> int:
+    return len({a.item_id for a in _failure_annotations(code)})
+
+
+def review_outcome(item: BatchItem | None, annotations: list[Annotation]) -> tuple[str, str]:
+    """(status, reason) of a generated case from its review.
+
+    The review project uses the labelling config. The reviewer judges the case's empty answer:
+    a good case is marked incorrect/partially_correct with its reference answer (and the failure
+    modes); `cannot_judge` with a note rejects the case. Approved means exactly what the normal
+    promotion rules would promote, so the report and the test set never disagree.
+    """
+    if item is None:
+        return GeneratedCase.Status.GENERATED, "not sent for review"
+    j, reason = judge(item, annotations)
+    if j is not None:
+        return GeneratedCase.Status.APPROVED, ""
+    if reason == "verdict is cannot_judge":
+        notes = [a.notes.strip() for a in annotations if a.verdict == "cannot_judge" and a.notes.strip()]
+        resolution = getattr(item, "resolution", None)
+        if resolution is not None and resolution.reason:
+            notes = [resolution.reason]
+        return GeneratedCase.Status.REJECTED, "; ".join(notes) or "rejected by the reviewer (no note)"
+    return GeneratedCase.Status.SENT_FOR_REVIEW, reason
+
+
+def cases_review_outcomes(cases: list[GeneratedCase]) -> dict[int, tuple[str, str]]:
+    """case id -> (status, reason) for cases that went to review (their turn exists)."""
+    turn_ids = [c.turn_id for c in cases if c.turn_id]
+    items = {i.turn_id: i for i in BatchItem.objects.filter(turn_id__in=turn_ids)
+             .select_related("turn__source", "resolution")}
+    anns: dict[int, list[Annotation]] = {}
+    for a in Annotation.objects.filter(item__in=items.values(), deleted=False, was_cancelled=False).order_by("id"):
+        anns.setdefault(a.item_id, []).append(a)
+    return {c.pk: review_outcome(items.get(c.turn_id), anns.get(items[c.turn_id].pk, []) if c.turn_id in items
+                                 else []) for c in cases if c.turn_id}
+
+
+def _mode_report(mode: FailureMode) -> dict:
+    runs = GenerationRun.objects.filter(failure_mode=mode.code)
+    cases = list(GeneratedCase.objects.filter(run__failure_mode=mode.code).order_by("id"))
+    live = cases_review_outcomes(cases)
+    statuses = Counter()
+    rejections = []
+    for c in cases:
+        status, reason = live.get(c.pk, (c.status, c.review_reason))
+        if c.status == GeneratedCase.Status.DUPLICATE:
+            status = c.status
+        statuses[status] += 1
+        if status == GeneratedCase.Status.REJECTED:
+            rejections.append({"case": c.pk, "query": c.query, "reason": reason})
+    totals = runs.aggregate(prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+                            cost_usd=Sum("cost_usd"))
+    return {
+        "failure_mode": mode.code,
+        "name": mode.name,
+        "active": mode.active,
+        "real_failures": real_failure_count(code=mode.code),
+        "runs": runs.count(),
+        "failed_runs": runs.filter(status=GenerationRun.Status.FAILED).count(),
+        "generated": len(cases),
+        "duplicates_dropped": statuses[GeneratedCase.Status.DUPLICATE],
+        "in_review": statuses[GeneratedCase.Status.SENT_FOR_REVIEW],
+        "approved": statuses[GeneratedCase.Status.APPROVED],
+        "rejected": statuses[GeneratedCase.Status.REJECTED],
+        "rejections": rejections,
+        "prompt_tokens": totals["prompt_tokens"] or 0,
+        "completion_tokens": totals["completion_tokens"] or 0,
+        "cost_usd": float(totals["cost_usd"] or 0),
+    }
+
+
+def generation_report(*, code: str | None = None) -> list[dict]:
+    """One row per failure mode (or the one asked for): real failures, generated, approved, rejected (and why)."""
+    modes = FailureMode.objects.order_by("code")
+    if code is not None:
+        modes = modes.filter(code=code)
+    return [_mode_report(m) for m in modes]
+
+
+def run_list(*, code: str | None = None):
+    runs = GenerationRun.objects.order_by("-id")
+    return runs.filter(failure_mode=code) if code else runs
