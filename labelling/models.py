@@ -62,6 +62,9 @@ class LabelStudioProject(models.Model):
     config_sha256 = models.CharField(max_length=64, blank=True, default="")
     config_synced_at = models.DateTimeField(null=True, blank=True)
     webhook_id = models.IntegerField(null=True, blank=True)
+    # Adopted from Label Studio (found by title, not created by this database): its tasks may
+    # already hold our items, so the next push looks every item up before importing.
+    needs_reconcile = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -57,6 +57,19 @@ if [ -n "$VERSION" ]; then
 fi
 
 echo
+echo "== targeted cases for the most frequent failure mode (offline generator, seeded from its real failures)"
+MODE=$("$PY" manage.py shell -c "
+from collections import Counter
+from labelling.models import Annotation
+c = Counter(m for fm in Annotation.objects.filter(deleted=False).values_list('failure_modes', flat=True) for m in fm)
+print(c.most_common(1)[0][0] if c else '')" 2>/dev/null | tail -n1)
+if [ -n "$MODE" ]; then
+  "$PY" manage.py generate_cases --failure-mode "$MODE" --n 10 --offline
+else
+  echo "no labelled failure modes yet: nothing to generate from"
+fi
+
+echo
 echo "Label Studio is running; open the project and label:"
 echo "  $LABEL_STUDIO_URL/projects/$PROJECT/data"
 echo "  login: $LABEL_STUDIO_USERNAME  password: $LABEL_STUDIO_PASSWORD"

@@ -337,3 +337,24 @@ def test_label_studio_down_is_a_clear_error_and_nothing_is_marked_pushed(taxonom
         call_command("push_to_labelstudio", "--batch", str(batch), stdout=io.StringIO())
     assert TaskLink.objects.count() == 0
     assert LabellingBatch.objects.get(pk=batch).status in ("selected", "failed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_project_adopted_after_the_database_was_lost_gets_no_second_copy(taxonomy, tmp_path):
+    # given: a batch pushed, then evalgap's record of the project and its tasks lost
+    ingest(tmp_path, canard_sessions(5))
+    batch = run_json("select_for_labelling", "--failures", "--sample", "0")["batch"]
+    n = BatchItem.objects.filter(batch_id=batch).count()
+    first = run_json("push_to_labelstudio", "--batch", str(batch))
+    TaskLink.objects.all().delete()
+    LabelStudioProject.objects.all().delete()
+    BatchItem.objects.update(push_attempted_at=None)
+
+    # when: pushed again, the project is found by its title and adopted
+    again = run_json("push_to_labelstudio", "--batch", str(batch))
+
+    # then: every item is found where it already was
+    assert again == {"project_id": first["project_id"], "pushed": 0, "already_present": n}
+    tasks = ls_tasks(first["project_id"])
+    assert len(tasks) == n and all(len(ids) == 1 for ids in tasks.values())
+    assert not LabelStudioProject.objects.get().needs_reconcile

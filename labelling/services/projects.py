@@ -42,9 +42,12 @@ def project_ensure(*, client: LabelStudioClient, title: str | None = None) -> La
     if project is None:
         config = current_config()
         # A project left by a run whose database was lost is adopted, not duplicated.
-        ls_id = client.find_project(title) or client.create_project(
-            title, config, description="Answers from production, selected by evalgap. Judge each answer.")
-        project = LabelStudioProject.objects.create(title=title, ls_project_id=ls_id)
+        ls_id = client.find_project(title)
+        adopted = ls_id is not None
+        if not adopted:
+            ls_id = client.create_project(
+                title, config, description="Answers from production, selected by evalgap. Judge each answer.")
+        project = LabelStudioProject.objects.create(title=title, ls_project_id=ls_id, needs_reconcile=adopted)
         project_sync_config(client=client, project=project, config=config)
     if settings.LABEL_STUDIO_WEBHOOK_SECRET and settings.EVALGAP_PUBLIC_URL and project.webhook_id is None:
         project.webhook_id = client.ensure_webhook(project.ls_project_id, webhook_url(),

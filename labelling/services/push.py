@@ -127,7 +127,7 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
         already = TaskLink.objects.filter(item__batch=batch).count()
         pending = list(BatchItem.objects.filter(batch=batch, task__isnull=True).order_by("id")
                        .values_list("id", "push_attempted_at"))
-        attempted = [pk for pk, at in pending if at]
+        attempted = [pk for pk, at in pending if at or project.needs_reconcile]
         if attempted:
             already += _reconcile(client, project, _load_items(attempted))
             linked = set(TaskLink.objects.filter(item__in=attempted).values_list("item_id", flat=True))
@@ -152,6 +152,8 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
     except BaseException as e:
         LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.FAILED, last_error=str(e)[:2000])
         raise
+    if project.needs_reconcile:
+        type(project).objects.filter(pk=project.pk).update(needs_reconcile=False)
     LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.PUSHED, pushed_at=timezone.now())
     return {"project_id": project.ls_project_id, "pushed": pushed, "already_present": already}
 

@@ -14,11 +14,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--testset", default="production")
         parser.add_argument("--json", action="store_true")
+        parser.add_argument("--show", type=int, default=10, help="held-back items to list")
 
     def handle(self, *args, **opts):
         result = testset_promote(name=opts["testset"])
         if not opts["json"]:
-            for hold in PromotionHold.objects.select_related("item__turn__source").order_by("id")[:50]:
+            holds = PromotionHold.objects.select_related("item__turn__source").order_by("id")
+            for hold in holds[:opts["show"]]:
                 self.stdout.write(f"held back {hold.item.turn.source.name}:{hold.item.turn.external_id}: {hold.reason}")
+            if result["held_back"] > opts["show"]:
+                self.stdout.write(f"… and {result['held_back'] - opts['show']} more (admin → Promotion holds)")
         self.stdout.write(json.dumps(result) if opts["json"] else
                           f"promoted {result['promoted']}, held back {result['held_back']}")
