@@ -377,6 +377,12 @@ def _csv_cell(value: str) -> str:
     return value
 
 
+def _reject_rows(source: Source, job, origin: str, rejects: list[Reject]) -> list[RejectedLine]:
+    return [RejectedLine(source=source, job=job, origin=origin, line_no=r.line_no, reason=r.reason, raw=r.raw,
+                         raw_sha1=hashlib.sha1(r.raw.encode("utf-8", "surrogatepass")).hexdigest())
+            for r in rejects]
+
+
 def _writer(source: Source) -> _OrmWriter:
     return _PostgresWriter(source) if connection.vendor == "postgresql" else _OrmWriter(source)
 
@@ -413,11 +419,7 @@ def _flush(writer: _OrmWriter, chunk: _Chunk, origin: str, job: IngestJob | None
         if chunk.events:
             result.events = writer.insert_events(chunk.events)
         if chunk.rejects:
-            writer.insert_rejects([
-                RejectedLine(source=writer.source, job=job, origin=origin, line_no=r.line_no, reason=r.reason,
-                             raw=r.raw, raw_sha1=hashlib.sha1(r.raw.encode("utf-8", "surrogatepass")).hexdigest())
-                for r in chunk.rejects
-            ])
+            writer.insert_rejects(_reject_rows(writer.source, job, origin, chunk.rejects))
     return result
 
 
@@ -526,11 +528,7 @@ def _flush_rendered(writer: _PostgresWriter, chunk: _RenderedChunk, origin: str,
         if chunk.events:
             result.events = writer.insert_events_copy(chunk.events, now, turn_ids)
         if chunk.rejects:
-            writer.insert_rejects([
-                RejectedLine(source=writer.source, job=job, origin=origin, line_no=r.line_no, reason=r.reason,
-                             raw=r.raw, raw_sha1=hashlib.sha1(r.raw.encode("utf-8", "surrogatepass")).hexdigest())
-                for r in chunk.rejects
-            ])
+            writer.insert_rejects(_reject_rows(writer.source, job, origin, chunk.rejects))
     return result
 
 

@@ -162,7 +162,7 @@ def _write(session_ids: list[int], rows: list[tuple[int, dict, str, dict]]) -> N
             f"detected_at) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (corrected_response))", buf)
 
 
-def signals_detect(*, full: bool = False, batch_sessions: int = 5000, progress=None) -> DetectResult:
+def signals_detect(*, full: bool = False, batch_sessions: int = 2000, progress=None) -> DetectResult:
     """Detect signals for every dirty session (every session with full=True)."""
     detector = get_detector()
     result = DetectResult()
