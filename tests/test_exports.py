@@ -331,3 +331,16 @@ def test_streamed_items_equal_the_orm_values(version):
     from testsets.exports import iter_items
 
     assert list(iter_items(version)) == list(version.items.order_by("key").values(*ITEM_FIELDS))
+
+
+@pytest.mark.django_db
+def test_jsonl_written_at_freeze_and_written_anew_are_the_same_bytes(version, tmp_path):
+    from testsets.services.versions import canonical_cache_path
+
+    cached = canonical_cache_path(version.sha256)
+    assert cached.exists()  # the freeze kept the canonical bytes under their hash
+    from_cache = export_version(version, "jsonl", tmp_path / "a.jsonl").read_bytes()
+    cached.unlink()
+    fresh = export_version(version, "jsonl", tmp_path / "b.jsonl").read_bytes()
+    assert from_cache == fresh
+    assert hashlib.sha256(fresh).hexdigest() == version.sha256

@@ -166,6 +166,12 @@ def _meta(version: TestSetVersion, item: dict, *extra: str) -> dict:
 # -- jsonl / csv -------------------------------------------------------------------------------------
 
 def _write_jsonl(version: TestSetVersion, path: Path) -> None:
+    from .services.versions import canonical_cache_path
+
+    cached = canonical_cache_path(version.sha256) if version.sha256 else None
+    if cached is not None and cached.exists():
+        shutil.copyfile(cached, path)  # written at freeze: the same bytes, named by their sha256
+        return
     with open(path, "wb") as f:
         buf = []
         for item in iter_items(version):

@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from collections import Counter
+from pathlib import Path
+
+from django.conf import settings
 
 from django.db import transaction
 from django.db.models import Count, Q
@@ -33,12 +38,37 @@ ITEM_FIELDS = ("key", "source", "query", "response", "reference_answer", "contex
                "failure_modes", "stratum", "inclusion_probability", "provenance")
 
 
-def version_sha256(version: TestSetVersion) -> str:
+def version_sha256(version: TestSetVersion, copy_to=None) -> str:
+    """sha256 of the canonical serialisation (one item per line); `copy_to`, a binary file, also
+    receives those bytes — they are exactly the version's JSONL export."""
     h = hashlib.sha256()
     for line in items_canonical(version):
         h.update(line)
         h.update(b"\n")
+        if copy_to is not None:
+            copy_to.write(line)
+            copy_to.write(b"\n")
     return h.hexdigest()
+
+
+def canonical_cache_path(sha256: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / "exports" / "canonical" / f"{sha256}.jsonl"
+
+
+def _hash_and_cache(version: TestSetVersion) -> str:
+    """Hash the draft and keep its canonical bytes under their hash: a frozen version never changes,
+    so its JSONL export is then a copy of this file (content-addressed, so a freeze that rolls back
+    leaves nothing wrong behind)."""
+    folder = canonical_cache_path("x").parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".freeze-{version.pk}-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as f:
+            sha = version_sha256(version, copy_to=f)
+        os.replace(tmp, canonical_cache_path(sha))
+    finally:
+        tmp.unlink(missing_ok=True)
+    return sha
 
 
 @transaction.atomic
@@ -51,7 +81,7 @@ def testset_freeze(*, name: str, note: str = "", user=None) -> TestSetVersion:
              .filter(testset=testset, status=TestSetVersion.Status.DRAFT).first())
     if draft is None:
         raise TestSetError(f"name: test set {name!r} has no draft to freeze (promote items first)")
-    draft.sha256 = version_sha256(draft)
+    draft.sha256 = _hash_and_cache(draft)
     draft.item_count = draft.items.count()
     draft.status = TestSetVersion.Status.FROZEN
     draft.note = note
