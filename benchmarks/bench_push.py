@@ -20,7 +20,7 @@ from django.test import override_settings  # noqa: E402
 
 from labelling.models import BatchItem, LabellingBatch  # noqa: E402
 from labelling.services import push  # noqa: E402
-from labelling.services.projects import current_config, get_client  # noqa: E402
+from labelling.services.projects import current_config, get_client, project_ensure  # noqa: E402
 from labelling.services.selection import query_key  # noqa: E402
 from production.models import Turn  # noqa: E402
 from production.services.ingest import turns_ingest_path  # noqa: E402
@@ -52,6 +52,8 @@ def main(log: str, n: int = 10_000) -> None:
     assert resp.status_code == 201 and len(resp.json()["task_ids"]) == len(payload), resp.text[:300]
 
     with override_settings(LABEL_STUDIO_PROJECT_TITLE=f"bench-evalgap-{uuid.uuid4().hex[:8]}"):
+        # Both sides start from an existing project: the baseline's was created before its timer too.
+        project_ensure(client=client)
         t0 = time.perf_counter()
         first = push.batch_push(batch_id=batch.pk)
         push_s = time.perf_counter() - t0

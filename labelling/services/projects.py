@@ -47,8 +47,11 @@ def project_ensure(*, client: LabelStudioClient, title: str | None = None) -> La
         if not adopted:
             ls_id = client.create_project(
                 title, config, description="Answers from production, selected by evalgap. Judge each answer.")
-        project = LabelStudioProject.objects.create(title=title, ls_project_id=ls_id, needs_reconcile=adopted)
-        project_sync_config(client=client, project=project, config=config)
+        project = LabelStudioProject.objects.create(title=title, ls_project_id=ls_id, needs_reconcile=adopted,
+                                                    config_sha256="" if adopted else _sha(config),
+                                                    config_synced_at=None if adopted else timezone.now())
+        if adopted:  # created elsewhere, maybe from an older taxonomy
+            project_sync_config(client=client, project=project, config=config)
     if settings.LABEL_STUDIO_WEBHOOK_SECRET and settings.EVALGAP_PUBLIC_URL and project.webhook_id is None:
         project.webhook_id = client.ensure_webhook(project.ls_project_id, webhook_url(),
                                                    settings.LABEL_STUDIO_WEBHOOK_SECRET,

@@ -139,8 +139,10 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
         # next chunk: Label Studio's server time then hides most of ours.
         with ThreadPoolExecutor(max_workers=1) as pool:
             in_flight = None  # (start, chunk items, future of task ids)
-            for start in range(0, len(ids), chunk_size):
-                chunk = _load_items(ids[start:start + chunk_size])
+            # A small first chunk gets Label Studio working sooner; the rest overlap with it.
+            first = min(chunk_size, 500)
+            for start in [0, *range(first, len(ids), chunk_size)] if ids else []:
+                chunk = _load_items(ids[start:start + (first if start == 0 else chunk_size)])
                 histories = _histories(chunk)
                 payload = [task_payload(i, histories[i.pk]) for i in chunk]
                 BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
