@@ -375,7 +375,6 @@ def write_jsonl(path, lines):
 def stats(path):
     sessions, turns, reasks = set(), 0, 0
     inline, late, before = collections.Counter(), collections.Counter(), 0
-    pending = set()
     seen = set()
     with open(path, encoding="utf-8") as f:
         for raw in f:

@@ -12,7 +12,6 @@ import logging
 from datetime import timezone as dt_timezone
 
 import orjson
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 

@@ -1,7 +1,7 @@
 """Labelling: batches of production turns sent to Label Studio, and the judgements that come back."""
 from django.db import models
 
-from production.models import Source, Turn
+from production.models import Turn
 
 
 class LabellingBatch(models.Model):

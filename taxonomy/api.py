@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-from .models import FailureMode, Proposal, TaxonomyChange
+from .models import Proposal, TaxonomyChange
 from .selectors import current_version, failure_mode_tree, pending_proposals
 
 

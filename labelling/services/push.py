@@ -10,7 +10,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from production.models import Turn

@@ -6,7 +6,6 @@ with COPY; elsewhere (the SQLite demo) with bulk inserts.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import queue
@@ -17,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
@@ -170,7 +168,6 @@ class _PostgresWriter(_OrmWriter):
 
     def insert_turns(self, turns: list[ParsedTurn], session_ids: dict[str, int]) -> None:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
         prefix = f"{self.source.id},"
         for t in turns:
             key = _csv_cell(t.external_id)
