@@ -163,7 +163,7 @@ def test_push_then_repush_leaves_exactly_one_task_per_item(taxonomy, tmp_path):
     tasks = ls_tasks(project.ls_project_id)
     assert len(tasks) == n and all(len(ids) == 1 for ids in tasks.values())
     assert {k[1] for k in tasks} == set(BatchItem.objects.values_list("turn__external_id", flat=True))
-    assert LabellingBatch.objects.get(pk=batch).status == "pushed"
+    assert LabellingBatch.objects.get(pk=batch).status == "done"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -59,3 +59,14 @@ def redact(text: str) -> str:
     # 8 to 15 digits: E.164's longest number has 15, so a 16-digit non-card stays as it is.
     text = PHONE.sub(lambda m: "[PHONE]" if 8 <= sum(c.isdigit() for c in m.group()) <= 15 else m.group(), text)
     return text
+
+
+def redact_messages(messages: list[dict]) -> list[dict]:
+    """Chat messages with every text content redacted (what is sent to an LLM)."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            m = {**m, "content": redact(content)}
+        out.append(m)
+    return out
