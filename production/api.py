@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from . import filters, selectors, serializers
 from .models import IngestJob
 from .services import ingest
-from .tasks import ingest_job_run
+from .tasks import ingest_job_run, signals_detect_after_ingest
 
 
 class RawBodyParser(BaseParser):
@@ -45,6 +45,7 @@ class IngestApi(APIView):
             transaction.on_commit(lambda: ingest_job_run.delay(job.pk))
             return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         result = ingest.turns_ingest_body(source=source, body=body)
+        signals_detect_after_ingest(result)
         return Response(result.as_dict(), status=status.HTTP_200_OK)
 
 

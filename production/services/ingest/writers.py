@@ -1,0 +1,371 @@
+"""Two writers behind one protocol: `CopyWriter` (PostgreSQL, COPY) and `OrmWriter` (the ORM; SQLite).
+
+A writer stores one chunk per transaction and reports what it stored; a re-run of the same input
+creates nothing new, because turns are keyed on (source, turn id) and events on their fingerprint.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Iterable, Protocol
+
+import orjson
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Min
+
+from ...contract import ParsedEvent, ParsedTurn
+from ...models import Event, IngestJob, RejectedLine, Session, Source, Turn
+from ...readers import Reject
+from . import copy_text
+from .chunks import Chunk
+from .result import IngestResult
+
+
+class Writer(Protocol):
+    def prepare(self, chunk: Chunk) -> None:
+        """Runs on the reading thread, without the database: render what `write` will send."""
+
+    def write(self, chunk: Chunk) -> IngestResult:
+        """Store the chunk in one transaction; return what was created, duplicated, rejected."""
+
+    def finish(self) -> None:
+        """Attach events stored before their turn to turns that have arrived since."""
+
+
+def writer_for(source: Source, origin: str, job: IngestJob | None) -> Writer:
+    cls = CopyWriter if connection.vendor == "postgresql" else OrmWriter
+    return cls(source, origin, job)
+
+
+def session_spans(turns: Iterable[tuple[str, datetime | None]]) -> dict[str, tuple]:
+    """(session external id, timestamp) pairs -> session -> (first, last) timestamp, in first-seen order."""
+    spans: dict[str, tuple] = {}
+    for session, ts in turns:
+        first, last = spans.get(session, (ts, ts))
+        if ts is not None:
+            first = ts if first is None or ts < first else first
+            last = ts if last is None or ts > last else last
+        spans[session] = (first, last)
+    return spans
+
+
+def reject_rows(source: Source, job: IngestJob | None, origin: str, rejects: list[Reject]) -> list[RejectedLine]:
+    return [RejectedLine(source=source, job=job, origin=origin, line_no=r.line_no, reason=r.reason, raw=r.raw,
+                         raw_sha1=hashlib.sha1(r.raw.encode("utf-8", "surrogatepass")).hexdigest())
+            for r in rejects]
+
+
+class _Base:
+    def __init__(self, source: Source, origin: str, job: IngestJob | None):
+        self.source, self.origin, self.job = source, origin, job
+
+    def insert_rejects(self, rejects: list[Reject]) -> None:
+        RejectedLine.objects.bulk_create(reject_rows(self.source, self.job, self.origin, rejects),
+                                         ignore_conflicts=True, batch_size=500)
+
+
+class OrmWriter(_Base):
+    """Bulk inserts through the ORM, for SQLite (which serialises writers itself)."""
+
+    def prepare(self, chunk: Chunk) -> None:
+        pass
+
+    def write(self, chunk: Chunk) -> IngestResult:
+        result = IngestResult(duplicates=chunk.duplicates, rejected=len(chunk.rejects))
+        with transaction.atomic():
+            if chunk.turns:
+                existing = self._existing_keys([t.external_id for t in chunk.turns])
+                new = [t for t in chunk.turns if t.external_id not in existing]
+                result.duplicates += len(existing)
+                if new:
+                    spans = session_spans((t.session_external_id, t.timestamp) for t in new)
+                    self._insert_turns(new, self._upsert_sessions(list(spans)))
+                    result.created = len(new)
+            if chunk.events:
+                result.events = self._insert_events(chunk.events)
+            if chunk.rejects:
+                self.insert_rejects(chunk.rejects)
+        return result
+
+    def _existing_keys(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(keys), 900):  # stay under SQLite's bound-variable limit
+            found.update(Turn.objects.filter(source=self.source, external_id__in=keys[i:i + 900])
+                         .values_list("external_id", flat=True))
+        return found
+
+    def _upsert_sessions(self, keys: list[str]) -> dict[str, int]:
+        Session.objects.bulk_create([Session(source=self.source, external_id=k) for k in keys],
+                                    ignore_conflicts=True, batch_size=500)
+        ids: dict[str, int] = {}
+        for i in range(0, len(keys), 900):
+            ids.update(Session.objects.filter(source=self.source, external_id__in=keys[i:i + 900])
+                       .values_list("external_id", "id"))
+        return ids
+
+    def _insert_turns(self, turns: list[ParsedTurn], session_ids: dict[str, int]) -> None:
+        Turn.objects.bulk_create(
+            [Turn(source=self.source, external_id=t.external_id, session_id=session_ids[t.session_external_id],
+                  timestamp=t.timestamp, position=t.position, query=t.query, response=t.response,
+                  user_id=t.user_id, contexts=t.contexts, model=t.model,
+                  response_timestamp=t.response_timestamp, latency_ms=t.latency_ms, metadata=t.metadata)
+             for t in turns],
+            batch_size=500,
+        )
+        # A session's span is recomputed from all its turns, so turns of earlier runs count too.
+        spans = (Turn.objects.filter(session_id__in=set(session_ids.values())).values("session_id")
+                 .annotate(first=Min("timestamp"), last=Max("timestamp")))
+        for s in spans:
+            Session.objects.filter(id=s["session_id"]).update(first_seen=s["first"], last_seen=s["last"], dirty=True)
+
+    def _insert_events(self, events: list[ParsedEvent]) -> int:
+        before = Event.objects.filter(source=self.source).count()
+        Event.objects.bulk_create([_event(self.source, e) for e in events], ignore_conflicts=True, batch_size=500)
+        return Event.objects.filter(source=self.source).count() - before
+
+    def finish(self) -> None:
+        pending = Event.objects.filter(source=self.source, turn__isnull=True)
+        by_key = dict(Turn.objects.filter(source=self.source, external_id__in=pending.values("turn_external_id"))
+                      .values_list("external_id", "id"))
+        for ext, turn_id in by_key.items():
+            pending.filter(turn_external_id=ext).update(turn_id=turn_id)
+        Session.objects.filter(turns__id__in=by_key.values()).update(dirty=True)
+
+
+def _event(source: Source, e: ParsedEvent) -> Event:
+    return Event(source=source, turn_external_id=e.turn_external_id, type=e.type, timestamp=e.timestamp,
+                 corrected_response=e.corrected_response, actor=e.actor, reason=e.reason, payload=e.payload,
+                 fingerprint=e.fingerprint)
+
+
+class _Rendered:
+    """A chunk's new turns as the reading thread renders them: each as its COPY row minus the session
+    id (not known until the database has the session), and what the writes need to decide about it."""
+
+    __slots__ = ("keys", "sessions", "stamps", "tails")
+
+    def __init__(self, source_id: int, turns: list[ParsedTurn]):
+        self.keys = [t.external_id for t in turns]
+        self.sessions = [t.session_external_id for t in turns]
+        self.stamps = [t.timestamp for t in turns]
+        self.tails = [copy_text.turn_tail(source_id, t) for t in turns]
+
+
+class _Once:
+    """A file for psycopg2's copy_expert that hands over all its bytes in one read: the COPY then runs
+    in C without taking the GIL back per block from the reading thread."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self.data = self.data, b""
+        return data
+
+
+# One writer per source at a time: the existence checks and the COPYs must not interleave with
+# another ingest of the same source.
+_LOCK_CLASS = 7411
+
+
+class CopyWriter(_Base):
+    """PostgreSQL: new sessions, turns and events by COPY, optimistically.
+
+    If none of a chunk's turns and none of the sessions new to this run exist yet (a first import, or
+    a new day's log), the unique indexes confirm it during the COPY and nothing is looked up. If one
+    does exist, that attempt is rolled back to its savepoint and the chunk takes the general path:
+    look up the existing turns, upsert the sessions, COPY the rest.
+    """
+
+    TURN_COPY = f"COPY production_turn ({', '.join(copy_text.TURN_COLUMNS)}) FROM STDIN"
+    TURN_COPY_WITH_ID = f"COPY production_turn (id, {', '.join(copy_text.TURN_COLUMNS)}) FROM STDIN"
+    SESSION_COPY = "COPY production_session (id, source_id, external_id, first_seen, last_seen, dirty) FROM STDIN"
+    EVENT_COPY = f"COPY production_event ({', '.join(copy_text.EVENT_COLUMNS)}) FROM STDIN"
+
+    def __init__(self, source: Source, origin: str, job: IngestJob | None):
+        super().__init__(source, origin, job)
+        self.known_sessions: dict[str, int] = {}  # sessions this run has written, committed: key -> id
+
+    def prepare(self, chunk: Chunk) -> None:
+        chunk.prepared = _Rendered(self.source.id, chunk.turns)
+        chunk.turns = []  # the rendered rows are all that is needed from here on
+
+    def write(self, chunk: Chunk) -> IngestResult:
+        rendered: _Rendered = chunk.prepared
+        result = IngestResult(duplicates=chunk.duplicates, rejected=len(chunk.rejects))
+        with transaction.atomic():
+            with connection.cursor() as c:
+                c.execute("SELECT pg_advisory_xact_lock(%s, %s), now()", [_LOCK_CLASS, self.source.id])
+                now = c.fetchone()[1]  # what the events' created_at gets, as auto_now_add would
+            turn_ids: dict[str, int] = {}
+            if rendered.keys:
+                existing, turn_ids = self._write_turns(rendered, {e.turn_external_id for e in chunk.events})
+                result.duplicates += existing
+                result.created = len(rendered.keys) - existing
+            if chunk.events:
+                result.events = self._insert_events(chunk.events, now, turn_ids)
+            if chunk.rejects:
+                self.insert_rejects(chunk.rejects)
+        return result
+
+    def _write_turns(self, r: _Rendered, about: set[str]) -> tuple[int, dict[str, int]]:
+        """Write the new turns; return how many were already there, and the ids of the new turns that
+        the chunk's events are about (so those events are stored attached)."""
+        everything = range(len(r.keys))
+        try:
+            with transaction.atomic():
+                learned, turn_ids = self._copy_turns(r, everything, about, optimistic=True)
+        except Exception as e:  # COPY raises psycopg2's own errors, Django's cursor does not wrap them
+            if not _is_unique_violation(e):
+                raise
+        else:
+            self.known_sessions.update(learned)
+            return 0, turn_ids
+        existing = self._existing_keys(r.keys)
+        new = [i for i, k in enumerate(r.keys) if k not in existing] if existing else everything
+        turn_ids = {}
+        if new:
+            learned, turn_ids = self._copy_turns(r, new, about, optimistic=False)
+            self.known_sessions.update(learned)
+        return len(existing), turn_ids
+
+    def _copy_turns(self, r: _Rendered, rows, about: set[str], optimistic: bool
+                    ) -> tuple[dict[str, int], dict[str, int]]:
+        keys, sessions, tails = r.keys, r.sessions, r.tails
+        spans = session_spans((sessions[i], r.stamps[i]) for i in rows)
+        if optimistic:
+            known = self.known_sessions
+            unknown = [k for k in spans if k not in known]
+            ids = self._insert_sessions(unknown, spans) if unknown else {}
+            if len(unknown) < len(spans):
+                ids.update(self._upsert_sessions({k: v for k, v in spans.items() if k in known}))
+        else:
+            ids = self._upsert_sessions(spans)
+        prefix = {k: f"{v}\t".encode() for k, v in ids.items()}
+        with_events = [i for i in rows if keys[i] in about] if about else []
+        turn_ids: dict[str, int] = {}
+        with connection.cursor() as c:
+            if with_events:
+                # Ids drawn ahead for the turns that have events here, so those events go in attached.
+                turn_ids = dict(zip((keys[i] for i in with_events), _next_ids(c, "production_turn", len(with_events))))
+                data = b"".join([b"%d\t%s%s" % (turn_ids[keys[i]], prefix[sessions[i]], tails[i])
+                                 for i in with_events])
+                c.copy_expert(self.TURN_COPY_WITH_ID, _Once(data))
+                rows = [i for i in rows if keys[i] not in turn_ids]
+            if rows:
+                parts = []
+                for i in rows:
+                    parts.append(prefix[sessions[i]])
+                    parts.append(tails[i])
+                c.copy_expert(self.TURN_COPY, _Once(b"".join(parts)))
+        return ids, turn_ids
+
+    def _existing_keys(self, keys: list[str]) -> set[str]:
+        with connection.cursor() as c:
+            c.execute("SELECT external_id FROM production_turn WHERE source_id = %s AND external_id = ANY(%s)",
+                      [self.source.id, keys])
+            return {r[0] for r in c.fetchall()}
+
+    def _insert_sessions(self, keys: list[str], spans: dict[str, tuple]) -> dict[str, int]:
+        """Plain COPY of sessions believed new, ids drawn from the table's sequence; a session that
+        exists after all fails the COPY on the unique index (the caller then takes the general path)."""
+        with connection.cursor() as c:
+            new_ids = _next_ids(c, "production_session", len(keys))
+            src = self.source.id
+            data = "".join([f"{i}\t{src}\t{copy_text.text(k)}\t{copy_text.ts(spans[k][0])}\t"
+                            f"{copy_text.ts(spans[k][1])}\tt\n" for i, k in zip(new_ids, keys)])
+            c.copy_expert(self.SESSION_COPY, _Once(data.encode()))
+        return dict(zip(keys, new_ids))
+
+    def _upsert_sessions(self, spans: dict[str, tuple]) -> dict[str, int]:
+        keys = list(spans)
+        with connection.cursor() as c:
+            c.execute(
+                """
+                INSERT INTO production_session (source_id, external_id, first_seen, last_seen, dirty)
+                SELECT %s, k, f, l, true FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS u(k, f, l)
+                ON CONFLICT (source_id, external_id) DO UPDATE SET
+                    first_seen = LEAST(production_session.first_seen, EXCLUDED.first_seen),
+                    last_seen = GREATEST(production_session.last_seen, EXCLUDED.last_seen),
+                    dirty = true
+                RETURNING external_id, id
+                """,
+                [self.source.id, keys, [spans[k][0] for k in keys], [spans[k][1] for k in keys]],
+            )
+            return dict(c.fetchall())
+
+    def _insert_events(self, events: list[ParsedEvent], now: datetime, turn_ids: dict[str, int]) -> int:
+        """COPY the chunk's events; if one is already stored, INSERT .. ON CONFLICT DO NOTHING instead.
+
+        Repeats inside the chunk are dropped first, keeping the first, as ON CONFLICT DO NOTHING would."""
+        seen: set = set()
+        unique: list[ParsedEvent] = []
+        for e in events:
+            k = (e.turn_external_id, e.fingerprint)
+            if k not in seen:
+                seen.add(k)
+                unique.append(e)
+        src, created = self.source.id, now.isoformat()
+        data = "".join([copy_text.event_row(src, turn_ids.get(e.turn_external_id), e, created) for e in unique])
+        try:
+            with transaction.atomic():
+                with connection.cursor() as c:
+                    c.copy_expert(self.EVENT_COPY, _Once(data.encode()))
+        except Exception as e:  # COPY raises psycopg2's own errors, Django's cursor does not wrap them
+            if not _is_unique_violation(e):
+                raise
+            return self._insert_events_on_conflict(events)
+        return len(unique)
+
+    def _insert_events_on_conflict(self, events: list[ParsedEvent]) -> int:
+        from psycopg2.extras import execute_values
+
+        rows = [(self.source.id, e.turn_external_id, e.type, e.timestamp, e.corrected_response, e.actor, e.reason,
+                 orjson.dumps(e.payload).decode(), e.fingerprint) for e in events]
+        with connection.cursor() as c:
+            inserted = execute_values(
+                c.cursor,
+                """INSERT INTO production_event (source_id, turn_external_id, type, timestamp, corrected_response,
+                   actor, reason, payload, fingerprint, created_at) VALUES %s
+                   ON CONFLICT (source_id, turn_external_id, fingerprint) DO NOTHING RETURNING 1""",
+                rows,
+                template="(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, now())",
+                page_size=1000,
+                fetch=True,
+            )
+        return len(inserted)
+
+    def finish(self) -> None:
+        with connection.cursor() as c:
+            # Most events went in attached; without any left over skip the join, whose plan can be poor
+            # while the tables' statistics still describe them before a big ingest.
+            c.execute("SELECT EXISTS (SELECT 1 FROM production_event WHERE source_id = %s AND turn_id IS NULL)",
+                      [self.source.id])
+            if not c.fetchone()[0]:
+                return
+            c.execute(
+                """
+                WITH attached AS (
+                    UPDATE production_event e SET turn_id = t.id
+                    FROM production_turn t
+                    WHERE e.source_id = %s AND e.turn_id IS NULL
+                      AND t.source_id = e.source_id AND t.external_id = e.turn_external_id
+                    RETURNING t.session_id
+                )
+                UPDATE production_session SET dirty = true WHERE id IN (SELECT session_id FROM attached)
+                """,
+                [self.source.id],
+            )
+
+
+def _next_ids(c, table: str, n: int) -> list[int]:
+    c.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", [n])
+    return [r[0] for r in c.fetchall()]
+
+
+def _is_unique_violation(e: Exception) -> bool:
+    if isinstance(e, IntegrityError):  # Django's, wrapping the driver's
+        e = e.__cause__
+    return getattr(e, "pgcode", None) == "23505"
