@@ -39,7 +39,10 @@ class IngestApi(APIView):
         body = request.body
         if not body.strip():
             raise ValidationError({"body": "empty body: send JSON lines or a JSON array"})
-        source = ingest.source_get_or_create(name=source_name)
+        try:
+            source = ingest.source_get_or_create(name=source_name)
+        except ingest.IngestError as e:
+            raise ValidationError({"source": str(e)}) from None
         if len(body) > settings.INGEST_SYNC_MAX_BYTES:
             job = ingest.ingest_job_spool(source=source, body=body)
             transaction.on_commit(lambda: ingest_job_run.delay(job.pk))

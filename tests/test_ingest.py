@@ -241,7 +241,7 @@ def test_chunks_split_sessions_events_and_duplicates_and_store_the_same_as_one_c
 def test_an_error_on_the_reading_thread_fails_the_job_without_the_row_text(tmp_path, monkeypatch):
     from production import readers
 
-    def exploding_reader(stream, progress=None):
+    def exploding_reader(stream, progress=None, limits=None):
         yield 1, readers.parse_jsonl_line(1, line(id="first"))
         raise RuntimeError("reader broke\nDETAIL: secret user text")
 

@@ -22,6 +22,7 @@ from django.db import transaction
 
 from core.jobs import job_claim, job_fail, job_finish, job_progress
 
+from ...contract import Limits
 from ...models import IngestJob, Source
 from ...readers import READERS, Item, detect_format, read_json_array
 from .chunks import read_ahead, chunked
@@ -29,16 +30,25 @@ from .result import IngestError, IngestResult
 from .writers import writer_for
 
 __all__ = [
-    "IngestError", "IngestResult", "source_get_or_create", "turns_ingest_items", "turns_ingest_stream",
+    "IngestError", "IngestResult", "limits", "source_get_or_create", "turns_ingest_items", "turns_ingest_stream",
     "turns_ingest_path", "turns_ingest_body", "ingest_job_spool", "ingest_job_run",
 ]
 
 
 def source_get_or_create(*, name: str) -> Source:
-    if not name or not name.strip():
+    name = (name or "").strip()
+    if not name:
         raise IngestError("source: a non-empty source name is required")
-    source, _ = Source.objects.get_or_create(name=name.strip())
+    max_len = Source._meta.get_field("name").max_length
+    if len(name) > max_len or "\x00" in name:
+        raise IngestError(f"source: at most {max_len} characters, and no NUL character")
+    source, _ = Source.objects.get_or_create(name=name)
     return source
+
+
+def limits() -> Limits:
+    """The sizes a record may have, from settings (docs/production-log.md, "Limits")."""
+    return Limits(max_field_chars=settings.INGEST_MAX_FIELD_CHARS, max_line_bytes=settings.INGEST_MAX_LINE_BYTES)
 
 
 def turns_ingest_items(
@@ -66,7 +76,7 @@ def turns_ingest_stream(
         fmt = detect_format(stream, origin)
     if fmt not in READERS:
         raise IngestError(f"format: unknown format {fmt!r} (expected one of auto, jsonl, csv, messages)")
-    return turns_ingest_items(source=source, items=READERS[fmt](stream, progress), origin=origin, job=job)
+    return turns_ingest_items(source=source, items=READERS[fmt](stream, progress, limits()), origin=origin, job=job)
 
 
 def turns_ingest_path(
@@ -102,9 +112,9 @@ def turns_ingest_body(*, source: Source, body: bytes, job: IngestJob | None = No
     """An API body: JSON lines, or one JSON array (element k is reported as line k)."""
     stripped = body.lstrip()
     if stripped.startswith(b"["):
-        items = read_json_array(stripped)
+        items = read_json_array(stripped, limits())
     else:
-        items = READERS["jsonl"](io.BytesIO(body))
+        items = READERS["jsonl"](io.BytesIO(body), None, limits())
     return turns_ingest_items(source=source, items=items, origin=f"api:job-{job.pk}" if job else "api", job=job)
 
 

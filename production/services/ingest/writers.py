@@ -10,8 +10,10 @@ from datetime import datetime
 from typing import Iterable, Protocol
 
 import orjson
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Max, Min
+
+from core.jobs import safe_error
 
 from ...contract import ParsedEvent, ParsedTurn
 from ...models import Event, IngestJob, RejectedLine, Session, Source, Turn
@@ -55,6 +57,12 @@ def reject_rows(source: Source, job: IngestJob | None, origin: str, rejects: lis
             for r in rejects]
 
 
+def refused(line_no: int, what: str, error: BaseException) -> Reject:
+    """A line the contract accepted but the database would not store: rejected like any other line. The
+    reason keeps the first line of the error only (`safe_error`), never the row the database quoted."""
+    return Reject(line_no, f"{what}: the database refused it ({safe_error(error)})", "")
+
+
 class _Base:
     def __init__(self, source: Source, origin: str, job: IngestJob | None):
         self.source, self.origin, self.job = source, origin, job
@@ -62,6 +70,15 @@ class _Base:
     def insert_rejects(self, rejects: list[Reject]) -> None:
         RejectedLine.objects.bulk_create(reject_rows(self.source, self.job, self.origin, rejects),
                                          ignore_conflicts=True, batch_size=500)
+
+    def store_rejects(self, chunk: Chunk, result: IngestResult, refusals: list[Reject]) -> None:
+        """The chunk's rejected lines and the database's refusals, counted once per line."""
+        rejects = chunk.rejects
+        if refusals:
+            rejects = rejects + refusals
+            result.rejected += len({r.line_no for r in refusals})
+        if rejects:
+            self.insert_rejects(rejects)
 
 
 class OrmWriter(_Base):
@@ -72,19 +89,20 @@ class OrmWriter(_Base):
 
     def write(self, chunk: Chunk) -> IngestResult:
         result = IngestResult(duplicates=chunk.duplicates, rejected=len(chunk.rejects))
+        refusals: list[Reject] = []
         with transaction.atomic():
             if chunk.turns:
                 existing = self._existing_keys([t.external_id for t in chunk.turns])
-                new = [t for t in chunk.turns if t.external_id not in existing]
+                new = [(t, n) for t, n in zip(chunk.turns, chunk.turn_lines) if t.external_id not in existing]
                 result.duplicates += len(existing)
                 if new:
-                    spans = session_spans((t.session_external_id, t.timestamp) for t in new)
-                    self._insert_turns(new, self._upsert_sessions(list(spans)))
-                    result.created = len(new)
+                    spans = session_spans((t.session_external_id, t.timestamp) for t, _ in new)
+                    refusals = self._insert_turns(new, self._upsert_sessions(list(spans)))
+                    result.created = len(new) - len(refusals)
             if chunk.events:
-                result.events = self._insert_events(chunk.events)
-            if chunk.rejects:
-                self.insert_rejects(chunk.rejects)
+                result.events, more = self._insert_events(chunk.events, chunk.event_lines)
+                refusals += more
+            self.store_rejects(chunk, result, refusals)
         return result
 
     def _existing_keys(self, keys: list[str]) -> set[str]:
@@ -103,25 +121,46 @@ class OrmWriter(_Base):
                        .values_list("external_id", "id"))
         return ids
 
-    def _insert_turns(self, turns: list[ParsedTurn], session_ids: dict[str, int]) -> None:
-        Turn.objects.bulk_create(
-            [Turn(source=self.source, external_id=t.external_id, session_id=session_ids[t.session_external_id],
-                  timestamp=t.timestamp, position=t.position, query=t.query, response=t.response,
-                  user_id=t.user_id, contexts=t.contexts, model=t.model,
-                  response_timestamp=t.response_timestamp, latency_ms=t.latency_ms, metadata=t.metadata)
-             for t in turns],
-            batch_size=500,
-        )
+    def _insert_turns(self, turns: list[tuple[ParsedTurn, int]], session_ids: dict[str, int]) -> list[Reject]:
+        rows = [Turn(source=self.source, external_id=t.external_id, session_id=session_ids[t.session_external_id],
+                     timestamp=t.timestamp, position=t.position, query=t.query, response=t.response,
+                     user_id=t.user_id, contexts=t.contexts, model=t.model,
+                     response_timestamp=t.response_timestamp, latency_ms=t.latency_ms, metadata=t.metadata)
+                 for t, _ in turns]
+        refusals = []
+        try:
+            with transaction.atomic():
+                Turn.objects.bulk_create(rows, batch_size=500)
+        except (DataError, IntegrityError):
+            # The database refused a row the contract let through: store the others one by one.
+            for row, (_, line_no) in zip(rows, turns):
+                try:
+                    with transaction.atomic():
+                        row.save(force_insert=True)
+                except (DataError, IntegrityError) as e:
+                    refusals.append(refused(line_no, "record", e))
         # A session's span is recomputed from all its turns, so turns of earlier runs count too.
         spans = (Turn.objects.filter(session_id__in=set(session_ids.values())).values("session_id")
                  .annotate(first=Min("timestamp"), last=Max("timestamp")))
         for s in spans:
             Session.objects.filter(id=s["session_id"]).update(first_seen=s["first"], last_seen=s["last"], dirty=True)
+        return refusals
 
-    def _insert_events(self, events: list[ParsedEvent]) -> int:
+    def _insert_events(self, events: list[ParsedEvent], lines: list[int]) -> tuple[int, list[Reject]]:
         before = Event.objects.filter(source=self.source).count()
-        Event.objects.bulk_create([_event(self.source, e) for e in events], ignore_conflicts=True, batch_size=500)
-        return Event.objects.filter(source=self.source).count() - before
+        rows = [_event(self.source, e) for e in events]
+        refusals = []
+        try:
+            with transaction.atomic():
+                Event.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        except (DataError, IntegrityError):
+            for row, line_no in zip(rows, lines):
+                try:
+                    with transaction.atomic():
+                        Event.objects.bulk_create([row], ignore_conflicts=True)
+                except (DataError, IntegrityError) as e:
+                    refusals.append(refused(line_no, "event", e))
+        return Event.objects.filter(source=self.source).count() - before, refusals
 
     def finish(self) -> None:
         pending = Event.objects.filter(source=self.source, turn__isnull=True)
@@ -195,44 +234,46 @@ class CopyWriter(_Base):
     def write(self, chunk: Chunk) -> IngestResult:
         rendered: _Rendered = chunk.prepared
         result = IngestResult(duplicates=chunk.duplicates, rejected=len(chunk.rejects))
+        refusals: list[Reject] = []
         with transaction.atomic():
             with connection.cursor() as c:
                 c.execute("SELECT pg_advisory_xact_lock(%s, %s), now()", [_LOCK_CLASS, self.source.id])
                 now = c.fetchone()[1]  # what the events' created_at gets, as auto_now_add would
             turn_ids: dict[str, int] = {}
             if rendered.keys:
-                existing, turn_ids = self._write_turns(rendered, {e.turn_external_id for e in chunk.events})
+                existing, turn_ids, refused_rows = self._write_turns(rendered, {e.turn_external_id for e in chunk.events})
                 result.duplicates += existing
-                result.created = len(rendered.keys) - existing
+                result.created = len(rendered.keys) - existing - len(refused_rows)
+                refusals = [refused(chunk.turn_lines[i], "record", e) for i, e in refused_rows.items()]
             if chunk.events:
-                result.events = self._insert_events(chunk.events, now, turn_ids)
-            if chunk.rejects:
-                self.insert_rejects(chunk.rejects)
+                result.events, more = self._insert_events(chunk.events, chunk.event_lines, now, turn_ids)
+                refusals += more
+            self.store_rejects(chunk, result, refusals)
         return result
 
-    def _write_turns(self, r: _Rendered, about: set[str]) -> tuple[int, dict[str, int]]:
-        """Write the new turns; return how many were already there, and the ids of the new turns that
-        the chunk's events are about (so those events are stored attached)."""
+    def _write_turns(self, r: _Rendered, about: set[str]) -> tuple[int, dict[str, int], dict[int, BaseException]]:
+        """Write the new turns; return how many were already there, the ids of the new turns that the
+        chunk's events are about (so those events are stored attached), and the rows the database refused."""
         everything = range(len(r.keys))
         try:
             with transaction.atomic():
-                learned, turn_ids = self._copy_turns(r, everything, about, optimistic=True)
+                learned, turn_ids, _ = self._copy_turns(r, everything, about, optimistic=True)
         except Exception as e:  # COPY raises psycopg2's own errors, Django's cursor does not wrap them
-            if not _is_unique_violation(e):
+            if not (_is_unique_violation(e) or _is_row_error(e)):
                 raise
         else:
             self.known_sessions.update(learned)
-            return 0, turn_ids
+            return 0, turn_ids, {}
         existing = self._existing_keys(r.keys)
-        new = [i for i, k in enumerate(r.keys) if k not in existing] if existing else everything
-        turn_ids = {}
+        new = [i for i, k in enumerate(r.keys) if k not in existing] if existing else list(everything)
+        turn_ids, refused_rows = {}, {}
         if new:
-            learned, turn_ids = self._copy_turns(r, new, about, optimistic=False)
+            learned, turn_ids, refused_rows = self._copy_turns(r, new, about, optimistic=False)
             self.known_sessions.update(learned)
-        return len(existing), turn_ids
+        return len(existing), turn_ids, refused_rows
 
     def _copy_turns(self, r: _Rendered, rows, about: set[str], optimistic: bool
-                    ) -> tuple[dict[str, int], dict[str, int]]:
+                    ) -> tuple[dict[str, int], dict[str, int], dict[int, BaseException]]:
         keys, sessions, tails = r.keys, r.sessions, r.tails
         spans = session_spans((sessions[i], r.stamps[i]) for i in rows)
         if optimistic:
@@ -246,21 +287,28 @@ class CopyWriter(_Base):
         prefix = {k: f"{v}\t".encode() for k, v in ids.items()}
         with_events = [i for i in rows if keys[i] in about] if about else []
         turn_ids: dict[str, int] = {}
+        # Optimistic: one COPY each, any error goes to the caller. Otherwise rows the database refuses
+        # are found by halves and left out, and the rest is stored.
+        copy = _copy_all if optimistic else _copy_finding_refusals
+        refused_rows: dict[int, BaseException] = {}
         with connection.cursor() as c:
             if with_events:
                 # Ids drawn ahead for the turns that have events here, so those events go in attached.
-                turn_ids = dict(zip((keys[i] for i in with_events), _next_ids(c, "production_turn", len(with_events))))
-                data = b"".join([b"%d\t%s%s" % (turn_ids[keys[i]], prefix[sessions[i]], tails[i])
-                                 for i in with_events])
-                c.copy_expert(self.TURN_COPY_WITH_ID, _Once(data))
-                rows = [i for i in rows if keys[i] not in turn_ids]
+                drawn = dict(zip(with_events, _next_ids(c, "production_turn", len(with_events))))
+                refused_rows.update(copy(c, self.TURN_COPY_WITH_ID, with_events, lambda part: b"".join(
+                    [b"%d\t%s%s" % (drawn[i], prefix[sessions[i]], tails[i]) for i in part])))
+                turn_ids = {keys[i]: drawn[i] for i in with_events if i not in refused_rows}
+                rows = [i for i in rows if i not in drawn]
             if rows:
-                parts = []
-                for i in rows:
-                    parts.append(prefix[sessions[i]])
-                    parts.append(tails[i])
-                c.copy_expert(self.TURN_COPY, _Once(b"".join(parts)))
-        return ids, turn_ids
+                def render(part):
+                    parts = []
+                    for i in part:
+                        parts.append(prefix[sessions[i]])
+                        parts.append(tails[i])
+                    return b"".join(parts)
+
+                refused_rows.update(copy(c, self.TURN_COPY, rows, render))
+        return ids, turn_ids, refused_rows
 
     def _existing_keys(self, keys: list[str]) -> set[str]:
         with connection.cursor() as c:
@@ -296,8 +344,10 @@ class CopyWriter(_Base):
             )
             return dict(c.fetchall())
 
-    def _insert_events(self, events: list[ParsedEvent], now: datetime, turn_ids: dict[str, int]) -> int:
-        """COPY the chunk's events; if one is already stored, INSERT .. ON CONFLICT DO NOTHING instead.
+    def _insert_events(self, events: list[ParsedEvent], lines: list[int], now: datetime, turn_ids: dict[str, int]
+                       ) -> tuple[int, list[Reject]]:
+        """COPY the chunk's events; if one is already stored, INSERT .. ON CONFLICT DO NOTHING instead, and
+        if the database refuses one, that too one event at a time.
 
         Repeats inside the chunk are dropped first, keeping the first, as ON CONFLICT DO NOTHING would."""
         seen: set = set()
@@ -314,10 +364,26 @@ class CopyWriter(_Base):
                 with connection.cursor() as c:
                     c.copy_expert(self.EVENT_COPY, _Once(data.encode()))
         except Exception as e:  # COPY raises psycopg2's own errors, Django's cursor does not wrap them
-            if not _is_unique_violation(e):
+            if not (_is_unique_violation(e) or _is_row_error(e)):
                 raise
-            return self._insert_events_on_conflict(events)
-        return len(unique)
+        else:
+            return len(unique), []
+        try:
+            with transaction.atomic():
+                return self._insert_events_on_conflict(events), []
+        except Exception as e:
+            if not _is_row_error(e):
+                raise
+        inserted, refusals = 0, []
+        for event, line_no in zip(events, lines):
+            try:
+                with transaction.atomic():
+                    inserted += self._insert_events_on_conflict([event])
+            except Exception as e:
+                if not _is_row_error(e):
+                    raise
+                refusals.append(refused(line_no, "event", e))
+        return inserted, refusals
 
     def _insert_events_on_conflict(self, events: list[ParsedEvent]) -> int:
         from psycopg2.extras import execute_values
@@ -365,7 +431,44 @@ def _next_ids(c, table: str, n: int) -> list[int]:
     return [r[0] for r in c.fetchall()]
 
 
-def _is_unique_violation(e: Exception) -> bool:
-    if isinstance(e, IntegrityError):  # Django's, wrapping the driver's
-        e = e.__cause__
-    return getattr(e, "pgcode", None) == "23505"
+def _copy_all(c, sql: str, rows: list[int], render) -> dict[int, BaseException]:
+    c.copy_expert(sql, _Once(render(rows)))
+    return {}
+
+
+def _copy_finding_refusals(c, sql: str, rows: list[int], render) -> dict[int, BaseException]:
+    """COPY the rows; if the database refuses the lot, find the rows it refuses by halves, each attempt in a
+    savepoint, and store the others. Returns the refused rows with the error. Only errors about the data
+    are looked into (`_is_row_error`): anything else (a lost connection, a full disk) fails the chunk."""
+    refusals: dict[int, BaseException] = {}
+    pending = [list(rows)]
+    while pending:
+        part = pending.pop()
+        try:
+            with transaction.atomic():
+                c.copy_expert(sql, _Once(render(part)))
+        except Exception as e:
+            if not _is_row_error(e):
+                raise
+            if len(part) == 1:
+                refusals[part[0]] = e
+            else:
+                half = len(part) // 2
+                pending += [part[half:], part[:half]]
+    return refusals
+
+
+def _pgcode(e: BaseException) -> str:
+    if isinstance(e, (IntegrityError, DataError)):  # Django's, wrapping the driver's
+        e = e.__cause__ or e
+    return getattr(e, "pgcode", None) or ""
+
+
+def _is_unique_violation(e: BaseException) -> bool:
+    return _pgcode(e) == "23505"
+
+
+def _is_row_error(e: BaseException) -> bool:
+    """An error about a row's data: data exceptions (22: too long, bad encoding, bad value), integrity
+    (23: a constraint or trigger refusing it), program limits (54: e.g. an index row too large)."""
+    return _pgcode(e)[:2] in ("22", "23", "54")
