@@ -27,6 +27,7 @@ EVENT_FIELDS = {"type", "timestamp", "corrected_response", "actor", "reason"}
 # names; an event's type.
 MAX_ID = 255
 MAX_EVENT_TYPE = 100
+MAX_RELEASE = 200  # a shadow line's release name
 # Metadata and event payloads are stored as JSON, and later embedded in exports and API answers:
 # well within the 254 levels orjson writes.
 MAX_JSON_DEPTH = 64
@@ -58,6 +59,16 @@ class ParsedEvent:
     reason: str
     payload: dict
     fingerprint: str
+
+
+@dataclass(slots=True)
+class ParsedShadow:
+    """A candidate release's answer to a turn's query, mirrored by the gateway, never served."""
+
+    turn_external_id: str
+    release: str
+    response: str
+    latency_ms: float | None
 
 
 @dataclass(slots=True)
@@ -202,17 +213,35 @@ def parse_event(obj, turn_external_id: str, name: str = "event", limits: Limits 
     )
 
 
-def parse_record(obj, limits: Limits = DEFAULT_LIMITS) -> ParsedTurn | ParsedEvent:
-    """Validate one decoded JSON value as a turn record or an event line."""
+def parse_record(obj, limits: Limits = DEFAULT_LIMITS) -> ParsedTurn | ParsedEvent | ParsedShadow:
+    """Validate one decoded JSON value as a turn record, an event line or a shadow line."""
     if not isinstance(obj, dict):
         raise ContractError(f"record: expected a JSON object, got {_type(obj)}")
     rtype = obj.get("type", "turn")
     if rtype == "event":
         turn_id = _str(obj, "turn_id", "turn_id", required=True, allow_empty=False, max_len=MAX_ID)
         return parse_event(obj.get("event"), turn_id, "event", limits)
+    if rtype == "shadow":
+        return parse_shadow(obj, limits)
     if rtype != "turn":
-        raise ContractError(f"type: expected 'turn' or 'event', got {str(rtype)[:40]!r}")
+        raise ContractError(f"type: expected 'turn', 'event' or 'shadow', got {str(rtype)[:40]!r}")
     return parse_turn(obj, limits=limits)
+
+
+def parse_shadow(obj: dict, limits: Limits = DEFAULT_LIMITS) -> ParsedShadow:
+    """`{"type": "shadow", "turn_id": ID, "release": NAME, "response": TEXT, "latency_ms": N?}`; other
+    fields are ignored, as on event lines."""
+    turn_id = _str(obj, "turn_id", "turn_id", required=True, allow_empty=False, max_len=MAX_ID)
+    release = _str(obj, "release", "release", required=True, allow_empty=False, max_len=MAX_RELEASE)
+    if "response" not in obj:
+        raise ContractError("response: missing required field (it may be \"\")")
+    response = _str(obj, "response", "response", required=True, limits=limits)
+    latency = obj.get("latency_ms")
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)):
+            raise ContractError(f"latency_ms: expected a number, got {_type(latency)}")
+        latency = float(latency)
+    return ParsedShadow(turn_id, release, response, latency)
 
 
 def parse_turn(obj: dict, *, position: int | None = None, timestamp_required: bool = True,

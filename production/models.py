@@ -8,7 +8,7 @@ from django.db.models.functions import Now
 
 from core.jobs import Job
 
-from .contract import MAX_EVENT_TYPE, MAX_ID
+from .contract import MAX_EVENT_TYPE, MAX_ID, MAX_RELEASE
 
 
 class Source(models.Model):
@@ -95,6 +95,32 @@ class Event(models.Model):
         return f"{self.type} on {self.turn_external_id}"
 
 
+class MirroredAnswer(models.Model):
+    """A candidate release's answer to a production turn's query, mirrored by the gateway (LiteLLM
+    `silent_model`, Envoy/Istio request mirroring) and sent in the log as a `shadow` line; never shown to
+    users. Like an event it may arrive before its turn (turn is then null) and is attached when the turn
+    arrives. Production knows nothing of releases: `release` is the name the line gave, and the shadow
+    app pairs these with their turns."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="mirrored_answers")
+    turn_external_id = models.CharField(max_length=MAX_ID)
+    turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="mirrored_answers")
+    release = models.CharField(max_length=MAX_RELEASE)
+    response = models.TextField(blank=True, default="")
+    latency_ms = models.FloatField(null=True, blank=True)
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            # The first line wins; a repeat is a duplicate.
+            models.UniqueConstraint(fields=["source", "turn_external_id", "release"],
+                                    name="mirrored_source_turn_release_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release} on {self.turn_external_id}"
+
+
 class IngestJob(Job):
     """One ingest: of a file by the command (runs in its process), or of a spooled API body (a task)."""
 
@@ -109,6 +135,7 @@ class IngestJob(Job):
     duplicates = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
     events = models.IntegerField(default=0)
+    shadow = models.IntegerField(default=0, help_text="mirrored answers stored (shadow lines)")
 
     def summary(self) -> dict:
         return {
@@ -117,6 +144,7 @@ class IngestJob(Job):
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "events": self.events,
+            "shadow": self.shadow,
         }
 
 

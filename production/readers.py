@@ -12,8 +12,8 @@ from typing import BinaryIO, Callable, Iterator
 
 import orjson
 
-from .contract import (DEFAULT_LIMITS, ContractError, Limits, ParsedEvent, ParsedTurn, parse_messages_line,
-                       parse_record)
+from .contract import (DEFAULT_LIMITS, ContractError, Limits, ParsedEvent, ParsedShadow, ParsedTurn,
+                       parse_messages_line, parse_record)
 
 FORMATS = ("auto", "jsonl", "csv", "messages")
 RAW_CAP = 2000  # characters of a rejected line kept for inspection
@@ -26,7 +26,7 @@ class Reject:
     raw: str
 
 
-Item = tuple[int, "ParsedTurn | ParsedEvent | Reject"]
+Item = tuple[int, "ParsedTurn | ParsedEvent | ParsedShadow | Reject"]
 
 
 def _raw_text(raw: bytes) -> str:
@@ -247,8 +247,8 @@ def _csv_record(header: list[str], row: list[str], raw: bytes) -> dict:
                 raise ContractError(f"latency_ms: expected a number, got {cell[:40]!r}") from None
         else:
             record[name] = cell
-    if record.get("type") == "event":
-        raise ContractError("type: event lines are not supported in CSV; send them as JSON lines")
+    if record.get("type") in ("event", "shadow"):
+        raise ContractError(f"type: {record['type']} lines are not supported in CSV; send them as JSON lines")
     return record
 
 

@@ -35,7 +35,7 @@ BAD_LINES = [
     (line(id="bad-event", events=[{"type": "human_override"}]), "events[0].corrected_response: missing required field"),
     (line(id="bad-resp", response=...), "response: missing required field"),
     (b'{"type": "event", "event": {"type": "copy"}}\n', "turn_id: missing required field"),
-    (b'{"type": "chat", "id": "x"}\n', "type: expected 'turn' or 'event'"),
+    (b'{"type": "chat", "id": "x"}\n', "type: expected 'turn', 'event' or 'shadow', got 'chat'"),
     (b'{"id": "bad-utf8", "session_id": "s-1", "timestamp": "2026-10-01T09:00:00Z", "query": "caf\xe9", '
      b'"response": ""}\n', "line: not valid UTF-8 (byte 0xe9"),
 ]
@@ -58,7 +58,7 @@ def test_each_bad_line_is_rejected_with_its_line_number_and_the_good_lines_aroun
 
     # then
     assert summary == {"read": 1 + 2 * len(BAD_LINES), "created": 1 + len(BAD_LINES), "duplicates": 0,
-                       "rejected": len(BAD_LINES), "events": 0}
+                       "rejected": len(BAD_LINES), "events": 0, "shadow": 0}
     assert set(Turn.objects.values_list("external_id", flat=True)) == {f"good-{i}" for i in range(len(BAD_LINES) + 1)}
     rejects = {r.line_no: r for r in RejectedLine.objects.all()}
     assert sorted(rejects) == sorted(expected)
@@ -83,8 +83,8 @@ def test_ingesting_the_same_file_twice_creates_nothing_new(tmp_path):
     first = ingest(path)
     second = ingest(path)
 
-    assert first == {"read": 4, "created": 2, "duplicates": 1, "rejected": 1, "events": 1}
-    assert second == {"read": 4, "created": 0, "duplicates": 3, "rejected": 1, "events": 0}
+    assert first == {"read": 4, "created": 2, "duplicates": 1, "rejected": 1, "events": 1, "shadow": 0}
+    assert second == {"read": 4, "created": 0, "duplicates": 3, "rejected": 1, "events": 0, "shadow": 0}
     assert Turn.objects.count() == 2
     assert Event.objects.count() == 1
     assert RejectedLine.objects.count() == 1
@@ -142,7 +142,7 @@ def test_csv_with_nested_json_columns_and_a_bad_row(tmp_path):
         encoding="utf-8",
     )
     summary = ingest(path)
-    assert summary == {"read": 5, "created": 3, "duplicates": 0, "rejected": 2, "events": 1}
+    assert summary == {"read": 5, "created": 3, "duplicates": 0, "rejected": 2, "events": 1, "shadow": 0}
     t1 = Turn.objects.get(external_id="1")
     assert (t1.query, t1.response, t1.contexts, t1.latency_ms) == ("hello, bot", 'hi "there"', ["p1", "p2"], 120.0)
     t2 = Turn.objects.get(external_id="2")
@@ -168,7 +168,7 @@ def test_openai_messages_conversations_become_turns(tmp_path):
 
     summary = ingest(path)  # auto-detected as messages
 
-    assert summary == {"read": 3, "created": 3, "duplicates": 0, "rejected": 1, "events": 0}
+    assert summary == {"read": 3, "created": 3, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     turns = list(Turn.objects.filter(session__external_id="conv-1").order_by("position"))
     assert [(t.external_id, t.query, t.response) for t in turns] == [
         ("conv-1-1", "what is CANARD?", "A dataset."), ("conv-1-2", "who made it?", "Elgohary et al.")]
@@ -226,7 +226,7 @@ def test_chunks_split_sessions_events_and_duplicates_and_store_the_same_as_one_c
     summary = ingest(path)
 
     # then
-    assert summary == {"read": 15, "created": 12, "duplicates": 1, "rejected": 1, "events": 2}
+    assert summary == {"read": 15, "created": 12, "duplicates": 1, "rejected": 1, "events": 2, "shadow": 0}
     spans = {s.external_id: (s.first_seen.minute, s.last_seen.minute) for s in Session.objects.all()}
     assert spans == {"s-0": (0, 4), "s-1": (5, 9), "s-2": (10, 11)}
     assert Event.objects.get(type="thumbs_down").turn.external_id == "c-9"
@@ -264,7 +264,7 @@ def test_a_spooled_body_is_ingested_once_and_its_job_finished(tmp_path, settings
 
     result = ingest_job_run(job_id=job.pk)
 
-    assert result.as_dict() == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0}
+    assert result.as_dict() == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     job.refresh_from_db()
     assert (job.status, job.summary(), job.error) == ("done", result.as_dict(), "")
     assert not Path(job.spool_path).exists()

@@ -83,7 +83,7 @@ def test_each_poison_line_is_rejected_with_its_reason_and_its_neighbours_are_sto
 
     # then: every good line stored, every poison line rejected with its reason, the job done
     assert summary == {"read": 1 + 2 * len(POISON), "created": 1 + len(POISON), "duplicates": 0,
-                       "rejected": len(POISON), "events": 0}
+                       "rejected": len(POISON), "events": 0, "shadow": 0}
     assert set(Turn.objects.values_list("external_id", flat=True)) == {f"good-{i}" for i in range(len(POISON) + 1)}
     reasons = dict(RejectedLine.objects.values_list("line_no", "reason"))
     assert sorted(reasons) == sorted(expected)
@@ -114,7 +114,7 @@ def test_a_50_mb_field_is_rejected_as_its_line_without_holding_it(tmp_path):
 
     summary = ingest(path)
 
-    assert summary == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0}
+    assert summary == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     reject = RejectedLine.objects.get()
     assert reject.line_no == 2
     assert reject.reason == f"line: longer than INGEST_MAX_LINE_BYTES ({big_line} bytes, the limit is 16777216)"
@@ -218,7 +218,7 @@ def test_rows_the_database_refuses_are_found_and_rejected_and_the_rest_stored(re
     summary = ingest(path)
 
     # then: the job finished, every other turn is stored, the refused lines are rejected with the reason
-    assert summary == {"read": 10, "created": 8, "duplicates": 0, "rejected": 3, "events": 1}
+    assert summary == {"read": 10, "created": 8, "duplicates": 0, "rejected": 3, "events": 1, "shadow": 0}
     assert IngestJob.objects.get().status == "done"
     assert sorted(Turn.objects.values_list("external_id", flat=True)) == sorted(
         f"t-{i}" for i in range(10) if i not in (4, 7))

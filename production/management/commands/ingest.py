@@ -54,4 +54,4 @@ class Command(BaseCommand):
     @staticmethod
     def _line(r: IngestResult) -> str:
         return (f"read {r.read}, created {r.created}, duplicates {r.duplicates}, "
-                f"rejected {r.rejected}, events {r.events}")
+                f"rejected {r.rejected}, events {r.events}, shadow {r.shadow}")

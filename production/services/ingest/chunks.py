@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from ...contract import ParsedEvent, ParsedTurn
+from ...contract import ParsedEvent, ParsedShadow, ParsedTurn
 from ...readers import Item, Reject
 
 
@@ -22,6 +22,8 @@ class Chunk:
     turn_lines: list[int] = field(default_factory=list)  # the line each of `turns` came from
     events: list[ParsedEvent] = field(default_factory=list)
     event_lines: list[int] = field(default_factory=list)
+    shadows: list[ParsedShadow] = field(default_factory=list)
+    shadow_lines: list[int] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     duplicates: int = 0  # repeats of a turn id inside the chunk
     read: int = 0  # lines read in the whole input, up to the end of this chunk
@@ -54,10 +56,13 @@ def chunked(items: Iterable[Item], batch_size: int) -> Iterator[Chunk]:
                 chunk.event_lines.extend([line_no] * len(item.events))
         elif kind is Reject:
             chunk.rejects.append(item)
+        elif kind is ParsedShadow:
+            chunk.shadows.append(item)
+            chunk.shadow_lines.append(line_no)
         else:
             chunk.events.append(item)
             chunk.event_lines.append(line_no)
-        if len(seen) + len(chunk.events) + len(chunk.rejects) >= batch_size:
+        if len(seen) + len(chunk.events) + len(chunk.rejects) + len(chunk.shadows) >= batch_size:
             chunk.read = read
             yield chunk
             chunk = Chunk()

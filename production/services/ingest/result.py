@@ -9,13 +9,15 @@ class IngestError(Exception):
 
 @dataclass
 class IngestResult:
-    """What one ingest did: lines read; turns created and already there; lines rejected; events stored."""
+    """What one ingest did: lines read; turns created; turns and mirrored answers already there; lines
+    rejected; events stored; mirrored answers (shadow lines) stored."""
 
     read: int = 0
     created: int = 0
     duplicates: int = 0
     rejected: int = 0
     events: int = 0
+    shadow: int = 0
 
     def add(self, other: "IngestResult") -> None:
         for k, v in asdict(other).items():

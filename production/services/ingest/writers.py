@@ -15,8 +15,8 @@ from django.db.models import Max, Min
 
 from core.jobs import safe_error
 
-from ...contract import ParsedEvent, ParsedTurn
-from ...models import Event, IngestJob, RejectedLine, Session, Source, Turn
+from ...contract import ParsedEvent, ParsedShadow, ParsedTurn
+from ...models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn
 from ...readers import Reject
 from . import copy_text
 from .chunks import Chunk
@@ -31,7 +31,7 @@ class Writer(Protocol):
         """Store the chunk in one transaction; return what was created, duplicated, rejected."""
 
     def finish(self) -> None:
-        """Attach events stored before their turn to turns that have arrived since."""
+        """Attach events and mirrored answers stored before their turn to turns that have arrived since."""
 
 
 def writer_for(source: Source, origin: str, job: IngestJob | None) -> Writer:
@@ -102,6 +102,10 @@ class OrmWriter(_Base):
             if chunk.events:
                 result.events, more = self._insert_events(chunk.events, chunk.event_lines)
                 refusals += more
+            if chunk.shadows:
+                result.shadow, more = self._insert_shadows(chunk.shadows, chunk.shadow_lines)
+                result.duplicates += len(chunk.shadows) - result.shadow - len(more)
+                refusals += more
             self.store_rejects(chunk, result, refusals)
         return result
 
@@ -162,6 +166,24 @@ class OrmWriter(_Base):
                     refusals.append(refused(line_no, "event", e))
         return Event.objects.filter(source=self.source).count() - before, refusals
 
+    def _insert_shadows(self, shadows: list[ParsedShadow], lines: list[int]) -> tuple[int, list[Reject]]:
+        mine = MirroredAnswer.objects.filter(source=self.source)
+        before = mine.count()
+        rows = [MirroredAnswer(source=self.source, turn_external_id=m.turn_external_id, release=m.release,
+                               response=m.response, latency_ms=m.latency_ms) for m in shadows]
+        refusals = []
+        try:
+            with transaction.atomic():
+                MirroredAnswer.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        except (DataError, IntegrityError):
+            for row, line_no in zip(rows, lines):
+                try:
+                    with transaction.atomic():
+                        MirroredAnswer.objects.bulk_create([row], ignore_conflicts=True)
+                except (DataError, IntegrityError) as e:
+                    refusals.append(refused(line_no, "shadow", e))
+        return mine.count() - before, refusals
+
     def finish(self) -> None:
         pending = Event.objects.filter(source=self.source, turn__isnull=True)
         by_key = dict(Turn.objects.filter(source=self.source, external_id__in=pending.values("turn_external_id"))
@@ -169,6 +191,11 @@ class OrmWriter(_Base):
         for ext, turn_id in by_key.items():
             pending.filter(turn_external_id=ext).update(turn_id=turn_id)
         Session.objects.filter(turns__id__in=by_key.values()).update(dirty=True)
+        mirrored = MirroredAnswer.objects.filter(source=self.source, turn__isnull=True)
+        by_key = dict(Turn.objects.filter(source=self.source, external_id__in=mirrored.values("turn_external_id"))
+                      .values_list("external_id", "id"))
+        for ext, turn_id in by_key.items():
+            mirrored.filter(turn_external_id=ext).update(turn_id=turn_id)
 
 
 def _event(source: Source, e: ParsedEvent) -> Event:
@@ -247,6 +274,10 @@ class CopyWriter(_Base):
                 refusals = [refused(chunk.turn_lines[i], "record", e) for i, e in refused_rows.items()]
             if chunk.events:
                 result.events, more = self._insert_events(chunk.events, chunk.event_lines, now, turn_ids)
+                refusals += more
+            if chunk.shadows:
+                result.shadow, more = self._insert_shadows(chunk.shadows, chunk.shadow_lines)
+                result.duplicates += len(chunk.shadows) - result.shadow - len(more)
                 refusals += more
             self.store_rejects(chunk, result, refusals)
         return result
@@ -403,8 +434,53 @@ class CopyWriter(_Base):
             )
         return len(inserted)
 
+    def _insert_shadows(self, shadows: list[ParsedShadow], lines: list[int]) -> tuple[int, list[Reject]]:
+        """Store mirrored answers, the first of each (turn, release) winning, attached at once to turns
+        already stored (this chunk's included); the rest wait for `finish`."""
+        try:
+            with transaction.atomic():
+                return self._insert_shadows_on_conflict(shadows), []
+        except Exception as e:
+            if not _is_row_error(e):
+                raise
+        inserted, refusals = 0, []
+        for shadow, line_no in zip(shadows, lines):
+            try:
+                with transaction.atomic():
+                    inserted += self._insert_shadows_on_conflict([shadow])
+            except Exception as e:
+                if not _is_row_error(e):
+                    raise
+                refusals.append(refused(line_no, "shadow", e))
+        return inserted, refusals
+
+    def _insert_shadows_on_conflict(self, shadows: list[ParsedShadow]) -> int:
+        from psycopg2.extras import execute_values
+
+        with connection.cursor() as c:
+            inserted = execute_values(
+                c.cursor,
+                f"""INSERT INTO production_mirroredanswer (source_id, turn_external_id, turn_id, release, response,
+                        latency_ms)
+                    SELECT {int(self.source.id)}, v.turn, t.id, v.release, v.response, v.latency
+                    FROM (VALUES %s) AS v(turn, release, response, latency)
+                    LEFT JOIN production_turn t ON t.source_id = {int(self.source.id)} AND t.external_id = v.turn
+                    ON CONFLICT (source_id, turn_external_id, release) DO NOTHING RETURNING 1""",
+                [(m.turn_external_id, m.release, m.response, m.latency_ms) for m in shadows],
+                template="(%s, %s, %s, %s::double precision)",
+                page_size=1000,
+                fetch=True,
+            )
+        return len(inserted)
+
     def finish(self) -> None:
         with connection.cursor() as c:
+            c.execute(
+                """UPDATE production_mirroredanswer m SET turn_id = t.id FROM production_turn t
+                   WHERE m.source_id = %s AND m.turn_id IS NULL
+                     AND t.source_id = m.source_id AND t.external_id = m.turn_external_id""",
+                [self.source.id],
+            )
             # Most events went in attached; without any left over skip the join, whose plan can be poor
             # while the tables' statistics still describe them before a big ingest.
             c.execute("SELECT EXISTS (SELECT 1 FROM production_event WHERE source_id = %s AND turn_id IS NULL)",
