@@ -300,3 +300,35 @@ def test_signal_detection_has_a_beat_schedule():
 
     task = PeriodicTask.objects.get(task="production.tasks.signals_detect")
     assert (task.interval.every, task.interval.period, task.enabled) == (5, "minutes", True)
+
+
+@pytest.mark.django_db
+def test_a_spooled_job_whose_body_is_gone_fails_with_the_reason(tmp_path, settings):
+    from production.services.ingest import ingest_job_run, ingest_job_spool, source_get_or_create
+
+    settings.INGEST_SPOOL_DIR = tmp_path
+    job = ingest_job_spool(source=source_get_or_create(name="spool"), body=line(id="a"))
+    Path(job.spool_path).unlink()
+    with pytest.raises(FileNotFoundError):
+        ingest_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error.startswith("FileNotFoundError: [Errno 2]")
+
+
+def test_the_reading_thread_stops_when_the_writer_leaves_early():
+    import threading
+
+    from production.services.ingest.chunks import Chunk, read_ahead
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield Chunk()
+
+    chunks = read_ahead(endless(), prepare=lambda chunk: None, depth=1)
+    next(chunks)
+    chunks.close()  # the writer stops (an error, or the caller is done)
+    assert not any(t.name == "ingest-reader" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 4  # it stopped soon, never ran ahead of its small queue

@@ -186,17 +186,23 @@ def refusing_database(db):
                       "WHEN (NEW.query = 'refuse me') EXECUTE FUNCTION evalgap_test_refuse()")
             c.execute("CREATE TRIGGER refuse_event BEFORE INSERT ON production_event FOR EACH ROW "
                       "WHEN (NEW.reason = 'refuse me') EXECUTE FUNCTION evalgap_test_refuse()")
+            c.execute("CREATE TRIGGER refuse_shadow BEFORE INSERT ON production_mirroredanswer FOR EACH ROW "
+                      "WHEN (NEW.response = 'refuse me') EXECUTE FUNCTION evalgap_test_refuse()")
         else:
             c.execute("CREATE TRIGGER refuse_turn BEFORE INSERT ON production_turn WHEN NEW.query = 'refuse me' "
                       "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
             c.execute("CREATE TRIGGER refuse_event BEFORE INSERT ON production_event WHEN NEW.reason = 'refuse me' "
                       "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
+            c.execute("CREATE TRIGGER refuse_shadow BEFORE INSERT ON production_mirroredanswer "
+                      "WHEN NEW.response = 'refuse me' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
     yield
     with connection.cursor() as c:
         c.execute("DROP TRIGGER IF EXISTS refuse_turn" + (" ON production_turn" if connection.vendor == "postgresql"
                                                            else ""))
         c.execute("DROP TRIGGER IF EXISTS refuse_event" + (" ON production_event" if connection.vendor == "postgresql"
                                                              else ""))
+        c.execute("DROP TRIGGER IF EXISTS refuse_shadow" + (" ON production_mirroredanswer"
+                                                              if connection.vendor == "postgresql" else ""))
         if connection.vendor == "postgresql":
             c.execute("DROP FUNCTION IF EXISTS evalgap_test_refuse()")
 
@@ -205,12 +211,14 @@ def refusing_database(db):
 @pytest.mark.parametrize("batch_size", [1000, 3])
 def test_rows_the_database_refuses_are_found_and_rejected_and_the_rest_stored(refusing_database, tmp_path,
                                                                               settings, batch_size):
-    # given: a log in which the database (not the contract) refuses two turns and one event
+    # given: a log in which the database (not the contract) refuses two turns, one event, one shadow line
     settings.INGEST_BATCH_SIZE = batch_size
     recs = [line(id=f"t-{i}", session_id=f"s-{i // 3}", timestamp=f"2026-10-01T09:{i:02d}:00Z") for i in range(10)]
     recs[4] = line(id="t-4", session_id="s-1", query="refuse me")
     recs[7] = line(id="t-7", session_id="s-2", query="refuse me", events=[{"type": "copy"}])
     recs[8] = line(id="t-8", session_id="s-2", events=[{"type": "thumbs_down", "reason": "refuse me"}])
+    recs.append(json.dumps({"type": "shadow", "turn_id": "t-1", "release": "c", "response": "refuse me"}).encode() + b"\n")
+    recs.append(json.dumps({"type": "shadow", "turn_id": "t-2", "release": "c", "response": "fine"}).encode() + b"\n")
     path = tmp_path / "log.jsonl"
     path.write_bytes(b"".join(recs))
 
@@ -218,13 +226,14 @@ def test_rows_the_database_refuses_are_found_and_rejected_and_the_rest_stored(re
     summary = ingest(path)
 
     # then: the job finished, every other turn is stored, the refused lines are rejected with the reason
-    assert summary == {"read": 10, "created": 8, "duplicates": 0, "rejected": 3, "events": 1, "shadow": 0}
+    assert summary == {"read": 12, "created": 8, "duplicates": 0, "rejected": 4, "events": 1, "shadow": 1}
     assert IngestJob.objects.get().status == "done"
     assert sorted(Turn.objects.values_list("external_id", flat=True)) == sorted(
         f"t-{i}" for i in range(10) if i not in (4, 7))
     reasons = dict(RejectedLine.objects.values_list("line_no", "reason"))
-    assert sorted(reasons) == [5, 8, 9]
+    assert sorted(reasons) == [5, 8, 9, 11]
     assert reasons[5].startswith("record: the database refused it (") and "refused by a test trigger" in reasons[5]
     assert reasons[9].startswith("event: the database refused it (")
+    assert reasons[11].startswith("shadow: the database refused it (")
     # the refused turn's event is kept, unattached, as an event whose turn has not arrived
     assert Event.objects.get(type="copy").turn is None

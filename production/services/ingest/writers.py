@@ -535,8 +535,7 @@ def _copy_finding_refusals(c, sql: str, rows: list[int], render) -> dict[int, Ba
 
 
 def _pgcode(e: BaseException) -> str:
-    if isinstance(e, (IntegrityError, DataError)):  # Django's, wrapping the driver's
-        e = e.__cause__ or e
+    # COPY and execute_values run on the driver's cursor: its errors arrive unwrapped, with their SQLSTATE.
     return getattr(e, "pgcode", None) or ""
 
 
