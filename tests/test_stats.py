@@ -461,6 +461,7 @@ def test_pairwise_calibration_by_hand():
     assert out["pairs"] == 5 and out["missing"] == 1
     assert out["agreement"] == pytest.approx(3 / 5)
     assert out["agreement_decisive"] == pytest.approx(2 / 4)
+    assert out["agreement_both_decisive"] == pytest.approx(2 / 3)  # pairs 0, 1, 2
     assert out["cohen_kappa"] == pytest.approx(st.cohen_kappa(judge[:5], human[:5]))
     assert out["swap_consistency"] is None
     assert out["first_position_rate"] == pytest.approx(1 / 3)  # a, b, b

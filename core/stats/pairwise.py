@@ -263,7 +263,9 @@ def pairwise_calibration(
     every order asked, that chose the answer shown first: 0.5 is unbiased);
     ``longer_preferred_rate`` / ``human_longer_preferred_rate`` (share of decisive picks on pairs of
     unequal length that chose the longer answer, in characters). Plus ``missing``, the
-    denominators in ``n`` and Wilson intervals in ``intervals`` (every rate carries its n).
+    denominators in ``n`` and Wilson intervals in ``intervals`` (every rate carries its n), and
+    ``agreement_both_decisive`` (pairs where neither the human nor the judge said tie: the MT-Bench
+    paper's "without ties" setup, the highest of the three agreement figures).
     Rates whose denominator is 0 are None.
     """
     n_all = len(human)
@@ -301,6 +303,7 @@ def pairwise_calibration(
 
     n = len(keep)
     human_decisive = h != "tie"
+    both_decisive = human_decisive & (final != "tie")
     longer = np.where(la > lb, "a", np.where(lb > la, "b", ""))
     unequal = longer != ""
     judge_dec = (final != "tie") & unequal
@@ -309,6 +312,7 @@ def pairwise_calibration(
     counts = {
         "agreement": (int((final == h).sum()), n),
         "agreement_decisive": (int((final == h)[human_decisive].sum()), int(human_decisive.sum())),
+        "agreement_both_decisive": (int((final == h)[both_decisive].sum()), int(both_decisive.sum())),
         "swap_consistency": (consistent, n) if consistent is not None else (None, 0),
         "first_position_rate": (shown_first_wins, decisive_asks),
         "longer_preferred_rate": (int((final == longer)[judge_dec].sum()), int(judge_dec.sum())),
@@ -336,6 +340,7 @@ def pairwise_calibration(
         "first_position_rate": rates["first_position_rate"],
         "longer_preferred_rate": rates["longer_preferred_rate"],
         "human_longer_preferred_rate": rates["human_longer_preferred_rate"],
+        "agreement_both_decisive": rates["agreement_both_decisive"],
         "missing": n_all - n,
         "n": {key: den for key, (_, den) in counts.items()},
         "intervals": intervals,
