@@ -16,5 +16,6 @@ urlpatterns = [
     path("testsets/<slug:name>/changelog/", views.changelog, name="changelog"),
     path("testsets/<slug:name>/v<int:number>/", views.version_detail, name="version"),
     path("taxonomy/", views.taxonomy, name="taxonomy"),
+    path("correlation/", views.correlation, name="correlation"),
     path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
 ]
