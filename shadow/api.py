@@ -14,7 +14,7 @@ from llm.client import LLMNotConfigured
 
 from . import selectors
 from .models import JudgeCalibration, JudgeRun, ShadowPair, ShadowRun, ShadowVerdict
-from .services import audit, judge, replay
+from .services import judge, replay
 from .services.judging import PromptMissing
 
 
@@ -177,6 +177,6 @@ class AuditAgreementApi(APIView):
     permission_classes = [IsAuthenticated]
 
     def get(self, request):
-        return Response(audit.audit_agreement_by_month(release=request.query_params.get("release") or None))
+        return Response(selectors.audit_agreement_by_month(release=request.query_params.get("release") or None))
 
 

@@ -9,6 +9,7 @@ looks with no real difference, see README "Shadow evaluation").
 """
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 
 import numpy as np
@@ -17,9 +18,11 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import Length
 
 from core import stats
+from labelling.selectors import pairwise_picks
 from releases.models import Release
 
-from .models import JUDGED, SCORES, JudgeCalibration, JudgeRun, Outcome, ShadowAudit, ShadowPair, ShadowRun
+from .models import (JUDGED, SCORES, JudgeCalibration, JudgeRun, Outcome, ShadowAudit, ShadowAuditItem, ShadowPair,
+                     ShadowRun)
 
 REPORT_KEYS = ("release", "pairs", "win_rate", "ci_low", "ci_high", "decisive_win_rate", "tie_rate",
                "inconsistent_rate", "length_controlled_win_rate", "decision", "by_failure_mode")
@@ -220,6 +223,15 @@ def pair_get(pk: int) -> ShadowPair | None:
             .prefetch_related("verdicts").filter(pk=pk).first())
 
 
+def pair_conversation(pair: ShadowPair) -> list[dict]:
+    """The conversation before the pair's turn, as the judge saw it."""
+    from django.conf import settings as conf
+
+    from .services.context import conversation, histories
+
+    return conversation(histories([pair.turn], conf.SHADOW_CONVERSATION_TURNS)[pair.turn_id])
+
+
 def run_list(release: Release | str | None = None) -> QuerySet[ShadowRun]:
     qs = ShadowRun.objects.select_related("release")
     if release is not None:
@@ -237,3 +249,65 @@ def calibration_list() -> QuerySet[JudgeCalibration]:
 
 def audit_list() -> QuerySet[ShadowAudit]:
     return ShadowAudit.objects.select_related("release").order_by("-id")
+
+
+# --- the judge against people ---------------------------------------------------------------------
+
+def human_pick(picks: list[dict]) -> str | None:
+    """One pick per task from its annotators: the most frequent; a shared top count is a tie."""
+    if not picks:
+        return None
+    counts = Counter(p["pick"] for p in picks).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return "tie"
+    return counts[0][0]
+
+
+_JUDGE_AS_LABEL = {Outcome.CANDIDATE: "a", Outcome.SERVED: "b", Outcome.TIE: "tie", Outcome.INCONSISTENT: "tie"}
+_WINNER_AS_LABEL = {"candidate": "a", "served": "b", "tie": "tie"}
+
+
+def audit_agreement_by_month(*, release: Release | str | None = None) -> list[dict]:
+    """Judge vs people per audited month. Labels are from the candidate's side ("a" = candidate
+    better, "b" = served better), whatever side people saw it on. Each row: the keys of
+    `core.stats.pairwise_calibration` (agreement with and without ties, kappa, swap consistency,
+    position and length preferences, with n and intervals) plus `month`, `audited`, `picked`."""
+    items = ShadowAuditItem.objects.select_related("audit", "pair__turn").prefetch_related("pair__verdicts")
+    if release is not None:
+        rel = release if isinstance(release, Release) else Release.objects.filter(name=release).first()
+        items = items.filter(pair__release=rel)
+    items = list(items.order_by("audit__month", "id"))
+    picks = pairwise_picks(keys=[i.task_key for i in items])
+    by_month: dict[str, list] = {}
+    for item in items:
+        by_month.setdefault(item.audit.month, []).append(item)
+    out = []
+    for month, rows in sorted(by_month.items()):
+        judge, swapped, human, len_a, len_b = [], [], [], [], []
+        for item in rows:
+            pick = human_pick(picks.get(item.task_key, []))
+            if pick is None:
+                continue
+            # People saw the candidate on `candidate_side`: bring their pick to the candidate's side.
+            if pick != "tie" and item.candidate_side == "b":
+                pick = "a" if pick == "b" else "b"
+            # The latest judge's verdict per order (a pair may have been judged again).
+            verdicts = {v.order: v for v in sorted(item.pair.verdicts.all(), key=lambda v: v.id) if v.winner}
+            first, second = verdicts.get("candidate_first"), verdicts.get("served_first")
+            if first and second:
+                judge.append(_WINNER_AS_LABEL[first.winner])
+                swapped.append(_WINNER_AS_LABEL[second.winner])
+            else:  # verdicts of another judge were replaced: fall back to the pair's outcome
+                label = _JUDGE_AS_LABEL.get(item.pair.outcome)
+                if label is None:
+                    continue
+                judge.append(label)
+                swapped.append(label)
+            human.append(pick)
+            len_a.append(len(item.pair.candidate_answer))
+            len_b.append(len(item.pair.turn.response))
+        row = {"month": month, "audited": len(rows), "picked": len(human)}
+        if human:
+            row.update(stats.pairwise_calibration(judge, human, len_a, len_b, judge_swapped=swapped))
+        out.append(row)
+    return out

@@ -13,7 +13,7 @@ from tests.shadow_helpers import make_pairs, release, run_json
 
 pytestmark = pytest.mark.django_db
 START = date(2026, 9, 1)
-W, L, T, I = "candidate_win", "served_win", "tie", "inconsistent"
+W, L, T, INC = "candidate_win", "served_win", "tie", "inconsistent"
 
 
 def week(per_day: list[str], days: int = 7) -> dict:
@@ -22,7 +22,7 @@ def week(per_day: list[str], days: int = 7) -> dict:
 
 def test_report_keys_are_exactly_the_issues():
     rel = release()
-    make_pairs(rel, week([W, L, T, I]))
+    make_pairs(rel, week([W, L, T, INC]))
     line = run_json("shadow_report", "--release", "cand-1")
     assert list(line) == ["release", "pairs", "win_rate", "ci_low", "ci_high", "decisive_win_rate", "tie_rate",
                           "inconsistent_rate", "length_controlled_win_rate", "decision", "by_failure_mode"]

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from labelling.client import LabelStudioError, LabelStudioUnavailable
+from shadow import selectors
 from shadow.services import audit
 
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         if o["agreement"]:
-            rows = audit.audit_agreement_by_month(release=o["release"])
+            rows = selectors.audit_agreement_by_month(release=o["release"])
             if o["json"]:
                 self.stdout.write(json.dumps(rows, default=str))
                 return
