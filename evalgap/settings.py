@@ -210,7 +210,7 @@ JUDGE_MODEL = env.str("JUDGE_MODEL", default="")
 JUDGE_PRICE_PER_1K_PROMPT_TOKENS = env.float("JUDGE_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
 JUDGE_PRICE_PER_1K_COMPLETION_TOKENS = env.float("JUDGE_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
 # Requests in flight at once (each pair is asked twice, in both orders).
-JUDGE_CONCURRENCY = env.int("JUDGE_CONCURRENCY", default=16)
+JUDGE_CONCURRENCY = env.int("JUDGE_CONCURRENCY", default=32)
 # The prompt file shadow/prompts/<version>.txt; every verdict records it.
 JUDGE_PROMPT_VERSION = env.str("JUDGE_PROMPT_VERSION", default="judge-v1")
 
