@@ -188,7 +188,7 @@ def _ibans(work: str) -> Iterable[Span]:
 
 # IPv6 is looked for from each colon: back up over at most 4 hex digits, then match forwards.
 _COLON = re.compile(r":[0-9A-Fa-f:]")
-_IPV6 = re.compile(r"(?:[0-9A-Fa-f]{1,4}|:)(?::(?:\d{1,3}(?:\.\d{1,3}){3}(?![\w.])|[0-9A-Fa-f]{0,4})){1,7}"
+_IPV6 = re.compile(r"(?:[0-9A-Fa-f]{1,4}|:)(?::(?:\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\d)|[0-9A-Fa-f]{0,4})){1,7}"
                    r"(?:%[0-9A-Za-z_.-]{1,16})?")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?(?!\w|\.\d)")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -241,12 +241,14 @@ def _ips(work: str) -> Iterable[Span]:
 # "2026-10-01 020 7946 0958". Groups are delimited by non-digits, so a run splits one way only.
 _RUN = re.compile(r"(?:\+ ?\(?\d{1,20}|\(\d{1,20}|\d{1,20})\)?(?:(?:[ \t./-]{1,3}|(?<=\))|(?=\())\(?\d{1,20}\)?){0,40}")
 _DIGITS = re.compile(r"\d{1,20}")
+# A keyword just before a number says what it is. "pos" words look back 32 characters, "neg"
+# words (a number that names a thing) only 20: "order 2026-000123", "ISBN 0-306-40615-2".
 _PHONE_WORDS = re.compile(
     r"(?i)\b(?:(?P<pos>call|calls|called|calling|phone|ph|tel|telephone|mobile|mob|cell|cellphone|"
     r"whats ?app|sms|text|fax|contact|dial|ring|reach|number|no|nr|num|helpline|hotline)|"
-    r"(?P<neg>order|orders|invoice|inv|ref|reference|ticket|tracking|awb|isbn|sku|serial|part|model|"
-    r"version|ver|id|transaction|txn|booking|pnr|case|po|receipt|barcode|pin|pincode|zip|postcode|"
-    r"postal|amount|price|total|qty|quantity|page|pages|pp|room|flight|account|acct|iban|swift|code))\b")
+    r"(?P<neg>order|orders|invoice|inv|ref|reference|ticket|tracking|awb|isbn|sku|serial|model|"
+    r"version|ver|id|transaction|txn|booking|pnr|po|receipt|pin|pincode|zip|postcode|"
+    r"postal|amount|price|total|qty|quantity|page|pages|pp|room|flight|account|acct|iban|swift))\b")
 _LETTER = re.compile(r"[^\W\d_]")
 _CURRENCY_BEFORE = re.compile(r"(?i)(?:[$€£¥₹]|\b(?:rs|inr|usd|eur|gbp|chf|jpy)\.?)\s{0,2}$")
 
@@ -339,6 +341,13 @@ def _isbn_ok(digits: str) -> bool:
     return False
 
 
+def _is_isbn(groups: list[_Group]) -> bool:
+    """978-3-16-148410-0, 0-306-40615-2: hyphenated, check digit last and alone."""
+    if len(groups[-1].digits) != 1 or not all(g.sep.strip() == "-" for g in groups[1:]):
+        return False
+    return _isbn_ok("".join(g.digits for g in groups))
+
+
 def _context(work: str, start: int) -> str:
     """'pos', 'neg' or '' from the nearest keyword in the 32 characters before a number."""
     last, lo = None, max(0, start - 32)
@@ -348,25 +357,35 @@ def _context(work: str, start: int) -> str:
         pass
     if last is None:
         return ""
-    return "pos" if last.group("pos") else "neg"
+    if last.group("pos"):
+        return "pos"
+    return "neg" if last.end() >= start - 20 else ""
 
 
 def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool:
-    """Is this window of digit groups (8 to 15 digits, at most 6 groups) a phone number?"""
+    """Is this window of digit groups (8 to 15 digits, at most 6 groups) a phone number?
+
+    "+" or "00" in front: yes. Otherwise it must look like a local number: unformatted 10 digits
+    (or 11 after a trunk 0/1), or 2-6 groups of which only the first may be one digit and none
+    longer than eight, no more than 12 digits. A phone word just before ("call", "mobile") also
+    admits unformatted 8-9 digit numbers; a naming word ("order", "invoice", "ISBN") rules it out.
+    """
     k = len(groups)
-    if not intl and context != "pos":
+    if any(len(g.sep.strip(" ()")) > 1 for g in groups[1:]):
+        return False  # "/." or "--": a list of figures, not one number
+    if not intl:
         if context == "neg":
             return False
+        digits_n = sum(len(g.digits) for g in groups)
         if k == 1:
             n = len(groups[0].digits)
-            # Unformatted: 10 digits (a US/Indian mobile, a French number), or a trunk-prefixed 11.
-            if not (n == 10 or n == 11 and groups[0].digits[0] in "01"):
+            if not (n == 10 or n == 11 and groups[0].digits[0] in "01" or context == "pos" and n <= 11):
                 return False
         else:
             first = len(groups[0].digits)
-            if first > 5 or any(len(g.digits) > 8 or len(g.digits) == 1 for g in groups[1:]):
+            if digits_n > 12 or first > 5 or any(len(g.digits) > 8 or len(g.digits) == 1 for g in groups[1:]):
                 return False
-            if k == 2 and first + len(groups[1].digits) < 9:
+            if k == 2 and digits_n < 9 and context != "pos":
                 return False
             seps = [g.sep.strip() or " " for g in groups[1:]]
             if "." in seps and (k < 3 or first < 2):
@@ -379,10 +398,6 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
         return False  # 12 345 678,90 or 1234567.50: an amount
     if _CURRENCY_BEFORE.search(work, max(0, start - 6), start):
         return False
-    if k > 1 and all(g.sep.strip() == "-" for g in groups[1:]):
-        digits = "".join(g.digits for g in groups)
-        if len(digits) in (10, 13) and _isbn_ok(digits):
-            return False
     return True
 
 
@@ -392,7 +407,7 @@ def _digit_runs(work: str) -> Iterable[Span]:
         # word before it ("HKD7021645199", "abc123") its first.
         if groups[-1].end < len(work) and (work[groups[-1].end].isalpha() or work[groups[-1].end] == "_"):
             groups = groups[:-1]
-        if groups and groups[0].start > 0 and (work[groups[0].start - 1].isalnum() or work[groups[0].start - 1] == "_"):
+        if groups and groups[0].start > 0 and (work[groups[0].start - 1].isalnum() or work[groups[0].start - 1] in "_."):
             groups, plus = groups[1:], False
         blocked = [False] * len(groups)
         i = 0
@@ -406,6 +421,11 @@ def _digit_runs(work: str) -> Iterable[Span]:
             if i + 2 < len(groups) and _is_date(*groups[i:i + 3]):
                 blocked[i:i + 3] = [True] * 3
                 i += 3
+                continue
+            k = 5 if groups[i].digits in ("978", "979") else 4
+            if i + k <= len(groups) and _is_isbn(groups[i:i + k]):
+                blocked[i:i + k] = [True] * k
+                i += k
                 continue
             if i + 1 < len(groups) and _is_year_range(*groups[i:i + 2]):
                 blocked[i:i + 2] = [True] * 2
@@ -424,9 +444,10 @@ def _digit_runs(work: str) -> Iterable[Span]:
             for j in range(i, min(len(groups), i + 6)):
                 if blocked[j]:
                     break
-                total += len(groups[j].digits)
-                if total > 15:
-                    break
+                n = len(groups[j].digits)
+                total += n
+                if total > 15 or j > i and not intl and (n == 1 or n > 8) and _context(work, groups[i].start) != "pos":
+                    break  # no local number has a later group of one digit or of more than eight
                 if total >= 8:
                     if context is None:
                         context = _context(work, groups[i].start)
