@@ -371,6 +371,8 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
     admits unformatted 8-9 digit numbers; a naming word ("order", "invoice", "ISBN") rules it out.
     """
     k = len(groups)
+    if k == 1 and groups[0].sep in (".", ","):
+        return False  # the decimals of 3.14159265358
     if any(len(g.sep.strip(" ()")) > 1 for g in groups[1:]):
         return False  # "/." or "--": a list of figures, not one number
     if not intl:
@@ -421,6 +423,10 @@ def _digit_runs(work: str) -> Iterable[Span]:
             if i + 2 < len(groups) and _is_date(*groups[i:i + 3]):
                 blocked[i:i + 3] = [True] * 3
                 i += 3
+                continue
+            if i + 3 < len(groups) and all(len(g.digits) == 4 for g in groups[i:i + 4]):
+                blocked[i:i + 4] = [True] * 4  # card-shaped but failing Luhn: an order number, not a phone
+                i += 4
                 continue
             k = 5 if groups[i].digits in ("978", "979") else 4
             if i + k <= len(groups) and _is_isbn(groups[i:i + k]):
