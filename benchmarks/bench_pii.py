@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--presidio", action="store_true")
     ap.add_argument("--limit", type=float, default=60.0, help="seconds per measurement")
     ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--only", default="", help="comma-separated parts of input names to run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     small, big = (int(s) for s in args.sizes.split(","))
@@ -117,6 +118,8 @@ def main() -> None:
     rows = []
     inputs = {"natural text (example logs)": None, **ADVERSARIAL}
     for name, unit in inputs.items():
+        if args.only and not any(part in name for part in args.only.split(",")):
+            continue
         make = (lambda n: natural(n)) if unit is None else (lambda n, u=unit: build(u, n))
         t_small = timed(fn, make(small), "find", args.limit)
         t_big = timed(fn, make(big), "find", args.limit) if t_small is not None else None

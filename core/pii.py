@@ -117,7 +117,7 @@ def _secrets(work: str) -> Iterable[Span]:
 
 # Anchored on "@domain": the local part is then walked back at most 64 characters (RFC 5321's
 # limit), so "a@" * N or a megabyte of "a" costs one step per character.
-_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.){1,8}[^\W\d_]{2,24}(?![\w-])")
+_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.){1,8}[^\W\d_]{2,24}(?!\w)")
 _LOCAL_EXTRA = frozenset("._%+-'!#$&*/=?^`{|}~")
 
 
