@@ -41,7 +41,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
+    "core",
+    "llm",
     "production",
+    "releases",
     "taxonomy",
     "labelling",
     "testsets",
@@ -121,6 +124,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
+# --- Jobs (core.jobs): a "running" job whose heartbeat is older than this is presumed dead and is
+# re-queued or failed by the sweeper (beat, every JOB_SWEEP_SECONDS).
+JOB_STALE_SECONDS = env.int("JOB_STALE_SECONDS", default=900)
+JOB_SWEEP_SECONDS = env.int("JOB_SWEEP_SECONDS", default=300)
+
 # --- Ingest
 # Bodies above this size are spooled to disk and ingested by a worker (202 + job id).
 INGEST_SYNC_MAX_BYTES = env.int("INGEST_SYNC_MAX_BYTES", default=1_000_000)
@@ -174,11 +182,28 @@ LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, boun
 # without an admin's resolution.
 PROMOTION_MIN_AGREEMENT = env.float("PROMOTION_MIN_AGREEMENT", default=0.66)
 
-# --- Targeted case generation (generation/llm.py is the one module that calls the LLM)
+# --- LLM endpoints (llm/client.py is the one module that calls an LLM). Each role may have its own
+# <ROLE>_BASE_URL / <ROLE>_API_KEY; without them the OPENAI_* ones are used.
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_API_KEY = secret("OPENAI_API_KEY")
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=5)  # transient errors (429, timeout, 5xx) per request
+LLM_MAX_INVALID = env.int("LLM_MAX_INVALID", default=2)  # re-asks after output that does not validate
+LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=2.0)
+LLM_BACKOFF_MAX_SECONDS = env.float("LLM_BACKOFF_MAX_SECONDS", default=60.0)
+# Everything sent to an LLM passes the PII redactor (core/pii.py) unless this is off.
+LLM_REDACT_PII = env.bool("LLM_REDACT_PII", default=True)
+
+# --- Targeted case generation
+GENERATION_BASE_URL = env.str("GENERATION_BASE_URL", default="")
+GENERATION_API_KEY = secret("GENERATION_API_KEY")
 GENERATION_MODEL = env.str("GENERATION_MODEL", default="gpt-4o-mini")
 GENERATION_TEMPERATURE = env.float("GENERATION_TEMPERATURE", default=0.9)
+GENERATION_DEFAULT_N = env.int("GENERATION_DEFAULT_N", default=10)
+GENERATION_SEED_EXAMPLES = env.int("GENERATION_SEED_EXAMPLES", default=8)
+GENERATION_DEDUP_THRESHOLD = env.float("GENERATION_DEDUP_THRESHOLD", default=0.5)
+GENERATION_DEDUP_SEMANTIC = env.bool("GENERATION_DEDUP_SEMANTIC", default=True)
+GENERATION_TESTSET = env.str("GENERATION_TESTSET", default="production")
 GENERATION_REVIEW_PROJECT_TITLE = env.str("GENERATION_REVIEW_PROJECT_TITLE", default="evalgap: generated cases review")
 # Prices per 1,000 tokens, for the cost recorded on each run (0: unknown).
 GENERATION_PRICE_PER_1K_PROMPT_TOKENS = env.float("GENERATION_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from taxonomy.admin import FailureModeAdmin
 from taxonomy.models import FailureMode
 
-from . import llm
+from . import prompting
 from .models import GeneratedCase, GenerationRun
 
 
@@ -42,8 +42,8 @@ def _enqueue(modeladmin, request, queryset, offline: bool):
     from .services import GenerationError
     from .tasks import generate_for_failure_mode
 
-    if not offline and llm.missing_settings():
-        modeladmin.message_user(request, llm.not_configured_message(), messages.ERROR)
+    if not offline and prompting.missing_settings():
+        modeladmin.message_user(request, prompting.not_configured_message(), messages.ERROR)
         return
     started = []
     for mode in queryset:

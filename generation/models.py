@@ -6,13 +6,11 @@ goes to the review project in Label Studio, and is promoted by the normal rules.
 """
 from django.db import models
 
+from core.jobs import Job
 
-class GenerationRun(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+
+class GenerationRun(Job):
+    task_name = "generation.tasks.generation_run_execute"
 
     failure_mode = models.CharField(max_length=100, db_index=True, help_text="the failure mode's code")
     n = models.PositiveIntegerField(help_text="cases asked for")
@@ -21,19 +19,15 @@ class GenerationRun(models.Model):
     prompt_version = models.CharField(max_length=40)
     temperature = models.FloatField(default=0.0)
     seed_item_ids = models.JSONField(default=list, blank=True, help_text="BatchItem ids shown as examples")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    error = models.TextField(blank=True, default="")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
-    attempts = models.PositiveIntegerField(default=0, help_text="LLM requests made, retries included")
+    llm_requests = models.PositiveIntegerField(default=0, help_text="LLM requests made, retries included")
     generated = models.PositiveIntegerField(default=0)
     duplicates_dropped = models.PositiveIntegerField(default=0)
     # The review batch (labelling.LabellingBatch id); kept as a plain id, set once.
     review_batch_id = models.BigIntegerField(null=True, blank=True)
     created_by = models.CharField(max_length=150, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -12,9 +12,11 @@ import logging
 from datetime import timezone as dt_timezone
 
 import orjson
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.jobs import job_claim
 from labelling.models import BatchItem, LabellingBatch
 from labelling.services.selection import query_key
 from production.models import Turn
@@ -23,8 +25,9 @@ from production.similarity import RephraseDetector
 from taxonomy.models import FailureMode
 from testsets.selectors import testset_queries
 
-from . import llm, offline
-from .llm import setting
+from llm import client as llm
+
+from . import offline, prompting
 from .models import GeneratedCase, GenerationRun
 from .selectors import RealFailure, cases_review_outcomes, real_failures
 
@@ -68,20 +71,20 @@ def generation_run_create(*, failure_mode: str, n: int | None = None, model: str
     mode = FailureMode.objects.filter(code=failure_mode).first()
     if mode is None:
         raise GenerationError(f"failure mode {failure_mode!r} does not exist")
-    n = n or int(setting("GENERATION_DEFAULT_N", 10))
+    n = n or settings.GENERATION_DEFAULT_N
     if n < 1:
         raise GenerationError("n: must be at least 1")
-    if not offline and llm.missing_settings():
-        raise llm.LLMNotConfigured(llm.not_configured_message())
-    seeds = real_failures(code=mode.code, limit=int(setting("GENERATION_SEED_EXAMPLES", 8)))
+    if not offline and prompting.missing_settings():
+        raise llm.LLMNotConfigured(prompting.not_configured_message())
+    seeds = real_failures(code=mode.code, limit=settings.GENERATION_SEED_EXAMPLES)
     if offline and not seeds:
         raise GenerationError(f"{mode.code} has no labelled failures yet: the offline generator varies real "
                               f"failures, so label some first")
     return GenerationRun.objects.create(
-        failure_mode=mode.code, n=n, offline=offline, model="" if offline else (model or llm.default_model()),
+        failure_mode=mode.code, n=n, offline=offline, model="" if offline else (model or settings.GENERATION_MODEL),
         prompt_version=OFFLINE_VERSION if offline else PROMPT_VERSION,
         temperature=0.0 if offline else (temperature if temperature is not None
-                                         else float(setting("GENERATION_TEMPERATURE", 0.9))),
+                                         else settings.GENERATION_TEMPERATURE),
         seed_item_ids=sorted(s.item_id for s in seeds), created_by=user)
 
 
@@ -91,7 +94,7 @@ def _candidates(run: GenerationRun, usage: llm.Usage) -> list[dict]:
     if run.offline:
         return offline.generate(seeds=[offline.Seed(s.item_id, s.query, s.reference_answer) for s in seeds],
                                 n=run.n, seed=run.pk)
-    cases = llm.complete_cases(messages=build_messages(mode=mode, seeds=seeds, n=run.n), model=run.model,
+    cases = prompting.complete_cases(messages=build_messages(mode=mode, seeds=seeds, n=run.n), model=run.model,
                                temperature=run.temperature, usage=usage)
     # The model saw all the seeds; each case is attributed to all of them.
     return [{**c, "technique": "llm", "seed_item_ids": list(run.seed_item_ids)} for c in cases[:run.n]]
@@ -105,12 +108,12 @@ def dedup(queries: list[str], existing: list[str], *, threshold: float | None = 
     """
     if not queries:
         return []
-    threshold = threshold if threshold is not None else float(setting("GENERATION_DEDUP_THRESHOLD", 0.5))
+    threshold = threshold if threshold is not None else settings.GENERATION_DEDUP_THRESHOLD
     pairs = [(q, e) for q in queries for e in existing] + [
         (queries[i], queries[j]) for i in range(len(queries)) for j in range(i)]
     both = pairs + [(b, a) for a, b in pairs]
     try:
-        detector = RephraseDetector(threshold=threshold, semantic=bool(setting("GENERATION_DEDUP_SEMANTIC", True)))
+        detector = RephraseDetector(threshold=threshold, semantic=settings.GENERATION_DEDUP_SEMANTIC)
         scores = detector.score_pairs(both)
     except RuntimeError as e:
         # The encoder's packages are missing: the lexical stage alone still catches close rewordings.
@@ -133,7 +136,7 @@ def dedup(queries: list[str], existing: list[str], *, threshold: float | None = 
 def _record_usage(run_id: int, usage: llm.Usage, **extra) -> None:
     GenerationRun.objects.filter(pk=run_id).update(
         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-        attempts=usage.attempts, cost_usd=usage.cost_usd(), **extra)
+        llm_requests=usage.attempts, cost_usd=usage.cost_usd, **extra)
 
 
 def generation_run_execute(*, run_id: int) -> GenerationRun:
@@ -143,14 +146,12 @@ def generation_run_execute(*, run_id: int) -> GenerationRun:
     run pending for a later retry and raises llm.LLMUnavailable; malformed output or a permanent
     API error fails the run with the reason and raises.
     """
-    claimed = GenerationRun.objects.filter(pk=run_id, status=GenerationRun.Status.PENDING).update(
-        status=GenerationRun.Status.RUNNING, error="")
+    if not job_claim(GenerationRun, run_id):
+        return GenerationRun.objects.get(pk=run_id)  # finished, or running elsewhere: a second delivery
     run = GenerationRun.objects.get(pk=run_id)
-    if not claimed and run.status != GenerationRun.Status.RUNNING:
-        return run  # done or failed already: a second delivery of the same task
     if not run.cases.exists():
         usage = llm.Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
-                          attempts=run.attempts)
+                          attempts=run.llm_requests, cost_usd=run.cost_usd)
         try:
             candidates = _candidates(run, usage)
         except llm.LLMUnavailable as e:
@@ -160,7 +161,7 @@ def generation_run_execute(*, run_id: int) -> GenerationRun:
             _record_usage(run_id, usage, status=GenerationRun.Status.FAILED, error=str(e)[:2000],
                           finished_at=timezone.now())
             raise
-        dups = dedup([c["query"] for c in candidates], testset_queries(name=setting("GENERATION_TESTSET", "production")))
+        dups = dedup([c["query"] for c in candidates], testset_queries(name=settings.GENERATION_TESTSET))
         with transaction.atomic():
             GeneratedCase.objects.bulk_create([
                 GeneratedCase(run=run, position=i, query=c["query"], reference_answer=c["reference_answer"],
@@ -225,7 +226,7 @@ def cases_send_for_review(*, run_id: int) -> int | None:
 
 
 def settings_review_title() -> str:
-    return setting("GENERATION_REVIEW_PROJECT_TITLE", "evalgap: generated cases review")
+    return settings.GENERATION_REVIEW_PROJECT_TITLE
 
 
 def generated_cases_review_sync() -> dict:

@@ -1,14 +1,16 @@
 from celery import shared_task
 from django.db import transaction
 
-from .llm import LLMUnavailable
+from core.jobs import JobTask
+
+from llm.client import LLMUnavailable
 
 # Only the named transient error is retried: the run was left pending with its usage recorded.
 RETRY = {"autoretry_for": (LLMUnavailable,), "retry_backoff": 60, "retry_backoff_max": 1800,
          "retry_kwargs": {"max_retries": 6}, "acks_late": True}
 
 
-@shared_task(**RETRY)
+@shared_task(base=JobTask, job_model="generation.GenerationRun", **RETRY)
 def generation_run_execute(run_id: int) -> dict:
     from labelling.tasks import batch_push
 

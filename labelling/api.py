@@ -44,7 +44,7 @@ class BatchSerializer(serializers.ModelSerializer):
     class Meta:
         model = LabellingBatch
         fields = ["id", "created_at", "month", "seed", "sample_size", "include_failures", "failures", "sampled",
-                  "skipped_duplicates", "status", "pushed_at", "last_error", "items"]
+                  "skipped_duplicates", "status", "pushed_at", "error", "items"]
 
 
 class BatchViewSet(viewsets.ReadOnlyModelViewSet):

@@ -1,17 +1,15 @@
 """Labelling: batches of production turns sent to Label Studio, and the judgements that come back."""
 from django.db import models
 
+from core.jobs import Job
 from production.models import Turn
 
 
-class LabellingBatch(models.Model):
-    class Status(models.TextChoices):
-        SELECTED = "selected"
-        PUSHING = "pushing"
-        PUSHED = "pushed"
-        FAILED = "failed"
+class LabellingBatch(Job):
+    """A selection of turns for Label Studio; as a job, its push (pending -> running -> done)."""
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    task_name = "labelling.tasks.batch_push"
+
     month = models.CharField(max_length=7, blank=True, default="", help_text="YYYY-MM of the sample")
     seed = models.BigIntegerField(null=True, blank=True)
     sample_size = models.IntegerField(default=0)
@@ -19,11 +17,9 @@ class LabellingBatch(models.Model):
     failures = models.IntegerField(default=0)
     sampled = models.IntegerField(default=0)
     skipped_duplicates = models.IntegerField(default=0)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SELECTED, db_index=True)
     # The Label Studio project this batch goes to; empty: settings.LABEL_STUDIO_PROJECT_TITLE.
     project_title = models.CharField(max_length=200, blank=True, default="")
     pushed_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True, default="")
 
     class Meta:
         verbose_name_plural = "labelling batches"

@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from core.jobs import JobTask
+
 from .client import LabelStudioUnavailable
 
 RETRY = {"autoretry_for": (LabelStudioUnavailable,), "retry_backoff": 5, "retry_backoff_max": 300,
@@ -13,7 +15,7 @@ def projects_sync_config() -> int:
     return sync()
 
 
-@shared_task(**RETRY)
+@shared_task(base=JobTask, job_model="labelling.LabellingBatch", **RETRY)
 def batch_push(batch_id: int) -> dict:
     from .services.push import batch_push as push
 

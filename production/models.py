@@ -6,6 +6,8 @@ on it, so re-reading a log creates nothing new.
 from django.db import models
 from django.db.models.functions import Now
 
+from core.jobs import Job
+
 
 class Source(models.Model):
     name = models.CharField(max_length=200, unique=True)
@@ -91,26 +93,20 @@ class Event(models.Model):
         return f"{self.type} on {self.turn_external_id}"
 
 
-class IngestJob(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
+class IngestJob(Job):
+    """One ingest: of a file by the command (runs in its process), or of a spooled API body (a task)."""
+
+    task_name = "production.tasks.ingest_job_run"
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="ingest_jobs")
     origin = models.CharField(max_length=500, help_text="file path, or 'api'")
     format = models.CharField(max_length=20, default="auto")
     spool_path = models.CharField(max_length=500, blank=True, default="")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     read = models.IntegerField(default=0)
     created = models.IntegerField(default=0)
     duplicates = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
     events = models.IntegerField(default=0)
-    error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     def summary(self) -> dict:
         return {

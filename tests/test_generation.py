@@ -4,25 +4,25 @@ generator, the review push to the real Label Studio, and the per-mode report."""
 import io
 import json
 import random
-import threading
 import time
 import uuid
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.apps import apps as django_apps
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from generation import llm, offline, services
+from generation import offline, services
 from generation.models import GeneratedCase, GenerationRun
 from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
 from labelling.services.projects import get_client
 from production.models import Turn
 from production.services.ingest import source_get_or_create, turns_ingest_body
 from taxonomy.models import FailureMode
+from llm import client as llm
 from testsets.models import TestItem, TestSet, TestSetVersion
+from tests.fake_openai import FakeOpenAI
 
 SEED_TAXONOMY = __import__("importlib").import_module("taxonomy.migrations.0002_seed_default_taxonomy").seed
 
@@ -34,58 +34,6 @@ REAL_FAILURES = [  # (query, served answer, reference answer, notes) labelled IN
     ("What is the fee for paying by card in Spain?", "We accept Visa and Mastercard.", "There is no card fee.",
      "listed cards instead of the fee"),
 ]
-
-
-# --- a local OpenAI-compatible server -----------------------------------------------------------
-
-class FakeOpenAI:
-    """Answers /v1/chat/completions from a script: each request takes the next step; the last
-    step repeats. Steps: ("ok", content) | ("status", code) | ("slow", seconds, content)."""
-
-    def __init__(self):
-        self.script: list[tuple] = []
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-                step = fake.script[min(len(fake.requests), len(fake.script)) - 1]
-                if step[0] == "status":
-                    payload = json.dumps({"error": {"message": "rate limited", "type": "rate_limit"}}).encode()
-                    self.send_response(step[1])
-                    self.send_header("retry-after", "0")
-                else:
-                    if step[0] == "slow":
-                        time.sleep(step[1])
-                    payload = json.dumps({
-                        "id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "created": 0,
-                        "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": step[-1]}}],
-                        "usage": {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200},
-                    }).encode()
-                    self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                try:
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def cases_json(*queries: str) -> str:
@@ -102,8 +50,8 @@ GOOD = cases_json("Is the Munich store open on Sunday and can I return a jacket 
 def fake_llm():
     fake = FakeOpenAI()
     with override_settings(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test-key", GENERATION_MODEL="fake-model",
-                           GENERATION_LLM_TIMEOUT_SECONDS=0.5, GENERATION_LLM_BACKOFF_SECONDS=0.01,
-                           GENERATION_LLM_MAX_RETRIES=3, GENERATION_LLM_MAX_INVALID=2,
+                           LLM_TIMEOUT_SECONDS=0.5, LLM_BACKOFF_SECONDS=0.01,
+                           LLM_MAX_RETRIES=3, LLM_MAX_INVALID=2,
                            GENERATION_PRICE_PER_1K_PROMPT_TOKENS=0.5, GENERATION_PRICE_PER_1K_COMPLETION_TOKENS=2):
         yield fake
     fake.close()
@@ -165,7 +113,7 @@ def test_llm_cases_are_stored_with_provenance_usage_and_cost_and_sent_for_review
 
     # the run: usage and cost (1000 in at $0.5/1k + 200 out at $2/1k)
     run.refresh_from_db()
-    assert (run.status, run.attempts, run.prompt_tokens, run.completion_tokens) == ("done", 1, 1000, 200)
+    assert (run.status, run.llm_requests, run.prompt_tokens, run.completion_tokens) == ("done", 1, 1000, 200)
     assert run.cost_usd == Decimal("0.9") and run.prompt_version == services.PROMPT_VERSION
     assert run.generated == 3 and run.duplicates_dropped == 0
     assert sorted(run.seed_item_ids) == sorted(i.pk for i in failures)
@@ -202,7 +150,7 @@ def test_malformed_output_is_asked_for_again(failures, fake_llm):
 
     run = run_llm()
 
-    assert run.status == "done" and run.attempts == 3 and run.cases.count() == 3
+    assert run.status == "done" and run.llm_requests == 3 and run.cases.count() == 3
     assert (run.prompt_tokens, run.completion_tokens) == (3000, 600)  # the bad answers were paid for too
     assert "That was not valid" in fake_llm.requests[1]["body"]["messages"][-1]["content"]
 
@@ -215,7 +163,7 @@ def test_output_that_stays_malformed_fails_the_run_with_the_reason_and_stores_no
 
     run = GenerationRun.objects.get()
     assert run.status == "failed" and "malformed output 3 times" in run.error and "not JSON" in run.error
-    assert run.attempts == 3 == len(fake_llm.requests) and run.cost_usd > 0
+    assert run.llm_requests == 3 == len(fake_llm.requests) and run.cost_usd > 0
     assert GeneratedCase.objects.count() == 0 and not Turn.objects.filter(source__name="generated").exists()
 
 
@@ -224,7 +172,7 @@ def test_a_rate_limit_is_retried_with_backoff(failures, fake_llm):
 
     run = run_llm()
 
-    assert run.status == "done" and run.attempts == 3 and run.cases.count() == 3
+    assert run.status == "done" and run.llm_requests == 3 and run.cases.count() == 3
     assert (run.prompt_tokens, run.completion_tokens) == (1000, 200)  # 429s carry no usage
 
 
@@ -234,7 +182,7 @@ def test_a_timeout_is_retried(failures, fake_llm):
     started = time.monotonic()
     run = run_llm()
 
-    assert run.status == "done" and run.attempts == 2 and run.cases.count() == 3
+    assert run.status == "done" and run.llm_requests == 2 and run.cases.count() == 3
     assert time.monotonic() - started < 2.0  # the client gave up at its 0.5 s timeout
 
 
@@ -246,14 +194,14 @@ def test_errors_that_outlast_the_retries_keep_the_run_for_a_later_retry(failures
         services.generation_run_execute(run_id=run.pk)
 
     run.refresh_from_db()
-    assert run.status == "pending" and run.attempts == 4 and "InternalServerError" in run.error
+    assert run.status == "pending" and run.llm_requests == 4 and "InternalServerError" in run.error
     assert run.cases.count() == 0
 
     # when: the endpoint is back and the task retries the same run
     fake_llm.script = [("ok", GOOD)]
     fake_llm.requests.clear()
     run = services.generation_run_execute(run_id=run.pk)
-    assert run.status == "done" and run.attempts == 5 and run.cases.count() == 3 and run.error == ""
+    assert run.status == "done" and run.llm_requests == 5 and run.cases.count() == 3 and run.error == ""
 
 
 # --- de-duplication -----------------------------------------------------------------------------
@@ -322,14 +270,14 @@ def test_offline_command_prints_the_json_line_and_pushes_to_the_review_project(f
     assert summary == {"failure_mode": "INTENT", "generated": run.generated,
                        "duplicates_dropped": run.duplicates_dropped,
                        "sent_for_review": run.generated - run.duplicates_dropped}
-    assert summary["sent_for_review"] >= 2 and run.offline and run.model == "" and run.attempts == 0
+    assert summary["sent_for_review"] >= 2 and run.offline and run.model == "" and run.llm_requests == 0
     # the review project in the real Label Studio holds one task per case, marked source = generated
     project = LabelStudioProject.objects.get(title=review_project)
     tasks = get_client().task_ids_by_key(project.ls_project_id, ("source", "evalgap_id"))
     sent = run.cases.filter(status="sent_for_review")
     assert set(tasks) == {("generated", c.external_id) for c in sent}
     assert all(len(ids) == 1 for ids in tasks.values())
-    assert LabellingBatch.objects.get(pk=run.review_batch_id).status == "pushed"
+    assert LabellingBatch.objects.get(pk=run.review_batch_id).status == "done"
 
 
 def test_without_an_endpoint_the_command_says_what_to_set(failures, monkeypatch):

@@ -150,7 +150,7 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
     batch = LabellingBatch.objects.get(pk=batch_id)
     client = get_client()
     project = project_ensure(client=client, title=batch.project_title or None)
-    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.PUSHING, last_error="")
+    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.RUNNING, error="")
     try:
         already = TaskLink.objects.filter(item__batch=batch).count()
         pending = list(BatchItem.objects.filter(batch=batch, task__isnull=True).order_by("id")
@@ -180,11 +180,11 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
             if in_flight:
                 pushed += _link(project, *in_flight, on_chunk_imported)
     except BaseException as e:
-        LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.FAILED, last_error=str(e)[:2000])
+        LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.FAILED, error=str(e)[:2000])
         raise
     if project.needs_reconcile:
         type(project).objects.filter(pk=project.pk).update(needs_reconcile=False)
-    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.PUSHED, pushed_at=timezone.now())
+    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.DONE, pushed_at=timezone.now())
     return {"project_id": project.ls_project_id, "pushed": pushed, "already_present": already}
 
 
@@ -197,4 +197,4 @@ def _link(project, start: int, chunk: list[BatchItem], future, on_chunk_imported
 
 
 def batches_unpushed() -> list[int]:
-    return list(LabellingBatch.objects.exclude(status=LabellingBatch.Status.PUSHED).values_list("id", flat=True))
+    return list(LabellingBatch.objects.exclude(status=LabellingBatch.Status.DONE).values_list("id", flat=True))

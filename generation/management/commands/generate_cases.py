@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import llm, services
+from generation import services
+from llm import client as llm
 from generation.models import GenerationRun
 from labelling.client import LabelStudioError, LabelStudioUnavailable
 from labelling.services.push import batch_push

@@ -1,0 +1,300 @@
+"""The one module that talks to an LLM: any OpenAI-compatible endpoint, through the openai SDK.
+
+Generation, the shadow candidates and judge, and the offline grader all call `chat_json` (or
+`chat_text`) with an `Endpoint`; nothing else builds a request. What it guarantees:
+- every message's text passes the PII redactor before it leaves (`LLM_REDACT_PII`, on by default);
+- retries are ours, not the SDK's (max_retries=0): rate limits, timeouts, connection and server
+  errors back off exponentially a bounded number of times; output that does not validate is asked
+  for again, also bounded;
+- every request's tokens are counted, retries included, because every request is paid for;
+- no tools are ever sent: a candidate that would call tools answers in text and cannot act.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Iterable, TypeVar
+
+import openai
+from django.conf import settings
+
+from core.pii import redact_messages
+
+TRANSIENT = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class LLMError(Exception):
+    """The request cannot succeed as asked (bad key, unknown model, ...): retrying will not help."""
+
+
+class LLMNotConfigured(LLMError):
+    pass
+
+
+class LLMUnavailable(Exception):
+    """Transient errors outlasted our retries; the work is kept and can be retried later."""
+
+
+class LLMOutputInvalid(LLMError):
+    """The model kept answering with something that is not the JSON asked for."""
+
+
+class BudgetExceeded(Exception):
+    """The spending cap was reached before this request; it was not sent."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and what to ask: base URL, key, model, and the prices that make a cost of the tokens."""
+
+    role: str  # "OPENAI", "JUDGE", "GRADER", or "release:<name>": named in error messages
+    base_url: str
+    api_key: str
+    model: str
+    price_in_per_1k: Decimal = Decimal(0)
+    price_out_per_1k: Decimal = Decimal(0)
+    timeout: float = 60.0
+
+    def missing(self) -> list[str]:
+        """The settings to set, named as a user would set them (the shared OPENAI_* ones first)."""
+        out = [name for name, value in (("OPENAI_BASE_URL", self.base_url), ("OPENAI_API_KEY", self.api_key))
+               if not value]
+        if not self.model:
+            out.append(f"{self.role}_MODEL")
+        return out
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        return (self.price_in_per_1k * prompt_tokens + self.price_out_per_1k * completion_tokens) / 1000
+
+
+def endpoint(role: str, *, model: str | None = None) -> Endpoint:
+    """The endpoint configured for a role (settings `<ROLE>_BASE_URL`, `_API_KEY`, `_MODEL`,
+    `_PRICE_PER_1K_PROMPT_TOKENS`, `_PRICE_PER_1K_COMPLETION_TOKENS`); a role without its own base
+    URL or key uses `OPENAI_BASE_URL` / `OPENAI_API_KEY`."""
+    def get(name, default=None):
+        value = getattr(settings, f"{role}_{name}", None)
+        return default if value in (None, "") else value
+
+    return Endpoint(
+        role=role,
+        base_url=get("BASE_URL", settings.OPENAI_BASE_URL),
+        api_key=get("API_KEY", settings.OPENAI_API_KEY),
+        model=model or get("MODEL", ""),
+        price_in_per_1k=Decimal(str(get("PRICE_PER_1K_PROMPT_TOKENS", 0))),
+        price_out_per_1k=Decimal(str(get("PRICE_PER_1K_COMPLETION_TOKENS", 0))),
+        timeout=float(settings.LLM_TIMEOUT_SECONDS),
+    )
+
+
+def endpoint_for(*, role: str, base_url: str, api_key_env: str, model: str, price_in=0, price_out=0) -> Endpoint:
+    """An endpoint described by a record (a release): its key is read from the environment variable
+    the record names, so no key is ever stored in the database."""
+    key = os.environ.get(api_key_env, "") if api_key_env else ""
+    return Endpoint(role=role, base_url=base_url or settings.OPENAI_BASE_URL, api_key=key or settings.OPENAI_API_KEY,
+                    model=model, price_in_per_1k=Decimal(str(price_in)), price_out_per_1k=Decimal(str(price_out)),
+                    timeout=float(settings.LLM_TIMEOUT_SECONDS))
+
+
+def not_configured_message(ep: Endpoint, hint: str = "") -> str:
+    missing = ep.missing()
+    return (f"no LLM endpoint configured: set {' and '.join(missing)} (any OpenAI-compatible endpoint, e.g. "
+            f"OPENAI_BASE_URL=https://api.openai.com/v1 and OPENAI_API_KEY=sk-...; {ep.role}_BASE_URL and "
+            f"{ep.role}_API_KEY override them for the {ep.role.lower()} calls){hint}")
+
+
+@dataclass
+class Usage:
+    """Tokens and requests, added to from several threads."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    cost_usd: Decimal = Decimal(0)
+    errors: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, ep: Endpoint, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+            self.cost_usd += ep.cost(prompt_tokens, completion_tokens)
+
+    def request(self) -> None:
+        with self._lock:
+            self.attempts += 1
+
+    def error(self, text: str) -> None:
+        with self._lock:
+            self.errors.append(text[:300])
+
+
+class Budget:
+    """A spending cap shared by concurrent requests: a request is not sent once the cap is reached.
+    Requests already in flight may take the total a little past it (their cost is known only after)."""
+
+    def __init__(self, max_usd: float | Decimal | None, spent: Decimal = Decimal(0)):
+        self.max_usd = None if max_usd is None else Decimal(str(max_usd))
+        self.spent = Decimal(spent)
+        self.stopped = False
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        with self._lock:
+            if self.max_usd is not None and self.spent >= self.max_usd:
+                self.stopped = True
+                raise BudgetExceeded(f"budget of ${self.max_usd} reached (${self.spent:.4f} spent)")
+
+    def spend(self, usd: Decimal) -> None:
+        with self._lock:
+            self.spent += usd
+
+
+_clients: dict[tuple, openai.OpenAI] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(ep: Endpoint) -> openai.OpenAI:
+    """One SDK client (one connection pool) per endpoint, shared by threads."""
+    if ep.missing():
+        raise LLMNotConfigured(not_configured_message(ep))
+    key = (ep.base_url, ep.api_key, ep.timeout)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key, timeout=ep.timeout,
+                                          max_retries=0)
+        return _clients[key]
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def loads_json_object(content: str | None) -> dict:
+    """The one JSON object a model was asked for (a code fence around it is tolerated).
+    Raises ValueError naming what is wrong."""
+    if not content or not content.strip():
+        raise ValueError("empty response")
+    fenced = _FENCE.match(content)  # some servers wrap JSON mode output in a code fence anyway
+    try:
+        data = json.loads(fenced.group(1) if fenced else content)
+    except ValueError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError("expected one JSON object")
+    return data
+
+
+def _backoff(attempt: int, error: Exception) -> float:
+    delay = float(settings.LLM_BACKOFF_SECONDS) * 2 ** attempt
+    # A 429 may say how long to wait; honour it within the cap.
+    response = getattr(error, "response", None)
+    retry_after = response.headers.get("retry-after") if response is not None else None
+    if retry_after:
+        try:
+            delay = max(delay, float(retry_after))
+        except ValueError:
+            pass
+    return min(delay, float(settings.LLM_BACKOFF_MAX_SECONDS))
+
+
+@dataclass
+class Reply:
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    cost_usd: Decimal
+
+
+def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: bool, usage: Usage,
+          budget: Budget | None, max_tokens: int | None) -> Reply:
+    """One request with transient retries; counts usage. No tools are ever sent."""
+    client = get_client(ep)
+    transient = 0
+    kwargs = {"response_format": {"type": "json_object"}} if json_mode else {}
+    if max_tokens:
+        kwargs["max_tokens"] = max_tokens
+    while True:
+        if budget is not None:
+            budget.check()
+        usage.request()
+        started = time.monotonic()
+        try:
+            response = client.chat.completions.create(model=ep.model, messages=messages, temperature=temperature,
+                                                      **kwargs)
+        except TRANSIENT as e:
+            usage.error(f"{type(e).__name__}: {e}")
+            if transient >= int(settings.LLM_MAX_RETRIES):
+                raise LLMUnavailable(f"{ep.role}: {type(e).__name__} after {transient + 1} attempts: {e}") from e
+            time.sleep(_backoff(transient, e))
+            transient += 1
+            continue
+        except openai.APIError as e:
+            raise LLMError(f"{ep.role}: {type(e).__name__}: {e}") from e
+        latency = (time.monotonic() - started) * 1000
+        p = (response.usage.prompt_tokens or 0) if response.usage is not None else 0
+        c = (response.usage.completion_tokens or 0) if response.usage is not None else 0
+        usage.add(ep, p, c)
+        cost = ep.cost(p, c)
+        if budget is not None:
+            budget.spend(cost)
+        content = response.choices[0].message.content if response.choices else None
+        return Reply(content=content or "", prompt_tokens=p, completion_tokens=c, latency_ms=latency, cost_usd=cost)
+
+
+def chat_text(ep: Endpoint, messages: list[dict], *, temperature: float = 0.0, usage: Usage | None = None,
+              budget: Budget | None = None, max_tokens: int | None = None) -> Reply:
+    """A plain answer (a candidate model answering a user's query)."""
+    usage = usage if usage is not None else Usage()
+    return _send(ep, _clean(messages), temperature, False, usage, budget, max_tokens)
+
+
+def chat_json(ep: Endpoint, messages: list[dict], parse: Callable[[str], T], *, temperature: float = 0.0,
+              usage: Usage | None = None, budget: Budget | None = None, max_invalid: int | None = None,
+              max_tokens: int | None = None) -> tuple[T, Reply]:
+    """Ask until `parse(content)` accepts the answer (it raises ValueError naming what is wrong, and
+    the model is told). Returns the parsed value and the last reply; `usage` counts every request."""
+    usage = usage if usage is not None else Usage()
+    max_invalid = int(settings.LLM_MAX_INVALID) if max_invalid is None else max_invalid
+    messages = _clean(messages)
+    invalid = 0
+    while True:
+        reply = _send(ep, messages, temperature, True, usage, budget, max_tokens)
+        try:
+            return parse(reply.content), reply
+        except ValueError as e:
+            usage.error(f"malformed output: {e}")
+            if invalid >= max_invalid:
+                raise LLMOutputInvalid(f"malformed output {invalid + 1} times, last: {e}") from None
+            invalid += 1
+            messages = [*messages, {"role": "assistant", "content": reply.content[:2000]},
+                        {"role": "user", "content": f"That was not valid: {e}. Answer again with only the JSON "
+                                                    f"object described above."}]
+
+
+def _clean(messages: list[dict]) -> list[dict]:
+    return redact_messages(messages) if settings.LLM_REDACT_PII else messages
+
+
+def map_concurrent(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) -> list[R | BaseException]:
+    """fn over items with at most `concurrency` in flight; results in input order, an exception
+    in place of the result of an item that raised (so one failure never loses the others)."""
+    items = list(items)
+    if not items:
+        return []
+
+    def safe(item):
+        try:
+            return fn(item)
+        except Exception as e:  # recorded per item by the caller
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="llm") as pool:
+        return list(pool.map(safe, items))

@@ -1,0 +1,42 @@
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+
+from . import services
+from .models import Release
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    system_prompt_file = serializers.CharField(write_only=True, required=False)
+
+    class Meta:
+        model = Release
+        fields = ["id", "name", "model", "prompt_version", "base_url", "api_key_env", "system_prompt",
+                  "shadow_enabled", "notes", "created_at", "system_prompt_file"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ReleaseListApi(ListAPIView):
+    """GET: the releases. POST: add one (`name`, `model`, optional `prompt_version`, `base_url`,
+    `api_key_env`, `system_prompt`, `shadow_enabled`)."""
+
+    queryset = Release.objects.all()
+    serializer_class = ReleaseSerializer
+
+    def post(self, request):
+        data = ReleaseSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = {k: data.validated_data.get(k) for k in ("name", "model", "prompt_version", "base_url", "api_key_env",
+                                                     "system_prompt", "shadow_enabled", "notes")}
+        try:
+            release, _ = services.release_add(**{k: val for k, val in v.items() if val is not None},
+                                              user=request.user.get_username())
+        except services.ReleaseError as e:
+            return Response({"detail": str(e)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
+
+
+class ReleaseDetailApi(RetrieveAPIView):
+    queryset = Release.objects.all()
+    serializer_class = ReleaseSerializer
+    lookup_field = "name"

@@ -1,0 +1,61 @@
+"""Releases: the command, the API, and which turns a release served."""
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from production.services.ingest import source_get_or_create, turns_ingest_body
+from releases.models import Release
+from releases.selectors import release_turns
+
+pytestmark = pytest.mark.django_db
+
+
+def test_release_add_creates_a_release_and_prints_json(tmp_path):
+    prompt = tmp_path / "system.txt"
+    prompt.write_text("You are a careful support assistant.")
+    out = io.StringIO()
+    call_command("release_add", "bot-2026-11", "--model", "gpt-x", "--prompt-version", "p7", "--base-url",
+                 "http://127.0.0.1:9/v1", "--api-key-env", "CANDIDATE_KEY", "--system-prompt-file", str(prompt),
+                 "--json", stdout=out)
+    line = json.loads(out.getvalue())
+    assert line["name"] == "bot-2026-11" and line["created"] is True and line["model"] == "gpt-x"
+    r = Release.objects.get(name="bot-2026-11")
+    assert (r.prompt_version, r.api_key_env, r.system_prompt) == ("p7", "CANDIDATE_KEY", "You are a careful support assistant.")
+
+
+def test_release_add_refuses_a_duplicate_and_a_bad_key_variable():
+    call_command("release_add", "r1", "--model", "m", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="name: a release named 'r1' exists already"):
+        call_command("release_add", "r1", "--model", "m", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="api_key_env"):
+        call_command("release_add", "r2", "--model", "m", "--api-key-env", "not a var", stdout=io.StringIO())
+    assert list(Release.objects.values_list("name", flat=True)) == ["r1"]
+
+
+def test_a_turn_belongs_to_the_release_it_names_else_to_the_one_whose_model_served_it():
+    source = source_get_or_create(name="rel-src")
+    lines = [
+        {"id": "t1", "model": "m-a"},                                   # by model -> A
+        {"id": "t2", "model": "m-a", "metadata": {"release": "B"}},     # names B -> B, not A
+        {"id": "t3", "model": "m-b", "metadata": {"release": "A"}},     # names A -> A
+        {"id": "t4", "model": "m-c"},                                   # nobody's
+    ]
+    body = b"".join(json.dumps({"session_id": "s", "timestamp": f"2026-11-0{i + 1}T10:00:00Z", "query": "q",
+                                "response": "r", **line}).encode() + b"\n" for i, line in enumerate(lines))
+    turns_ingest_body(source=source, body=body)
+    a = Release.objects.create(name="A", model="m-a")
+    b = Release.objects.create(name="B", model="m-b")
+    assert sorted(release_turns(a).values_list("external_id", flat=True)) == ["t1", "t3"]
+    assert sorted(release_turns(b).values_list("external_id", flat=True)) == ["t2"]
+
+
+def test_the_api_lists_and_adds_releases(api):
+    response = api.post("/api/releases/", {"name": "api-rel", "model": "m", "shadow_enabled": True}, format="json")
+    assert response.status_code == 201, response.content
+    assert Release.objects.get(name="api-rel").shadow_enabled is True
+    assert api.post("/api/releases/", {"name": "api-rel", "model": "m"}, format="json").status_code == 400
+    listing = api.get("/api/releases/").json()
+    assert [r["name"] for r in listing["results"]] == ["api-rel"]
+    assert api.get("/api/releases/api-rel/").json()["model"] == "m"
