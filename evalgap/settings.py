@@ -3,6 +3,7 @@
 Defaults give the embedded demo: SQLite, tasks run in-process, a local Label Studio.
 Secrets can also be read from files (`<NAME>_FILE`), as container orchestrators mount them.
 """
+import hashlib
 from pathlib import Path
 
 import environ
@@ -164,6 +165,13 @@ LABEL_STUDIO_WEBHOOK_SECRET = secret("LABEL_STUDIO_WEBHOOK_SECRET")
 LABEL_STUDIO_WEBHOOK_HEADER = "X-Evalgap-Secret"
 # Where Label Studio reaches evalgap (for the webhook); empty: no webhook, pull only.
 EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
+
+# --- Personal data sent out (core/pii.py redacts; these key the pseudonyms of ids)
+# Session and user ids reach Label Studio as keyed HMAC pseudonyms: the same id always gets the
+# same pseudonym under one key, and without the key a guess cannot be checked. Set a key of its
+# own (or a file) to keep pseudonyms stable across a SECRET_KEY rotation.
+PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
+    b"evalgap-pii-pseudonym\x1f" + SECRET_KEY.encode()).hexdigest()
 
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
