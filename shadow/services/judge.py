@@ -276,13 +276,15 @@ def shadow_judge_from_humans(*, path: str | Path, release: str | None = None) ->
             continue
         tally.pairs += 1
         results = {}
+        votes = rec.get("human_votes")
+        votes = ", ".join(f"{k} {v}" for k, v in votes.items()) if isinstance(votes, dict) else rec["human"]
         for order in ORDERS:
             swapped = order == SERVED_FIRST
             shown_first_won = (winner == "first") != swapped
             verdict = "tie" if winner == "tie" else ("A" if shown_first_won else "B")
             results[order] = r = OrderResult(swapped=swapped, verdict=verdict,
                                              rationale=f"human preference from {path.name} (standing in for the "
-                                                       f"judge; votes: {rec.get('human_votes') or rec['human']})",
+                                                       f"judge; votes: {votes})",
                                              raw=json.dumps({"human": rec["human"], "id": rec["id"]}))
             verdicts.append(_verdict_row(run, pair, order, r))
         state = states[pair.pk] = _PairState(pair=pair, case=Case(query=""), results=results)
