@@ -97,6 +97,10 @@ def shadow_judge(*, run_id: int, progress=None) -> JudgeRun:
     if not job_claim(JudgeRun, run_id):
         return JudgeRun.objects.get(pk=run_id)
     run = JudgeRun.objects.get(pk=run_id)
+    if run.judge_model.startswith("humans:"):
+        job_fail(JudgeRun, run_id, "a pass of human picks cannot be resumed by the LLM judge: run "
+                                   "shadow_judge --humans-from PATH again")
+        return JudgeRun.objects.get(pk=run_id)
     try:
         _judge(run, progress)
     except Exception as e:
