@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import shadow_views, views
 
 app_name = "dashboard"
 
@@ -18,4 +18,8 @@ urlpatterns = [
     path("taxonomy/", views.taxonomy, name="taxonomy"),
     path("correlation/", views.correlation, name="correlation"),
     path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
+    path("shadow/", shadow_views.shadow_list, name="shadow"),
+    path("shadow/pairs/<int:pk>/", shadow_views.shadow_pair, name="shadow-pair"),
+    path("shadow/<path:name>/pairs/", shadow_views.shadow_pairs, name="shadow-pairs"),
+    path("shadow/<path:name>/", shadow_views.shadow_release, name="shadow-release"),
 ]
