@@ -230,6 +230,8 @@ def scatter_whiskers(*, chart_id: str, title: str,
                      f'data-value="{y}"><title>{escape(tip)}</title></circle>'
                      f'<text x="{cx + 6:.1f}" y="{cy - 6:.1f}" {FONT} stroke="none" fill="#222">'
                      f'{escape(label[:24])}</text></g>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
 
 
 def band_chart(*, chart_id: str, title: str, x: list[str], values: list[float | None],
