@@ -10,7 +10,7 @@ $(STAMP): requirements.txt requirements-test.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-test.txt
-	$(PY) -m production.encoder build
+	$(PY) -m rephrase.encoder build
 	touch $(STAMP)
 
 venv: $(STAMP)

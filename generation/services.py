@@ -21,7 +21,7 @@ from labelling.models import BatchItem, LabellingBatch
 from labelling.services.selection import query_key
 from production.models import Turn
 from production.services.ingest import source_get_or_create, turns_ingest_body
-from production.similarity import RephraseDetector
+from rephrase import RephraseDetector
 from taxonomy.models import FailureMode
 from testsets.selectors import testset_queries
 
