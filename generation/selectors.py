@@ -4,16 +4,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from django.db import connection
 from django.db.models import Q, Sum
 
+from labelling import selectors as labelling
 from labelling.models import Annotation, BatchItem
+from labelling.vocabulary import FAILED_VERDICTS
 from taxonomy.models import FailureMode
-from testsets.services.promotion import judge
+from testsets.selectors import promotion_hold_reason
 
 from .models import GeneratedCase, GenerationRun
-
-FAILED_VERDICTS = ("incorrect", "partially_correct")
 
 
 @dataclass(frozen=True)
@@ -37,17 +36,8 @@ def mode_codes(code: str) -> set[str]:
     return codes
 
 
-def _failure_annotations(code: str):
-    codes = mode_codes(code)
-    qs = (Annotation.objects.filter(deleted=False, was_cancelled=False, verdict__in=FAILED_VERDICTS)
-          .exclude(item__stratum=BatchItem.Stratum.GENERATED))
-    if connection.vendor == "postgresql":
-        match = Q()
-        for c in codes:
-            match |= Q(failure_modes__contains=[c])
-        return list(qs.filter(match).select_related("item__turn").order_by("-id"))
-    # SQLite has no JSON containment lookup; the demo's label counts are small.
-    return [a for a in qs.select_related("item__turn").order_by("-id") if codes & set(a.failure_modes or [])]
+def _failure_annotations(code: str) -> list[Annotation]:
+    return labelling.labelled_failures(codes=mode_codes(code), verdicts=FAILED_VERDICTS)
 
 
 def real_failures(*, code: str, limit: int | None = None) -> list[RealFailure]:
@@ -81,26 +71,23 @@ def review_outcome(item: BatchItem | None, annotations: list[Annotation]) -> tup
     """
     if item is None:
         return GeneratedCase.Status.GENERATED, "not sent for review"
-    j, reason = judge(item, annotations)
+    j, reason = labelling.item_judgement(item, annotations)
     if j is not None:
-        return GeneratedCase.Status.APPROVED, ""
-    if reason == "verdict is cannot_judge":
-        notes = [a.notes.strip() for a in annotations if a.verdict == "cannot_judge" and a.notes.strip()]
-        resolution = getattr(item, "resolution", None)
-        if resolution is not None and resolution.reason:
-            notes = [resolution.reason]
-        return GeneratedCase.Status.REJECTED, "; ".join(notes) or "rejected by the reviewer (no note)"
+        reason = promotion_hold_reason(j)
+        if not reason:
+            return GeneratedCase.Status.APPROVED, ""
+        if j.cannot_judge:
+            notes = [a.notes.strip() for a in annotations if a.verdict == j.verdict and a.notes.strip()]
+            if j.resolution_reason:
+                notes = [j.resolution_reason]
+            return GeneratedCase.Status.REJECTED, "; ".join(notes) or "rejected by the reviewer (no note)"
     return GeneratedCase.Status.SENT_FOR_REVIEW, reason
 
 
 def cases_review_outcomes(cases: list[GeneratedCase]) -> dict[int, tuple[str, str]]:
     """case id -> (status, reason) for cases that went to review (their turn exists)."""
-    turn_ids = [c.turn_id for c in cases if c.turn_id]
-    items = {i.turn_id: i for i in BatchItem.objects.filter(turn_id__in=turn_ids)
-             .select_related("turn__source", "resolution")}
-    anns: dict[int, list[Annotation]] = {}
-    for a in Annotation.objects.filter(item__in=items.values(), deleted=False, was_cancelled=False).order_by("id"):
-        anns.setdefault(a.item_id, []).append(a)
+    items = labelling.items_for_turns(turn_ids=[c.turn_id for c in cases if c.turn_id])
+    anns = labelling.live_annotations_by_item(items=[i.pk for i in items.values()])
     return {c.pk: review_outcome(items.get(c.turn_id), anns.get(items[c.turn_id].pk, []) if c.turn_id in items
                                  else []) for c in cases if c.turn_id}
 

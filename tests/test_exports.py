@@ -20,9 +20,10 @@ from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
 
 from testsets.exports import FORMATS, content_type_and_filename, export_version
-from testsets.models import TestItem, TestSet, TestSetVersion
+from testsets.models import ITEM_FIELDS, TestItem, TestSet, TestSetVersion
+from testsets.selectors import TestSetError
 from testsets.services.promotion import canonical
-from testsets.services.versions import ITEM_FIELDS, TestSetError, items_canonical, testset_freeze
+from testsets.services.versions import items_canonical, testset_freeze
 
 NAME = "export-demo"
 TRICKY = 'Ünïcödé — 東京 🚀, "quoted", comma,\nnew line\r\nand CRLF; tab\there'

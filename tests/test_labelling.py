@@ -99,7 +99,7 @@ def test_the_same_seed_gives_the_same_sample_with_strata_and_probabilities(taxon
 
     # strata sizes and probabilities: n_h / N_h of the month's turns in each stratum
     in_month = Turn.objects.filter(timestamp__year=int(month[:4]), timestamp__month=int(month[5:]))
-    from labelling.services.selection import stratum_of
+    from labelling.vocabulary import stratum_of
     sizes = {}
     for t in in_month.select_related("signals"):
         sizes[stratum_of(t.signals)] = sizes.get(stratum_of(t.signals), 0) + 1

@@ -8,14 +8,15 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
 
-from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
+from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution
 from production.models import Session, Source, Turn
 from taxonomy import services as tax
 from taxonomy.models import FailureMode, Proposal, TaxonomyChange
 from taxonomy.selectors import current_version, resolve_code
-from testsets.models import PromotionHold, Resolution, TestItem, TestSetVersion
+from testsets.models import PromotionHold, TestItem, TestSetVersion
+from testsets.selectors import changelog, coverage
 from testsets.services.promotion import testset_promote
-from testsets.services.versions import changelog, coverage, testset_freeze, version_sha256
+from testsets.services.versions import testset_freeze, version_sha256
 
 _n = iter(range(1, 10_000_000))
 

@@ -39,9 +39,10 @@ from pathlib import Path
 
 import orjson
 
-from .models import TestSetVersion
+from .models import ITEM_FIELDS, NESTED_FIELDS, TestSetVersion
+from .selectors import TestSetError
 from .services.promotion import canonical
-from .services.versions import ITEM_FIELDS, NESTED, TestSetError, iter_items  # noqa: F401 (iter_items: re-exported)
+from .services.versions import iter_items  # noqa: F401 (iter_items: re-exported)
 
 FORMATS = ("jsonl", "csv", "parquet", "hf", "ragas", "deepeval", "promptfoo")
 CHUNK = 2000
@@ -140,7 +141,7 @@ def _csv_row(item: dict) -> list:
     row = []
     for f in ITEM_FIELDS:
         v = item[f]
-        if f in NESTED:
+        if f in NESTED_FIELDS:
             v = _dumps(v)
         elif f == "inclusion_probability":
             v = "" if v is None else repr(float(v))
