@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench venv clean
 
-$(STAMP): requirements.txt requirements-test.txt
+# The venv holds what runs (requirements.txt), what builds the encoder's ONNX graph
+# (requirements-build.txt: torch & co., also used by the encoder's agreement test) and the test tools.
+$(STAMP): requirements.txt requirements-build.txt requirements-test.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q -r requirements-build.txt -r requirements-test.txt
 	$(PY) -m rephrase.encoder build
 	touch $(STAMP)
 
