@@ -27,5 +27,5 @@ bench: $(STAMP)
 	scripts/bench.sh
 
 clean:
-	scripts/services.sh stop || true
+	scripts/services.sh purge || true
 	rm -rf .run db.sqlite3 media
