@@ -217,14 +217,9 @@ def test_proposals_from_annotations_are_grouped_and_approved(world):
 
 
 @pytest.fixture
-def personas(db):
-    admins = Group.objects.create(name="taxonomy admins")
-    admins.permissions.add(Permission.objects.get(codename="govern_taxonomy"))
-    admin = User.objects.create_user("alice-admin", password="pw-alice-1")
-    admin.groups.add(admins)
-    annotator = User.objects.create_user("bob-annotator", password="pw-bob-1")
+def personas(taxonomy_admin, annotator):
     clients = {}
-    for name, user in (("admin", admin), ("annotator", annotator), ("outsider", None)):
+    for name, user in (("admin", taxonomy_admin), ("annotator", annotator), ("outsider", None)):
         c = APIClient()
         if user:
             c.force_authenticate(user)
@@ -232,7 +227,7 @@ def personas(db):
     return clients
 
 
-def test_only_admins_change_the_taxonomy_and_everyone_signed_in_reads_it(personas):
+def test_only_admins_change_the_taxonomy_and_everyone_signed_in_reads_it(personas, taxonomy_admin):
     create = {"action": "create", "code": "TONE", "name": "Wrong tone", "reason": "users complain"}
     assert personas["outsider"].get("/api/taxonomy/").status_code in (401, 403)
     assert personas["annotator"].get("/api/taxonomy/").status_code == 200
@@ -243,7 +238,7 @@ def test_only_admins_change_the_taxonomy_and_everyone_signed_in_reads_it(persona
     resp = personas["admin"].post("/api/taxonomy/actions/", create, format="json")
     assert resp.status_code == 200, resp.content
     assert FailureMode.objects.filter(code="TONE").exists()
-    assert TaxonomyChange.objects.get(action="create", code="TONE").actor == "alice-admin"
+    assert TaxonomyChange.objects.get(action="create", code="TONE").actor == taxonomy_admin.username
     bad = personas["admin"].post("/api/taxonomy/actions/", {"action": "merge", "code": "TONE", "into": "NOPE"},
                                  format="json")
     assert bad.status_code == 400 and "NOPE" in bad.json()["detail"]
