@@ -93,11 +93,13 @@ def items_for_turns(*, turn_ids: Iterable[int]) -> dict[int, BatchItem]:
             .select_related("turn__source", "resolution__resolved_by")}
 
 
-def labelled_failures(*, codes: set[str], verdicts: Iterable[str]) -> list[Annotation]:
+def labelled_failures(*, codes: set[str] | None, verdicts: Iterable[str]) -> list[Annotation]:
     """Live annotations of production items (not generated cases under review) with one of the
-    verdicts and at least one of the failure-mode codes, newest first, turns loaded."""
+    verdicts and at least one of the failure-mode codes (None: any), newest first, turns loaded."""
     qs = (Annotation.objects.live().filter(verdict__in=list(verdicts)).exclude(item__stratum=GENERATED)
           .select_related("item__turn").order_by("-id"))
+    if codes is None:
+        return list(qs)
     if connection.vendor == "postgresql":
         match = Q()
         for c in codes:

@@ -6,7 +6,7 @@ from itertools import count, islice
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client, override_settings
 

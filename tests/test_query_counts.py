@@ -19,7 +19,7 @@ from tests.shadow_helpers import make_pairs
 
 pytestmark = pytest.mark.django_db
 START = date(2026, 9, 1)
-_days = counter()
+_days, _lines = counter(), counter(1)
 CEILING = 40  # no page or list needs more, whatever the data
 
 
@@ -35,7 +35,7 @@ def grow(n: int) -> None:
         AnnotationFactory(item=BatchItemFactory(turn=turns[0]))
         Event.objects.create(source=session.source, turn_external_id=turns[1].external_id, turn=turns[1],
                              type="copy")
-        RejectedLine.objects.create(source=session.source, origin="test", line_no=n, reason="bad line")
+        RejectedLine.objects.create(source=session.source, origin="test", line_no=next(_lines), reason="bad line")
     testset_promote()
     testset_freeze(name="production", note=f"grown by {n}")
     rel = ReleaseFactory(name="cand-1", shadow_enabled=True)

@@ -22,6 +22,7 @@ Formats (each item carries `source`; generated cases have source = "generated"):
 - ``promptfoo``: a tests file (``tests: file://…json`` in promptfooconfig.yaml): a JSON array of test
   cases ``{description, vars, assert, metadata}``. ``vars``: ``query``, ``context`` (the contexts
   joined by a blank line: an array var would make promptfoo expand it into several tests),
+  ``conversation`` (the earlier turns the annotator saw, one ``role: content`` line each),
   ``reference_answer``; ``assert``: a ``factuality`` check against the reference answer where there is
   one; ``metadata``: key, source, verdict, failure modes, stratum, … (``--filter-metadata source=…``).
 
@@ -275,9 +276,11 @@ def promptfoo_test(version: TestSetVersion, item: dict) -> dict:
     reference = item["reference_answer"]
     return {"description": item["key"],
             "vars": {"query": item["query"], "context": "\n\n".join(item["contexts"] or []),
+                     "conversation": "\n".join(f"{m.get('role', '')}: {m.get('content', '')}"
+                                               for m in item["conversation"] or []),
                      "reference_answer": reference},
             "assert": [{"type": "factuality", "value": reference}] if reference.strip() else [],
-            "metadata": _meta(version, item, "response")}
+            "metadata": _meta(version, item, "response", "conversation")}
 
 
 def _write_lines(version: TestSetVersion, path: Path, row) -> None:
