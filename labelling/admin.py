@@ -32,7 +32,7 @@ class LabelStudioProjectAdmin(admin.ModelAdmin):
 
     @admin.display(description="annotations")
     def annotations_count(self, obj):
-        return obj.annotations.filter(deleted=False).count()
+        return obj.annotations.live().count()
 
     @admin.display(description="agreement (Krippendorff's alpha)")
     def agreement(self, obj):
