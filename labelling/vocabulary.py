@@ -16,7 +16,8 @@ FAILED_VERDICTS = ("incorrect", "partially_correct")
 # Strata of a labelling sample. A production turn falls in the first of the signal strata whose
 # signal it has (the order matters: a failure candidate that was also followed up is "failure"),
 # else in "none"; "generated" holds generated cases under review, never a production sample.
-STRATUM_SIGNALS = (("failure", "failure_candidate"), ("follow_up", "followed_up"), ("abandoned", "abandoned"))
+FAILURE = "failure"  # failure candidates: taken in full, not sampled, when a batch includes failures
+STRATUM_SIGNALS = ((FAILURE, "failure_candidate"), ("follow_up", "followed_up"), ("abandoned", "abandoned"))
 NONE = "none"
 GENERATED = "generated"
 SAMPLED_STRATA = tuple(s for s, _ in STRATUM_SIGNALS) + (NONE,)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from production.models import Turn
 
 from ..models import BatchItem, LabellingBatch
-from ..vocabulary import SAMPLED_STRATA, stratum_of
+from ..vocabulary import FAILURE, SAMPLED_STRATA, stratum_of
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -74,7 +74,7 @@ def batch_select(*, failures: bool, sample: int, month: str | None, seed: int | 
 
     if failures:
         for t in unsent.filter(signals__failure_candidate=True).order_by("source_id", "external_id"):
-            chosen.append(_Candidate(t.id, t.external_id, query_key(t.query), "failure", 1.0, from_failures=True))
+            chosen.append(_Candidate(t.id, t.external_id, query_key(t.query), FAILURE, 1.0, from_failures=True))
 
     if sample > 0:
         taken = {c.turn_id for c in chosen}
@@ -84,7 +84,7 @@ def batch_select(*, failures: bool, sample: int, month: str | None, seed: int | 
                 continue
             population[stratum_of(getattr(t, "signals", None))].append(t)
         if failures:
-            population["failure"] = []  # already taken in full above
+            population[FAILURE] = []  # already taken in full above
         alloc = _allocate({s: len(v) for s, v in population.items()}, sample)
         for s in SAMPLED_STRATA:
             if not alloc[s]:
