@@ -9,11 +9,12 @@ from django.db.models import Count, Q
 from labelling.agreement import agreement_report
 from labelling.models import Annotation, LabelStudioProject
 from production import selectors as production
+from production.signal_definitions import SIGNAL_LABELS
 from taxonomy.selectors import failure_mode_tree, resolve_code
 
 # The implicit signals the overview charts, in the order people read them, with their labels.
-SIGNALS = (("followed_up", "follow-up"), ("rephrased", "rephrase"), ("abandoned", "abandonment"),
-           ("copied", "copy"), ("human_override", "override"))
+SIGNALS = tuple((name, SIGNAL_LABELS[name]) for name in
+                ("followed_up", "rephrased", "abandoned", "session_ended", "copied", "human_override"))
 
 
 def signal_series(*, by_model: bool) -> dict:
