@@ -20,7 +20,7 @@ from pathlib import Path
 from rephrase.evaluate import build_sets, canard_pairs, evaluate, format_report, held_out, hint3_pairs  # noqa: F401
 
 from .readers import read_jsonl
-from .services.signals import DetectConfig, detect_rows, get_detector
+from .services.signals import DetectConfig, detect_rows, epoch, get_detector
 
 EXAMPLE_LOG = Path(__file__).resolve().parent.parent / "examples" / "canard_log.jsonl"
 TOP_K = (50, 200)
@@ -46,11 +46,11 @@ def read_example_log(path: Path = EXAMPLE_LOG):
         if e.turn_external_id in ids:
             eid += 1
             events[ids[e.turn_external_id]].append(
-                (ids[e.turn_external_id], eid, e.type, e.timestamp, e.actor, e.reason, e.corrected_response))
+                (ids[e.turn_external_id], eid, e.type, epoch(e.timestamp), e.actor, e.reason, e.corrected_response))
     for evs in events.values():
         evs.sort(key=lambda e: (e[3] is None, e[3], e[1]))
     rows = [(ids[t.external_id], t.external_id, sessions.setdefault(t.session_external_id, len(sessions) + 1),
-             t.timestamp, t.response_timestamp, t.query) for t in turns]
+             epoch(t.timestamp), epoch(t.response_timestamp), t.query) for t in turns]
     rows.sort(key=lambda r: (r[2], r[3] is None, r[3], r[0]))
     return rows, events, {t.external_id: t for t in turns}
 

@@ -125,9 +125,9 @@ class RephraseDetector:
         n = len(pairs)
         if not n:
             return []
-        tf = self._features
+        cache, tf = self._text, self._features
         X = np.empty((n, len(FEATURES) + 1))
-        X[:, :-1] = [pair_features(tf(a or ""), tf(b or "")) for a, b in pairs]
+        X[:, :-1] = [pair_features(cache.get(a) or tf(a or ""), cache.get(b) or tf(b or "")) for a, b in pairs]
         X[:, -1] = 1.0  # cosine at its maximum: the semantic model's upper bound
         logit = self.lexical.logit(X[:, :-1])
         cosine: list[float | None] = [None] * n

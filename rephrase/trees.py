@@ -19,21 +19,28 @@ class Trees:
         self.threshold = np.asarray(spec["threshold"], dtype=np.float64)  # go right when x > threshold
         self.leaf = np.asarray(spec["leaf"], dtype=np.float64)  # (trees, 2**depth)
 
+    CHUNK = 1024  # rows evaluated together: (rows x trees) index arrays stay in cache
+
     def logit(self, X: np.ndarray) -> np.ndarray:
         """Raw score (log-odds) of each row of ``X`` (rows x features)."""
-        n = X.shape[0]
-        out = np.full(n, self.base)
-        if n == 0:
-            return out
-        flat = np.ascontiguousarray(X, dtype=np.float64).ravel()
-        row_base = np.arange(n, dtype=np.intp) * X.shape[1]
-        for t in range(self.feature.shape[0]):
-            feat, thr = self.feature[t], self.threshold[t]
-            idx = np.zeros(n, dtype=np.intp)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n, f = X.shape
+        out = np.empty(n)
+        n_trees = self.feature.shape[0]
+        # Node arrays flattened over trees: node k of tree t is at t * width + k.
+        width, leaves = self.feature.shape[1], self.leaf.shape[1]
+        feat, thr, leaf = self.feature.ravel(), self.threshold.ravel(), self.leaf.ravel()
+        tree_node = np.arange(n_trees, dtype=np.intp) * width
+        tree_leaf = np.arange(n_trees, dtype=np.intp) * leaves
+        for start in range(0, n, self.CHUNK):
+            x = X[start:start + self.CHUNK].ravel()
+            rows = (np.arange(len(x) // f, dtype=np.intp) * f)[:, None]
+            idx = np.zeros((len(rows), n_trees), dtype=np.intp)
             for d in range(self.depth):
-                node = idx + (2 ** d - 1)
-                idx = 2 * idx + (flat[row_base + feat[node]] > thr[node])
-            out += self.leaf[t][idx]
+                node = tree_node + (idx + (2 ** d - 1))
+                idx = 2 * idx + (x[rows + feat[node]] > thr[node])
+            out[start:start + len(rows)] = leaf[tree_leaf + idx].sum(axis=1)
+        out += self.base
         return out
 
 

@@ -315,3 +315,20 @@ def test_evaluate_detectors_reports_the_example_log_at_its_base_rate():
         assert all(a["precision"] >= 0.9 for a in m["precision_at"])
     assert 0 < log["held_out"]["re_asks"] < 417
     assert len(log["demo_top"]) == 5 and all(d["re_ask"] for d in log["demo_top"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_detection_outside_a_transaction_commits_each_batch(tmp_path):
+    """On PostgreSQL this runs the pipelined path (own connections: read k+1 / detect k / write k-1)."""
+    from production.services.signals import signals_detect
+
+    ingest_records(tmp_path, session_lines(SAOSIN) + session_lines(ZAPPA))
+    result = signals_detect(batch_sessions=1)  # one session per batch: the pipeline holds several at once
+    assert (result.sessions, result.turns) == (2, TurnSignals.objects.count())
+    assert flags_of(f"{SAOSIN}-4") == {"escalated", "rephrased"} and flags_of(f"{SAOSIN}-7") == {"session_ended"}
+    assert not Session.objects.filter(dirty=True).exists()
+    assert set(TurnSignals.objects.values_list("definition_version", flat=True)) == {DEFINITION_VERSION}
+    # nothing dirty: a second run claims nothing and changes nothing
+    before = dict(TurnSignals.objects.values_list("turn_id", "failure_probability"))
+    assert signals_detect().sessions == 0
+    assert dict(TurnSignals.objects.values_list("turn_id", "failure_probability")) == before

@@ -70,7 +70,8 @@ def test_identical_and_empty_inputs():
 
 
 def test_the_prior_moves_the_odds_and_the_flag():
-    balanced, rare = RephraseDetector(prior=0.5), RephraseDetector(prior=0.1)
+    # skip=False: at prior 0.1 this pair's upper bound is under the threshold, so it would skip the encoder
+    balanced, rare = RephraseDetector(prior=0.5, skip=False), RephraseDetector(prior=0.1, skip=False)
     pair = [("What did they do after the tour?", "What band did Anthony Green form after leaving?")]
     (b,), (r,) = balanced.score_pairs(pair), rare.score_pairs(pair)
     assert b.score == pytest.approx(r.score) and b.probability == pytest.approx(b.score)
@@ -131,7 +132,8 @@ def test_training_never_sees_a_held_out_dialog_or_intent():
     # A held-out intent's own queries (both sides of its positives) never appear in training. (Its
     # negatives pair it with a query of any other intent of the bot, as the evaluation set always did.)
     held_hint3 = {t for a, b, y, g in hint3_pairs() if held_out(g) and y for t in (a, b)}
-    assert len(held_hint3) > 400 and not held_hint3 & train_texts
+    # (one exception: "I want cod" is a query of two different intents in HINT3 itself)
+    assert len(held_hint3) > 400 and held_hint3 & train_texts <= {"I want cod"}
     # CANARD questions recur across dialogs ("What happened next?"): a few identical strings only
     held_canard = {t for a, b, _, g in canard_pairs() if held_out(g) for t in (a, b)}
     assert len(held_canard & train_texts) < 0.02 * len(held_canard)
@@ -139,14 +141,14 @@ def test_training_never_sees_a_held_out_dialog_or_intent():
 
 def test_shipped_trees_evaluate_exactly_like_the_fitted_model():
     from rephrase.features import FEATURES
-    from rephrase.train import _model
+    from rephrase.train import DEPTH, _model
     from rephrase.trees import Trees, from_sklearn
 
     rng = np.random.default_rng(0)
     X = rng.random((1500, len(FEATURES) + 1))
     y = ((X[:, 1] + X[:, -1] - X[:, 7]) > 0.7).astype(int)
     m = _model([*FEATURES, "cosine"]).fit(X[:1000], y[:1000])
-    trees = Trees(from_sklearn(m, [*FEATURES, "cosine"], 3))
+    trees = Trees(from_sklearn(m, [*FEATURES, "cosine"], DEPTH))
     np.testing.assert_allclose(trees.logit(X[1000:]), m.decision_function(X[1000:]), atol=1e-9)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from django.conf import settings
 
@@ -23,6 +24,7 @@ FLAG_COLUMNS = (*SIGNAL_NAMES, "failure_candidate")
 ID, EXT, SESSION, TS, RESP_TS, QUERY = range(6)
 # Event rows: (turn_id, id, type, timestamp, actor, reason, corrected_response)
 E_TURN, E_ID, E_TYPE, E_TS, E_ACTOR, E_REASON, E_CORRECTED = range(7)
+# Timestamps in both are epoch seconds (float) or None: cheaper to read and subtract than datetimes.
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,18 @@ def get_detector():
     return _detectors[key]
 
 
+def epoch(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
 def _seconds(later, earlier) -> float | None:
     if later is None or earlier is None:
         return None
-    return (later - earlier).total_seconds()
+    return round(later - earlier, 3)  # milliseconds: what the log's timestamps carry
 
 
 def _leave_after(answered, until, leaves, limit: float):
@@ -135,9 +145,10 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
     counted = {"human_override": True, "thumbs_down": cfg.failure_on_thumbs_down,
                "escalated": cfg.failure_on_escalation}
     threshold, prior = detector.threshold, detector.prior
+    blank = dict.fromkeys(SIGNAL_NAMES, False)
     out = []
     for turn in turns:
-        flags = dict.fromkeys(SIGNAL_NAMES, False)
+        flags = blank.copy()
         evidence: dict = {}
         corrected = ""
         for ev in events.get(turn[ID], ()):
@@ -146,8 +157,8 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
                 continue
             flags[name] = True
             item = {"event_id": ev[E_ID]}
-            if ev[E_TS]:
-                item["timestamp"] = ev[E_TS].isoformat()
+            if ev[E_TS] is not None:
+                item["timestamp"] = _iso(ev[E_TS])
             if ev[E_ACTOR]:
                 item["actor"] = ev[E_ACTOR]
             if ev[E_REASON]:
