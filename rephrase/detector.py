@@ -34,7 +34,7 @@ from .trees import Trees
 MODEL_PATH = Path(__file__).resolve().parent / "model.json"
 MAX_SEQ_TOKENS = 128  # queries are short; truncation caps the cost of pasted walls of text
 EMBED_CACHE_SIZE = 32_768  # embeddings kept across calls (LRU; ~1.7 KB each, ~55 MB when full)
-TEXT_CACHE_SIZE = 200_000  # per-text lexical features kept (cleared when full: bounded memory)
+TEXT_CACHE_SIZE = 16_384  # per-text features kept across calls (~5 KB each with trigrams; cleared when full)
 
 
 def _load_model(path: Path = MODEL_PATH) -> dict:
@@ -91,7 +91,7 @@ def load_encoder(base_dir=None, threads: int | None = None):
 class RephraseDetector:
     def __init__(self, threshold: float | None = None, semantic: bool = True, prior: float = 0.5,
                  batch_size: int = 64, encoder_dir=None, threads: int | None = None, model: dict | None = None,
-                 skip: bool = True):
+                 skip: bool = True, text_cache: int = TEXT_CACHE_SIZE):
         spec = model or _MODEL
         if spec is None:
             raise RuntimeError(f"{MODEL_PATH} is missing: run python -m rephrase.train")
@@ -106,6 +106,7 @@ class RephraseDetector:
         self.encoder_dir = encoder_dir
         self.threads = threads
         self.skip = skip  # False: every pair goes to the encoder (exact scores for a threshold sweep)
+        self.text_cache = text_cache
         self._shift = _logit(prior)
         self._cut = _logit(self.threshold) - self._shift  # balanced logit at which the flag turns on
         self._text: dict[str, TextFeatures] = {}
@@ -116,7 +117,7 @@ class RephraseDetector:
     def _features(self, text: str) -> TextFeatures:
         f = self._text.get(text)
         if f is None:
-            if len(self._text) >= TEXT_CACHE_SIZE:
+            if len(self._text) >= self.text_cache:
                 self._text.clear()
             f = self._text[text] = text_features(text)
         return f

@@ -82,7 +82,9 @@ def get_detector():
         _detectors[key] = RephraseDetector(
             semantic=settings.SIGNALS_SEMANTIC, threshold=settings.SIGNALS_REPHRASE_THRESHOLD,
             prior=settings.SIGNALS_REPHRASE_PRIOR, encoder_dir=settings.REPHRASE_ENCODER_DIR,
-            threads=settings.REPHRASE_ENCODER_THREADS or None)
+            threads=settings.REPHRASE_ENCODER_THREADS or None,
+            # with the encoder loaded, fewer cached texts keep the process under 500 MB
+            text_cache=4096 if settings.SIGNALS_SEMANTIC else 16_384)
     return _detectors[key]
 
 
@@ -203,9 +205,14 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
     return out
 
 
-def signals_detect(*, full: bool = False, batch_sessions: int = 2000, progress=None) -> DetectResult:
-    """Detect signals for every dirty session (every session with full=True)."""
+def signals_detect(*, full: bool = False, batch_sessions: int | None = None, progress=None) -> DetectResult:
+    """Detect signals for every dirty session (every session with full=True).
+
+    Batches of 2,000 sessions, 1,000 with the encoder: the PostgreSQL pipeline holds three at once,
+    and with the encoder loaded that keeps the process under 500 MB (benchmarks/README.md).
+    """
     from .signals_store import run_batches
 
-    return run_batches(detector=get_detector(), cfg=DetectConfig.from_settings(), full=full,
-                       batch_sessions=batch_sessions, progress=progress)
+    detector = get_detector()
+    return run_batches(detector=detector, cfg=DetectConfig.from_settings(), full=full,
+                       batch_sessions=batch_sessions or (1000 if detector.semantic else 2000), progress=progress)
