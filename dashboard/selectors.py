@@ -14,7 +14,7 @@ from taxonomy.selectors import failure_mode_tree, resolve_code
 
 # The implicit signals the overview charts, in the order people read them, with their labels.
 SIGNALS = tuple((name, SIGNAL_LABELS[name]) for name in
-                ("followed_up", "rephrased", "abandoned", "session_ended", "copied", "human_override"))
+                ("followed_up", "rephrased", "abandoned", "copied", "human_override"))
 
 
 def signal_series(*, by_model: bool) -> dict:
