@@ -2,6 +2,8 @@
 
 Queries are drawn from the real example logs so that text lengths and vocabulary are those of
 real traffic; ids, sessions and timestamps are generated. Deterministic for a given seed.
+``--distinct`` appends " (case N)" to every query, so no two turns share a text (the semantic
+benchmark: every query is new to the encoder, and 3-4 tokens longer than the real one).
 """
 import argparse
 import json
@@ -17,6 +19,8 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=1_000_000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--distinct", action="store_true",
+                    help="make every query text distinct (a numbered suffix): no encoder cache hit across turns")
     args = ap.parse_args()
     rnd = random.Random(args.seed)
     pool = []
@@ -33,6 +37,8 @@ def main() -> None:
                 if n >= args.turns:
                     break
                 q, r = pool[rnd.randrange(len(pool))]
+                if args.distinct:
+                    q = f"{q} (case {n})"
                 rec = {"id": f"bench-{n:08d}", "session_id": f"bench-s-{session:07d}",
                        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "query": q, "response": r,
                        "model": f"bench-model-{session % 3}", "latency_ms": rnd.randint(300, 2500)}
