@@ -105,12 +105,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view states who may call it (core.roles.Allow); a view that does not serves no one.
+    "DEFAULT_PERMISSION_CLASSES": ["core.roles.DenyAll"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.roles.CappedPagination",
     "PAGE_SIZE": 100,
 }
+# List endpoints: rows per page by default, and the most `?limit=` may ask for.
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
 SPECTACULAR_SETTINGS = {"TITLE": "evalgap API", "VERSION": "0.1.0"}
 
 # --- Celery: with no broker configured, tasks run in-process (the embedded demo).

@@ -2,11 +2,15 @@ from django.http import Http404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import DASHBOARDS, Allow
+
 from . import selectors
 
 
 class ReportApi(APIView):
     """Per failure mode: real failures, generated, duplicates, approved, rejected (and why), cost."""
+
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
     def get(self, request, code: str | None = None):
         rows = selectors.generation_report(code=code)

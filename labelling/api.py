@@ -11,12 +11,15 @@ from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import DASHBOARDS, Allow, RedactedFieldsMixin, public
+
 from .agreement import agreement_report
 from .models import Annotation, LabellingBatch
 from .services.annotations import webhook_delivery_record
 from .tasks import webhook_delivery_process
 
 
+@method_decorator(public, name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
 class WebhookView(View):
     """Label Studio's webhook. It signs nothing, so a shared secret header is required; the body is
@@ -48,11 +51,15 @@ class BatchSerializer(serializers.ModelSerializer):
 
 
 class BatchViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET="labelling.view_labellingbatch")]
     queryset = LabellingBatch.objects.order_by("-id")
     serializer_class = BatchSerializer
 
 
-class AnnotationSerializer(serializers.ModelSerializer):
+class AnnotationSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
+    # Annotators' free text often quotes the turn: redacted for those who may not see raw turns.
+    redacted_fields = ("turn_id", "reference_answer", "proposed_failure_mode", "notes")
+    pseudonymised_fields = ("annotator",)
     turn_id = serializers.CharField(source="item.turn.external_id")
     source = serializers.CharField(source="item.turn.source.name")
     stratum = serializers.CharField(source="item.stratum")
@@ -66,12 +73,15 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
 
 class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET="labelling.view_annotation")]
     queryset = Annotation.objects.select_related("item__turn__source").order_by("id")
     serializer_class = AnnotationSerializer
     filterset_fields = ["verdict", "annotator", "deleted", "project"]
 
 
 class AgreementApi(APIView):
+    permission_classes = [Allow(GET=DASHBOARDS)]
+
     def get(self, request):
         project = request.query_params.get("project")
         return Response(agreement_report(project_id=int(project) if project else None))

@@ -7,8 +7,9 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import ALL_INGEST_JOBS, DASHBOARDS, INGEST, REJECTED_LINES, TURNS, Allow
+
 from . import filters, selectors, serializers
-from .models import IngestJob
 from .services import ingest
 from .tasks import ingest_job_run
 
@@ -24,6 +25,7 @@ class RawBodyParser(BaseParser):
 
 class IngestApi(APIView):
     parser_classes = [RawBodyParser]
+    permission_classes = [Allow(POST=INGEST)]
 
     @extend_schema(
         parameters=[OpenApiParameter("source", str, required=True, description="source name")],
@@ -41,7 +43,7 @@ class IngestApi(APIView):
             raise ValidationError({"body": "empty body: send JSON lines or a JSON array"})
         source = ingest.source_get_or_create(name=source_name)
         if len(body) > settings.INGEST_SYNC_MAX_BYTES:
-            job = ingest.ingest_job_spool(source=source, body=body)
+            job = ingest.ingest_job_spool(source=source, body=body, user=request.user)
             transaction.on_commit(lambda: ingest_job_run.delay(job.pk))
             return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         result = ingest.turns_ingest_body(source=source, body=body)
@@ -49,35 +51,45 @@ class IngestApi(APIView):
 
 
 class IngestJobViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = IngestJob.objects.select_related("source").order_by("-id")
+    """Every job for those who may see all; an ingest service its own only."""
+
     serializer_class = serializers.IngestJobSerializer
+    permission_classes = [Allow(GET=(ALL_INGEST_JOBS, INGEST))]
+
+    def get_queryset(self):
+        return selectors.ingest_jobs_visible_to(self.request.user)
 
 
 class TurnViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     queryset = selectors.turn_list()
     serializer_class = serializers.TurnSerializer
     filterset_class = filters.TurnFilter
 
 
 class SessionViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     queryset = selectors.session_list()
     serializer_class = serializers.SessionSerializer
     filterset_class = filters.SessionFilter
 
 
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     queryset = selectors.event_list()
     serializer_class = serializers.EventSerializer
     filterset_class = filters.EventFilter
 
 
 class RejectedLineViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=REJECTED_LINES)]
     queryset = selectors.rejected_line_list()
     serializer_class = serializers.RejectedLineSerializer
     filterset_class = filters.RejectedLineFilter
 
 
 class FailureViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     """Turns whose answer failed by what users or agents did (rephrase, override, and by setting
     thumbs-down and escalation), each with its evidence."""
 
@@ -87,6 +99,8 @@ class FailureViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class SignalRatesDailyApi(APIView):
+    permission_classes = [Allow(GET=DASHBOARDS)]
+
     @extend_schema(parameters=[OpenApiParameter("by_model", bool), OpenApiParameter("source", str)],
                    responses={200: dict})
     def get(self, request):

@@ -3,6 +3,7 @@
 A turn's identity is (source, external_id): the id the source system gave it. Ingest is keyed
 on it, so re-reading a log creates nothing new.
 """
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
@@ -100,6 +101,9 @@ class IngestJob(Job):
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="ingest_jobs")
     origin = models.CharField(max_length=500, help_text="file path, or 'api'")
+    # Who posted it (API); an ingest service token sees only its own jobs.
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     format = models.CharField(max_length=20, default="auto")
     spool_path = models.CharField(max_length=500, blank=True, default="")
     read = models.IntegerField(default=0)

@@ -1,20 +1,14 @@
-"""Taxonomy API: everyone signed in reads; only admins (permission taxonomy.govern_taxonomy) change."""
-from rest_framework import permissions, serializers, status
+"""Taxonomy API: every role but ingest reads (annotators see it in Label Studio anyway); only
+taxonomy admins (permission taxonomy.govern_taxonomy) change it."""
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.roles import TAXONOMY_GOVERN, TAXONOMY_READ, Allow
 
 from . import services
 from .models import Proposal, TaxonomyChange
 from .selectors import current_version, failure_mode_tree, pending_proposals
-
-
-class CanGovernTaxonomy(permissions.BasePermission):
-    message = "only taxonomy admins can change the taxonomy"
-
-    def has_permission(self, request, view):
-        if request.method in permissions.SAFE_METHODS:
-            return bool(request.user and request.user.is_authenticated)
-        return bool(request.user and request.user.has_perm("taxonomy.govern_taxonomy"))
 
 
 class ProposalSerializer(serializers.ModelSerializer):
@@ -27,7 +21,7 @@ class ProposalSerializer(serializers.ModelSerializer):
 
 
 class TaxonomyApi(APIView):
-    permission_classes = [CanGovernTaxonomy]
+    permission_classes = [Allow(GET=TAXONOMY_READ)]
 
     def get(self, request):
         return Response({"version": current_version(), "modes": failure_mode_tree(),
@@ -48,7 +42,7 @@ class ActionSerializer(serializers.Serializer):
 class TaxonomyActionApi(APIView):
     """POST one review action: create, rename, reparent, retire, merge, approve (a proposal), reject."""
 
-    permission_classes = [CanGovernTaxonomy]
+    permission_classes = [Allow(POST=TAXONOMY_GOVERN)]
 
     def post(self, request):
         s = ActionSerializer(data=request.data)
@@ -105,7 +99,7 @@ class ChangeSerializer(serializers.ModelSerializer):
 
 
 class TaxonomyHistoryApi(APIView):
-    permission_classes = [CanGovernTaxonomy]
+    permission_classes = [Allow(GET=TAXONOMY_READ)]
 
     def get(self, request):
         return Response(ChangeSerializer(TaxonomyChange.objects.select_related("version")[:500], many=True).data)

@@ -3,11 +3,12 @@ import io
 import json
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
 
+from conftest import user_with_role
 from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
 from production.models import Session, Source, Turn
 from taxonomy import services as tax
@@ -217,11 +218,8 @@ def test_proposals_from_annotations_are_grouped_and_approved(world):
 
 @pytest.fixture
 def personas(db):
-    admins = Group.objects.create(name="taxonomy admins")
-    admins.permissions.add(Permission.objects.get(codename="govern_taxonomy"))
-    admin = User.objects.create_user("alice-admin", password="pw-alice-1")
-    admin.groups.add(admins)
-    annotator = User.objects.create_user("bob-annotator", password="pw-bob-1")
+    admin = user_with_role("alice-admin", "taxonomy_admin", password="pw-alice-1")
+    annotator = user_with_role("bob-annotator", "annotator", password="pw-bob-1")
     clients = {}
     for name, user in (("admin", admin), ("annotator", annotator), ("outsider", None)):
         c = APIClient()

@@ -8,6 +8,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import TESTSETS_EXPORT, TESTSETS_READ, Allow
+
 from . import selectors
 from .services import versions
 
@@ -22,12 +24,16 @@ class VersionSerializer(serializers.Serializer):
 
 
 class TestSetListApi(APIView):
+    permission_classes = [Allow(GET=TESTSETS_READ)]
+
     def get(self, request):
         return Response([{"name": t.name, "versions": VersionSerializer(t.versions.order_by("-number"), many=True).data}
                          for t in selectors.testset_list()])
 
 
 class ChangelogApi(APIView):
+    permission_classes = [Allow(GET=TESTSETS_READ)]
+
     def get(self, request, name: str):
         try:
             old, new = int(request.query_params["from"]), int(request.query_params["to"])
@@ -39,6 +45,8 @@ class ChangelogApi(APIView):
 
 
 class CoverageApi(APIView):
+    permission_classes = [Allow(GET=TESTSETS_READ)]
+
     def get(self, request, name: str, number: int):
         try:
             return Response(versions.coverage(name=name, number=number))
@@ -47,6 +55,8 @@ class CoverageApi(APIView):
 
 
 class ExportApi(APIView):
+    permission_classes = [Allow(GET=TESTSETS_EXPORT)]
+
     def get(self, request, name: str, number: int, fmt: str):
         from .exports import FORMATS, content_type_and_filename
 

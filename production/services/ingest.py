@@ -713,10 +713,11 @@ def ingest_job_run(*, job_id: int) -> IngestResult | None:
     return result
 
 
-def ingest_job_spool(*, source: Source, body: bytes) -> IngestJob:
+def ingest_job_spool(*, source: Source, body: bytes, user=None) -> IngestJob:
     spool = Path(settings.INGEST_SPOOL_DIR)
     spool.mkdir(parents=True, exist_ok=True)
-    job = IngestJob.objects.create(source=source, origin="api", format="jsonl")
+    job = IngestJob.objects.create(source=source, origin="api", format="jsonl",
+                                   created_by=user if getattr(user, "pk", None) else None)
     path = spool / f"ingest-{job.pk}.jsonl"
     path.write_bytes(body)
     IngestJob.objects.filter(pk=job.pk).update(spool_path=str(path))
