@@ -6,6 +6,7 @@ Secrets can also be read from files (`<NAME>_FILE`), as container orchestrators 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
@@ -122,8 +123,29 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# Exactly once under crashes: a task is acknowledged only when it has finished (acks_late); a
+# worker child killed mid-task gives its message back at once (reject_on_worker_lost), and one whose
+# whole worker died is redelivered by Redis after the visibility timeout. Every task claims its job
+# (core.jobs), so a redelivered or duplicated message does nothing twice.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The longest task (a large spooled ingest, a push of a whole month, a generation run) is stopped
+# at the soft limit (the job fails with the reason), killed at the hard one.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=CELERY_TASK_TIME_LIMIT - 300)
+# Redis redelivers an unacknowledged message after this many seconds: above the hard time limit and
+# the longest retry countdown (a retry waiting for its countdown holds its message unacknowledged),
+# or a task still running would be delivered a second time.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * CELERY_TASK_TIME_LIMIT)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# The broker restarting is survived: the worker reconnects for ever, sending retries a few times.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.5, "interval_step": 1.0,
+                                    "interval_max": 5.0}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -131,6 +153,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # re-queued or failed by the sweeper (beat, every JOB_SWEEP_SECONDS).
 JOB_STALE_SECONDS = env.int("JOB_STALE_SECONDS", default=900)
 JOB_SWEEP_SECONDS = env.int("JOB_SWEEP_SECONDS", default=300)
+if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT: Redis would deliver a "
+                               "running task a second time")
 
 # --- Ingest
 # Bodies above this size are spooled to disk and ingested by a worker (202 + job id).
@@ -167,6 +192,11 @@ LABEL_STUDIO_WEBHOOK_SECRET = secret("LABEL_STUDIO_WEBHOOK_SECRET")
 LABEL_STUDIO_WEBHOOK_HEADER = "X-Evalgap-Secret"
 # Where Label Studio reaches evalgap (for the webhook); empty: no webhook, pull only.
 EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
+
+# A pull marks deleted an annotation missing from Label Studio's export only if it was received before
+# the export began, less this many seconds: the web process (which receives webhooks) and the worker
+# (which pulls) compare their own clocks; raise it if theirs may differ.
+LABELLING_PULL_GRACE_SECONDS = env.int("LABELLING_PULL_GRACE_SECONDS", default=0)
 
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)

@@ -37,7 +37,8 @@ class WebhookView(View):
         if not isinstance(payload, dict) or "action" not in payload:
             return JsonResponse({"detail": "body: expected a Label Studio webhook object with 'action'"}, status=400)
         delivery = webhook_delivery_record(payload=payload)
-        transaction.on_commit(lambda: webhook_delivery_process.delay(delivery.pk))
+        # Robust: with the broker down the delivery is still stored; the next pull applies it.
+        transaction.on_commit(lambda: webhook_delivery_process.delay(delivery.pk), robust=True)
         return JsonResponse({"received": delivery.pk})
 
 

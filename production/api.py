@@ -44,7 +44,8 @@ class IngestApi(APIView):
         source = ingest.source_get_or_create(name=source_name)
         if len(body) > settings.INGEST_SYNC_MAX_BYTES:
             job = ingest.ingest_job_spool(source=source, body=body, user=request.user)
-            transaction.on_commit(lambda: ingest_job_run.delay(job.pk))
+            # Robust: with the broker down the job is still accepted; the sweeper sends it later.
+            transaction.on_commit(lambda: ingest_job_run.delay(job.pk), robust=True)
             return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         result = ingest.turns_ingest_body(source=source, body=body)
         return Response(result.as_dict(), status=status.HTTP_200_OK)

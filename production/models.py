@@ -98,6 +98,7 @@ class IngestJob(Job):
     """One ingest: of a file by the command (runs in its process), or of a spooled API body (a task)."""
 
     task_name = "production.tasks.ingest_job_run"
+    resend_pending = True  # a spooled job is enqueued when created; the command's run "running" at once
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="ingest_jobs")
     origin = models.CharField(max_length=500, help_text="file path, or 'api'")

@@ -21,6 +21,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from core.jobs import TRANSIENT_ERRORS, job_fail, job_held, job_progress, job_release
+
 from ..contract import ParsedEvent, ParsedTurn
 from ..copy_rows import json_text as _json
 from ..copy_rows import render_turn_tail
@@ -630,8 +632,8 @@ def _ingest_serial(writer: _OrmWriter, items: Iterable[Item], origin: str, job: 
 
 
 def _job_progress(job: IngestJob, result: IngestResult) -> None:
-    IngestJob.objects.filter(pk=job.pk).update(**{k: v for k, v in result.as_dict().items() if k != "read"},
-                                               read=result.read)
+    # Beats the heart too: a job whose chunks stop coming is presumed dead by the sweeper.
+    job_progress(IngestJob, job.pk, **result.as_dict())
 
 
 def turns_ingest_stream(
@@ -694,21 +696,26 @@ def turns_ingest_body(*, source: Source, body: bytes, job: IngestJob | None = No
 
 
 def ingest_job_run(*, job_id: int) -> IngestResult | None:
-    """Run a spooled API ingest. A finished job is never run again; an interrupted one is resumed,
-    which is safe because ingest is keyed on (source, turn id)."""
-    claimed = IngestJob.objects.filter(pk=job_id).exclude(status=IngestJob.Status.DONE).update(
-        status=IngestJob.Status.RUNNING
-    )
-    if not claimed:
-        return None
-    job = IngestJob.objects.select_related("source").get(pk=job_id)
-    try:
-        body = Path(job.spool_path).read_bytes()
-        result = turns_ingest_body(source=job.source, body=body, job=job)
-    except Exception as e:
-        IngestJob.objects.filter(pk=job_id).update(status=IngestJob.Status.FAILED, error=str(e)[:2000],
-                                                   finished_at=timezone.now())
-        raise
+    """Run a spooled API ingest. A finished job is never run again; one running in a live worker is
+    left to it; an interrupted one (its worker died) is resumed from the start of its spool file,
+    which is safe because ingest is keyed on (source, turn id) and rejects on (origin, line)."""
+    with job_held(IngestJob, job_id, statuses=(IngestJob.Status.PENDING,)) as mine:
+        if not mine:
+            return None
+        job = IngestJob.objects.select_related("source").get(pk=job_id)
+        if not job.spool_path:
+            # A command's ingest whose process stopped: only its user can run it again.
+            job_fail(IngestJob, job_id, "the ingest command that ran this job stopped; run it again")
+            return None
+        try:
+            body = Path(job.spool_path).read_bytes()
+            result = turns_ingest_body(source=job.source, body=body, job=job)
+        except TRANSIENT_ERRORS as e:
+            job_release(IngestJob, job_id, e)  # the task retries it
+            raise
+        except Exception as e:
+            job_fail(IngestJob, job_id, e)
+            raise
     Path(job.spool_path).unlink(missing_ok=True)
     return result
 

@@ -10,6 +10,7 @@ Rules, in order (the first that fails holds the item back, with that reason):
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from taxonomy.selectors import resolve_code
 from ..models import PromotionHold, TestItem, TestSet, TestSetVersion
 
 NEEDS_REFERENCE = ("incorrect", "partially_correct")
+# Test set names end up in URLs and export file names.
+SLUG = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 @dataclass
@@ -104,6 +107,16 @@ def _item_fields(item: BatchItem, j: Judgement) -> dict:
     return fields
 
 
+def testset_lock(*, name: str, create: bool = False) -> TestSet:
+    """The test set, its row locked until the transaction ends (promote, freeze and a taxonomy merge's
+    remap of drafts all take this lock first, so none of them sees another half done)."""
+    if create:
+        if not SLUG.fullmatch(name or ""):
+            raise ValueError(f"name: {name!r} is not a test set name (letters, digits, - and _)")
+        TestSet.objects.get_or_create(name=name)
+    return TestSet.objects.select_for_update().get(name=name)
+
+
 def draft_for(testset: TestSet) -> TestSetVersion:
     draft = TestSetVersion.objects.filter(testset=testset, status=TestSetVersion.Status.DRAFT).first()
     if draft is None:
@@ -123,8 +136,12 @@ COPY_FIELDS = ("key", "source", "query", "response", "reference_answer", "contex
 
 @transaction.atomic
 def testset_promote(*, name: str = "production") -> dict:
-    """Promote every judged item that meets the rules into the draft; list the others with reasons."""
-    testset, _ = TestSet.objects.get_or_create(name=name)
+    """Promote every judged item that meets the rules into the draft; list the others with reasons.
+
+    The test set row is locked for the whole promotion, as freezing locks it: a promotion waits for a
+    freeze under way and then writes into the next draft, so a frozen version's items are exactly
+    those its sha256 covers."""
+    testset = testset_lock(name=name, create=True)
     draft = draft_for(testset)
     existing = dict(draft.items.values_list("key", "content_sha256"))
     annotations: dict[int, list[Annotation]] = {}
