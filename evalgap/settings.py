@@ -2,7 +2,11 @@
 
 Defaults give the embedded demo: SQLite, tasks run in-process, a local Label Studio.
 Secrets can also be read from files (`<NAME>_FILE`), as container orchestrators mount them.
+Production (docker-compose.yml): DJANGO_SECRET_KEY(_FILE) is required (without it, and without
+DJANGO_DEBUG, the app refuses to start), DJANGO_HTTPS=true behind a TLS-terminating proxy, and
+DATABASE_URL(_FILE) names a role that owns no table (the migrate service uses the owner's).
 """
+import sys
 from pathlib import Path
 
 import environ
@@ -23,11 +27,31 @@ def secret(name: str, default: str = "") -> str:
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# Only the embedded demo may run without a configured key; it is never used for anything
-# that leaves this machine.
-SECRET_KEY = secret("DJANGO_SECRET_KEY") or "insecure-local-demo-key-set-DJANGO_SECRET_KEY"
+SECRET_KEY = secret("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    # Sessions, password resets and pseudonyms are signed with it: a key everyone can read in this file
+    # is acceptable only in debug and under pytest (scripts/demo.sh and scripts/test.sh set a real one).
+    if not (DEBUG or "pytest" in sys.modules):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set: refusing to start "
+                                   "(set DJANGO_DEBUG=true for a throwaway local run)")
+    SECRET_KEY = "insecure-debug-only-key-never-used-in-production"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Served over HTTPS (a TLS-terminating proxy in front sets X-Forwarded-Proto): secure cookies, HSTS,
+# redirects to https. Label Studio's webhook and the health check come from inside the deployment's
+# network over plain HTTP, so they are not redirected.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/labelling/webhook/$", r"^healthz/$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -80,7 +104,10 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# The URL carries the password, so it may come from a file (DATABASE_URL_FILE). In production it names
+# a role with DML rights only: the tables (and the triggers that keep frozen test sets frozen) belong
+# to the migration role, which the migrate service alone uses.
+DATABASES = {"default": env.db_url_config(secret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo writes from one process; a busy timeout avoids "database is locked" on bursts.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30

@@ -7,6 +7,8 @@ from django.http import JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -83,6 +85,7 @@ class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
 class AgreementApi(APIView):
     permission_classes = [Allow(GET=DASHBOARDS)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         project = request.query_params.get("project")
         return Response(agreement_report(project_id=int(project) if project else None))

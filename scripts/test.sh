@@ -30,9 +30,10 @@ eval "$(scripts/services.sh env)"
 export EVALGAP_TEST_EXISTING_DB=1 DJANGO_SETTINGS_MODULE=evalgap.settings
 export INGEST_SPOOL_DIR=$REPO/.run/spool
 export LABEL_STUDIO_WEBHOOK_SECRET=test-webhook-secret
-# A clean database each run, migrated once; the worker and pytest share it.
+# A clean database each run, migrated once (as the owner role, like compose's migrate service); the
+# worker and pytest share it and connect as the app role, which may only read and write rows.
 scripts/services.sh resetdb
-"$PY" manage.py migrate --noinput -v0
+DATABASE_URL_FILE=$DATABASE_MIGRATE_URL_FILE "$PY" manage.py migrate --noinput -v0
 
 if ! wait "$ls_setup"; then
   cat .run/labelstudio-setup.log >&2

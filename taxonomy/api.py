@@ -1,5 +1,7 @@
 """Taxonomy API: every role but ingest reads (annotators see it in Label Studio anyway); only
 taxonomy admins (permission taxonomy.govern_taxonomy) change it."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +25,7 @@ class ProposalSerializer(serializers.ModelSerializer):
 class TaxonomyApi(APIView):
     permission_classes = [Allow(GET=TAXONOMY_READ)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"version": current_version(), "modes": failure_mode_tree(),
                          "pending_proposals": ProposalSerializer(pending_proposals(), many=True).data})
@@ -44,6 +47,7 @@ class TaxonomyActionApi(APIView):
 
     permission_classes = [Allow(POST=TAXONOMY_GOVERN)]
 
+    @extend_schema(request=ActionSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
         s = ActionSerializer(data=request.data)
         s.is_valid(raise_exception=True)
@@ -101,5 +105,6 @@ class ChangeSerializer(serializers.ModelSerializer):
 class TaxonomyHistoryApi(APIView):
     permission_classes = [Allow(GET=TAXONOMY_READ)]
 
+    @extend_schema(responses={200: ChangeSerializer(many=True)})
     def get(self, request):
         return Response(ChangeSerializer(TaxonomyChange.objects.select_related("version")[:500], many=True).data)

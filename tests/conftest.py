@@ -9,6 +9,35 @@ if os.environ.get("EVALGAP_TEST_EXISTING_DB") == "1":
         """Under `make test` the database is the real Postgres the Celery worker also uses, migrated
         by scripts/test.sh: tests share it with the worker instead of a private test_ copy."""
 
+    def _flush_as_owner():
+        """Tests connect as the app role (DML only, as in production), which may not TRUNCATE. The flush
+        that ends each transactional test is housekeeping, not the app: it runs as the owner role."""
+        import environ
+        from django.core.management.commands import flush
+
+        owner_file = os.environ.get("DATABASE_MIGRATE_URL_FILE")
+        if not owner_file:
+            return
+        owner = environ.Env.db_url_config(open(owner_file).read().strip())
+        handle = flush.Command.handle
+
+        def handle_as_owner(self, **options):
+            from django.db import connections
+
+            conn = connections[options.get("database") or "default"]
+            saved = {k: conn.settings_dict[k] for k in ("USER", "PASSWORD")}
+            conn.close()
+            conn.settings_dict.update(USER=owner["USER"], PASSWORD=owner["PASSWORD"])
+            try:
+                return handle(self, **options)
+            finally:
+                conn.close()
+                conn.settings_dict.update(saved)
+
+        flush.Command.handle = handle_as_owner
+
+    _flush_as_owner()
+
 
 def user_with_role(username: str, role: str, *, password: str | None = None):
     """A user holding one of core.roles.ROLES (what `manage.py user_add` makes)."""

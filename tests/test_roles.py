@@ -76,6 +76,7 @@ RULES = {
     "generation-web:report-mode": {"GET": (STAFF, {"kwargs": {"code": "INTENT"}})},
     "dashboard:overview": {"GET": (STAFF, {})},
     "dashboard:login": "public: the sign-in form",
+    "health": "public: the container healthcheck (says ok or unavailable, nothing else)",
     "dashboard:logout": "public: signing out",
     "dashboard:testsets": {"GET": (STAFF, {})},
     "dashboard:testset": {"GET": (STAFF, {"kwargs": {"name": "production"}})},

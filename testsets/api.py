@@ -3,6 +3,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
@@ -26,6 +28,7 @@ class VersionSerializer(serializers.Serializer):
 class TestSetListApi(APIView):
     permission_classes = [Allow(GET=TESTSETS_READ)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response([{"name": t.name, "versions": VersionSerializer(t.versions.order_by("-number"), many=True).data}
                          for t in selectors.testset_list()])
@@ -34,6 +37,8 @@ class TestSetListApi(APIView):
 class ChangelogApi(APIView):
     permission_classes = [Allow(GET=TESTSETS_READ)]
 
+    @extend_schema(parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=True)],
+                   responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str):
         try:
             old, new = int(request.query_params["from"]), int(request.query_params["to"])
@@ -47,6 +52,7 @@ class ChangelogApi(APIView):
 class CoverageApi(APIView):
     permission_classes = [Allow(GET=TESTSETS_READ)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, number: int):
         try:
             return Response(versions.coverage(name=name, number=number))
@@ -57,6 +63,7 @@ class CoverageApi(APIView):
 class ExportApi(APIView):
     permission_classes = [Allow(GET=TESTSETS_EXPORT)]
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, name: str, number: int, fmt: str):
         from .exports import FORMATS, content_type_and_filename
 
