@@ -81,6 +81,9 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     TESTSETS_EXPORT: ("testset", "Can download exports of frozen test set versions"),
     "releases.view_release": ("release", "Can view release"),
     "releases.add_release": ("release", "Can add release"),
+    # Paid work (LLM calls): starting a shadow replay or a judge pass.
+    "shadow.add_shadowrun": ("shadowrun", "Can add shadow run"),
+    "shadow.add_judgerun": ("judgerun", "Can add judge run"),
 }
 
 _VIEWER = (DASHBOARDS, TURNS, TAXONOMY_READ, TESTSETS_READ, TESTSETS_EXPORT, "labelling.view_labellingbatch",

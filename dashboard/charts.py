@@ -170,3 +170,76 @@ def grouped_bar_chart(*, chart_id: str, title: str, groups: list[str], series: l
                      f'<text x="{width - right + 24}" y="{ly + 1}" {FONT} fill="#222">{escape(name[:22])}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def band_chart(*, chart_id: str, title: str, x: list[str], values: list[float | None],
+               lows: list[float | None], highs: list[float | None], counts: list[int] | None = None,
+               reference: float | None = 0.5, width: int = 720, height: int = 260) -> SafeString:
+    """One rate per x (a day) with its interval as a shaded band, on a 0-100 % axis; None leaves a
+    gap (no data that day). `reference` draws a dashed line (0.5: no difference)."""
+    points = sum(v is not None for v in values)
+    if not x or not points:
+        return _empty(chart_id, title, width, height)
+    left, right, top, bottom = 48, 24, 12, 36
+    plot_w, plot_h = width - left - right, height - top - bottom
+    step = plot_w / max(len(x) - 1, 1)
+
+    def px(i: int) -> float:
+        return left + (i * step if len(x) > 1 else plot_w / 2)
+
+    def py(v: float) -> float:
+        return top + plot_h - v * plot_h
+
+    desc = (f"{points} of {len(x)} days with data, from {x[0]} to {x[-1]}; the band is the 95 % interval"
+            + (f", the dashed line {percent(reference)}." if reference is not None else "."))
+    parts = _open(chart_id, title, desc, width, height, points)
+    for k in range(5):
+        v = k / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end" {FONT} fill="#555">'
+                     f'{escape(percent(v))}</text>')
+    every = max(1, math.ceil(len(x) / 8))
+    for i, label in enumerate(x):
+        # The last day is always labelled; the regular label before it is dropped if they would touch.
+        if (i % every == 0 and not (i != len(x) - 1 and len(x) - 1 - i < every)) or i == len(x) - 1:
+            parts.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {FONT} '
+                         f'fill="#555">{escape(label[5:] if len(label) == 10 else label)}</text>')
+    colour = PALETTE[0]
+    # The band: one polygon per run of consecutive days with an interval.
+    run: list[int] = []
+    for i in range(len(x) + 1):
+        if i < len(x) and lows[i] is not None and highs[i] is not None:
+            run.append(i)
+            continue
+        if run:
+            upper = " ".join(f"{px(j):.1f},{py(highs[j]):.1f}" for j in run)
+            lower = " ".join(f"{px(j):.1f},{py(lows[j]):.1f}" for j in reversed(run))
+            if len(run) == 1:  # a lone day: a vertical bar for its interval
+                j = run[0]
+                parts.append(f'<rect class="band" x="{px(j) - 3:.1f}" y="{py(highs[j]):.1f}" width="6" '
+                             f'height="{py(lows[j]) - py(highs[j]):.1f}" fill="{colour}" fill-opacity="0.2"/>')
+            else:
+                parts.append(f'<polygon class="band" points="{upper} {lower}" fill="{colour}" fill-opacity="0.2" '
+                             f'stroke="none"/>')
+            run = []
+    if reference is not None:
+        parts.append(f'<line class="reference" x1="{left}" x2="{left + plot_w}" y1="{py(reference):.1f}" '
+                     f'y2="{py(reference):.1f}" stroke="#D55E00" stroke-dasharray="5,4"/>')
+    line: list[str] = []
+    for i, v in enumerate(values + [None]):
+        if v is None:
+            if len(line) > 1:
+                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(line)}"/>')
+            line = []
+        else:
+            line.append(f"{px(i):.1f},{py(v):.1f}")
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        n = f", n = {counts[i]}" if counts else ""
+        parts.append(f'<circle class="point" cx="{px(i):.1f}" cy="{py(v):.1f}" r="3" fill="{colour}" '
+                     f'data-x="{_attr(x[i])}" data-value="{v}" data-low="{lows[i]}" data-high="{highs[i]}">'
+                     f'<title>{escape(x[i])}: {escape(percent(v))} ({escape(percent(lows[i]))}–'
+                     f'{escape(percent(highs[i]))}{n})</title></circle>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

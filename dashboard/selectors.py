@@ -47,7 +47,7 @@ def waiting_failure_candidates():
 
 def labelling_progress() -> list[dict]:
     live = Q(annotations__deleted=False, annotations__was_cancelled=False)
-    projects = (LabelStudioProject.objects.order_by("title")
+    projects = (LabelStudioProject.objects.filter(kind=LabelStudioProject.Kind.TURNS).order_by("title")
                 .annotate(task_count=Count("tasks", distinct=True),
                           labelled=Count("annotations__item", filter=live, distinct=True),
                           annotation_count=Count("annotations", filter=live, distinct=True),

@@ -3,7 +3,7 @@ from django.urls import path
 
 from core.roles import public
 
-from . import views
+from . import shadow_views, views
 
 app_name = "dashboard"
 
@@ -19,4 +19,8 @@ urlpatterns = [
     path("testsets/<slug:name>/v<int:number>/", views.version_detail, name="version"),
     path("taxonomy/", views.taxonomy, name="taxonomy"),
     path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
+    path("shadow/", shadow_views.shadow_list, name="shadow"),
+    path("shadow/pairs/<int:pk>/", shadow_views.shadow_pair, name="shadow-pair"),
+    path("shadow/<path:name>/pairs/", shadow_views.shadow_pairs, name="shadow-pairs"),
+    path("shadow/<path:name>/", shadow_views.shadow_release, name="shadow-release"),
 ]

@@ -6,6 +6,7 @@ Production (docker-compose.yml): DJANGO_SECRET_KEY(_FILE) is required (without i
 DJANGO_DEBUG, the app refuses to start), DJANGO_HTTPS=true behind a TLS-terminating proxy, and
 DATABASE_URL(_FILE) names a role that owns no table (the migrate service uses the owner's).
 """
+import hashlib
 import sys
 from pathlib import Path
 
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "labelling",
     "testsets",
     "generation",
+    "shadow",
     "dashboard",
 ]
 
@@ -225,6 +227,13 @@ EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
 # (which pulls) compare their own clocks; raise it if theirs may differ.
 LABELLING_PULL_GRACE_SECONDS = env.int("LABELLING_PULL_GRACE_SECONDS", default=0)
 
+# --- Personal data sent out (core/pii.py redacts; these key the pseudonyms of ids)
+# Session and user ids reach Label Studio as keyed HMAC pseudonyms: the same id always gets the
+# same pseudonym under one key, and without the key a guess cannot be checked. Set a key of its
+# own (or a file) to keep pseudonyms stable across a SECRET_KEY rotation.
+PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
+    b"evalgap-pii-pseudonym\x1f" + SECRET_KEY.encode()).hexdigest()
+
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
@@ -261,3 +270,37 @@ GENERATION_REVIEW_PROJECT_TITLE = env.str("GENERATION_REVIEW_PROJECT_TITLE", def
 # Prices per 1,000 tokens, for the cost recorded on each run (0: unknown).
 GENERATION_PRICE_PER_1K_PROMPT_TOKENS = env.float("GENERATION_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
 GENERATION_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GENERATION_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+
+# --- The pairwise judge (shadow evaluation, judge calibration). Its own endpoint and key, else the
+# OPENAI_* ones; a judge from another model family than either side is the documented advice.
+JUDGE_BASE_URL = env.str("JUDGE_BASE_URL", default="")
+JUDGE_API_KEY = secret("JUDGE_API_KEY")
+JUDGE_MODEL = env.str("JUDGE_MODEL", default="")
+JUDGE_PRICE_PER_1K_PROMPT_TOKENS = env.float("JUDGE_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+JUDGE_PRICE_PER_1K_COMPLETION_TOKENS = env.float("JUDGE_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+# Requests in flight at once (each pair is asked twice, in both orders).
+JUDGE_CONCURRENCY = env.int("JUDGE_CONCURRENCY", default=32)
+# The prompt file shadow/prompts/<version>.txt; every verdict records it.
+JUDGE_PROMPT_VERSION = env.str("JUDGE_PROMPT_VERSION", default="judge-v1")
+
+# --- Shadow evaluation (replay: evalgap asks the candidate itself; mirror: the gateway sent its answers)
+SHADOW_SAMPLE_SIZE = env.int("SHADOW_SAMPLE_SIZE", default=150)  # turns per day, whole conversations
+# The salt of the session hash that decides which conversations are replayed; independent of any
+# rollout bucketing. Changing it draws a different sample.
+SHADOW_SAMPLE_SALT = env.str("SHADOW_SAMPLE_SALT", default="evalgap-shadow-v1")
+SHADOW_CONCURRENCY = env.int("SHADOW_CONCURRENCY", default=8)
+# Spend on replayed candidate answers per release per UTC day; empty: no cap.
+_shadow_cap = env.str("SHADOW_MAX_USD_PER_DAY", default="10").strip()
+SHADOW_MAX_USD_PER_DAY = float(_shadow_cap) if _shadow_cap else None
+# Prices of the candidates' tokens (their cost is what the daily budget counts).
+SHADOW_PRICE_PER_1K_PROMPT_TOKENS = env.float("SHADOW_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+SHADOW_PRICE_PER_1K_COMPLETION_TOKENS = env.float("SHADOW_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+SHADOW_CONVERSATION_TURNS = env.int("SHADOW_CONVERSATION_TURNS", default=10)  # earlier turns sent along
+# The fixed horizon of the decision: better/worse only with at least this many judged pairs over
+# at least this many days (see README "Shadow evaluation").
+SHADOW_MIN_PAIRS = env.int("SHADOW_MIN_PAIRS", default=1000)
+SHADOW_MIN_DAYS = env.int("SHADOW_MIN_DAYS", default=7)
+SHADOW_REPORT_DAYS = env.int("SHADOW_REPORT_DAYS", default=7)
+# The monthly human audit of the judge: judged pairs sent to Label Studio as pairwise tasks.
+SHADOW_AUDIT_SAMPLE = env.int("SHADOW_AUDIT_SAMPLE", default=50)
+SHADOW_AUDIT_PROJECT_TITLE = env.str("SHADOW_AUDIT_PROJECT_TITLE", default="evalgap: shadow pairwise audit")

@@ -53,7 +53,12 @@ class BatchItem(models.Model):
 
 
 class LabelStudioProject(models.Model):
+    class Kind(models.TextChoices):
+        TURNS = "turns"  # one production answer per task, judged against the taxonomy
+        PAIRWISE = "pairwise"  # two answers per task: people pick A, B or tie
+
     title = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TURNS)
     ls_project_id = models.IntegerField(unique=True)
     config_sha256 = models.CharField(max_length=64, blank=True, default="")
     config_synced_at = models.DateTimeField(null=True, blank=True)
@@ -116,3 +121,48 @@ class WebhookDelivery(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+
+
+class PairwiseTask(models.Model):
+    """One pairwise comparison sent to Label Studio for another app (the shadow audit). Labelling
+    knows nothing of what the two answers are: the caller's stable `key` is all it keeps of them."""
+
+    project = models.ForeignKey(LabelStudioProject, on_delete=models.CASCADE, related_name="pairwise_tasks")
+    key = models.CharField(max_length=200, help_text="the caller's id; sent as data.evalgap_key")
+    # What was sent (already redacted), so a re-push sends the same bytes.
+    data = models.JSONField(default=dict)
+    ls_task_id = models.IntegerField(null=True, blank=True)
+    # As for BatchItem: set before the import request; attempted and unlinked is looked up first.
+    push_attempted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="pairwisetask_project_key_uniq"),
+            models.UniqueConstraint(fields=["project", "ls_task_id"], name="pairwisetask_project_task_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pairwise {self.key} (#{self.ls_task_id})"
+
+
+class PairwiseAnnotation(models.Model):
+    """One person's pick on a pairwise task, as last seen in Label Studio."""
+
+    ls_annotation_id = models.IntegerField(unique=True)
+    task = models.ForeignKey(PairwiseTask, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.CharField(max_length=255, blank=True, default="")
+    pick = models.CharField(max_length=3, blank=True, default="", help_text='"a", "b" or "tie"')
+    notes = models.TextField(blank=True, default="")
+    result = models.JSONField(default=list, blank=True)
+    invalid_reason = models.TextField(blank=True, default="")
+    was_cancelled = models.BooleanField(default=False)
+    lead_time = models.FloatField(null=True, blank=True)
+    ls_updated_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False, db_index=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"pick {self.pick} on {self.task_id}"

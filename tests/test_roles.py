@@ -83,6 +83,24 @@ RULES = {
     "dashboard:changelog": {"GET": (STAFF, {"kwargs": {"name": "production"}, "query": "?from=1&to=1"})},
     "dashboard:version": {"GET": (STAFF, {"kwargs": {"name": "production", "number": 1}})},
     "dashboard:taxonomy": {"GET": (EVERYONE_HUMAN, {})},
+    "dashboard:shadow": {"GET": (STAFF, {})},
+    "dashboard:shadow-release": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
+    "dashboard:shadow-pairs": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
+    "dashboard:shadow-pair": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["pair"].pk}})},
+    "shadow-report": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
+    "shadow-daily": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
+    "shadow-audit-agreement": {"GET": (STAFF, {})},
+    "shadow-pair-list": {"GET": (STAFF, {})},
+    "shadow-pair-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["pair"].pk}})},
+    # starting paid work (LLM calls) is the admin's; the body names an unknown release: 400 once allowed
+    "shadow-run-list": {"GET": (STAFF, {}), "POST": (("admin",), {"body": {"data": {"release": "nope"},
+                                                                             "format": "json"}})},
+    "shadow-run-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["shadow_run"].pk}})},
+    "shadow-judge-run-list": {"GET": (STAFF, {}), "POST": (("admin",), {"body": {"data": {"release": "nope"},
+                                                                                   "format": "json"}})},
+    "shadow-judge-run-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["judge_run"].pk}})},
+    "shadow-calibration-list": {"GET": (STAFF, {})},
+    "shadow-calibration-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["calibration"].pk}})},
     "dashboard:taxonomy-action": {"POST": (("admin", "taxonomy_admin"),
                                            {"body": {"data": {"action": "create", "code": "TONE",
                                                               "name": "Wrong tone"}}})},
@@ -162,9 +180,19 @@ def world(db, settings, tmp_path):
     TestItem.objects.create(version=draft, key="turn:bot:t-1", source="bot", query="q", verdict="correct",
                             content_sha256="0")
     testset_freeze(name="production")
-    Release.objects.create(name="r1", model="m")
+    release = Release.objects.create(name="r1", model="m")
+    from datetime import date
+
+    from shadow.models import JudgeCalibration, JudgeRun, ShadowPair, ShadowRun
+
+    pair = ShadowPair.objects.create(turn=turn, release=release, origin="replay", session=session, day=date(2026, 10, 1),
+                                     candidate_answer="write to jane.doe@example.com")
     return {"users": users, "turn": turn, "event": event, "job": job, "reject": reject, "batch": batch,
-            "annotation": annotation}
+            "annotation": annotation, "pair": pair,
+            "shadow_run": ShadowRun.objects.create(release=release, day=date(2026, 10, 1), sample_size=1, salt="s"),
+            "judge_run": JudgeRun.objects.create(judge_model="j", prompt_version="v1"),
+            "calibration": JudgeCalibration.objects.create(name="c", sha256="0" * 64, judge_model="j",
+                                                           prompt_version="v1")}
 
 
 def client_for(world, persona):
@@ -212,7 +240,8 @@ def test_each_persona_is_allowed_or_refused_and_a_refusal_changes_nothing(world,
             response = getattr(client, method.lower())(url, **body)
             what = f"{method} {url} as {persona}: {response.status_code}"
             if persona in allowed:
-                assert not _refused(response) and response.status_code < 400, what
+                # a POST past the permission check may still be a bad request (shadow runs are not started)
+                assert not _refused(response) and response.status_code < (500 if method == "POST" else 400), what
             else:
                 assert _refused(response), what
                 assert db_state() == before, f"{what}: the database changed after a refusal"
@@ -248,6 +277,13 @@ def test_a_viewer_sees_turns_redacted_and_an_admin_sees_them_raw(world):
     assert event["corrected_response"] == "Write to [EMAIL]"
     annotation = viewer.get("/api/labelling/annotations/").json()["results"][0]
     assert "jane.doe" not in annotation["reference_answer"] and annotation["annotator"].startswith("pseudo-")
+    pair = viewer.get("/api/shadow/pairs/").json()["results"][0]
+    assert "jane" not in json.dumps(pair) and pair["candidate_answer"] == "write to [EMAIL]"
+    assert admin.get("/api/shadow/pairs/").json()["results"][0]["candidate_answer"] == "write to jane.doe@example.com"
+    page = Client()
+    page.force_login(world["users"]["viewer"])
+    html = page.get(f"/shadow/pairs/{world['pair'].pk}/").content.decode()
+    assert "jane" not in html and "write to [EMAIL]" in html
 
 
 def test_the_overview_page_shows_a_viewer_redacted_turn_text(world):
