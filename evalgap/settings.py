@@ -192,6 +192,10 @@ INGEST_SYNC_MAX_BYTES = env.int("INGEST_SYNC_MAX_BYTES", default=1_000_000)
 INGEST_SPOOL_DIR = Path(env.str("INGEST_SPOOL_DIR", default=str(MEDIA_ROOT / "ingest-spool")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=200 * 1024 * 1024)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=20_000)
+# Poison limits: a line longer than this is rejected unread (it is skipped in blocks, never held whole);
+# a text field longer than this (a JSON field: its JSON text) is rejected with the field's name.
+INGEST_MAX_LINE_BYTES = env.int("INGEST_MAX_LINE_BYTES", default=16 * 1024 * 1024)
+INGEST_MAX_FIELD_CHARS = env.int("INGEST_MAX_FIELD_CHARS", default=1_000_000)
 
 
 # --- Implicit signals

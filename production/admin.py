@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.roles import REJECTED_LINES, has
 
-from .models import Event, IngestJob, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
 
 
 @admin.register(Source)
@@ -49,6 +49,14 @@ class EventAdmin(admin.ModelAdmin):
     raw_id_fields = ["turn"]
 
 
+@admin.register(MirroredAnswer)
+class MirroredAnswerAdmin(admin.ModelAdmin):
+    list_display = ["release", "turn_external_id", "source", "latency_ms", "received_at", "turn"]
+    list_filter = ["source", "release"]
+    search_fields = ["turn_external_id", "release"]
+    raw_id_fields = ["turn"]
+
+
 @admin.register(RejectedLine)
 class RejectedLineAdmin(admin.ModelAdmin):
     list_display = ["origin", "line_no", "reason", "source", "created_at"]
@@ -65,7 +73,7 @@ class RejectedLineAdmin(admin.ModelAdmin):
 @admin.register(IngestJob)
 class IngestJobAdmin(admin.ModelAdmin):
     list_display = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events",
-                    "created_at"]
+                    "shadow", "created_at"]
     list_filter = ["status", "source"]
 
 

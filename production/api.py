@@ -12,7 +12,7 @@ from core.roles import ALL_INGEST_JOBS, DASHBOARDS, INGEST, REJECTED_LINES, TURN
 from . import filters, selectors, serializers
 from .models import IngestJob
 from .services import ingest
-from .tasks import ingest_job_run
+from .tasks import ingest_job_run, signals_detect_after_ingest
 
 
 class RawBodyParser(BaseParser):
@@ -42,13 +42,17 @@ class IngestApi(APIView):
         body = request.body
         if not body.strip():
             raise ValidationError({"body": "empty body: send JSON lines or a JSON array"})
-        source = ingest.source_get_or_create(name=source_name)
+        try:
+            source = ingest.source_get_or_create(name=source_name)
+        except ingest.IngestError as e:
+            raise ValidationError({"source": str(e)}) from None
         if len(body) > settings.INGEST_SYNC_MAX_BYTES:
             job = ingest.ingest_job_spool(source=source, body=body, user=request.user)
             # Robust: with the broker down the job is still accepted; the sweeper sends it later.
             transaction.on_commit(lambda: ingest_job_run.delay(job.pk), robust=True)
             return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         result = ingest.turns_ingest_body(source=source, body=body)
+        signals_detect_after_ingest(result)
         return Response(result.as_dict(), status=status.HTTP_200_OK)
 
 

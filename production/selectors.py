@@ -1,7 +1,7 @@
 """Reads over production data, for the API, the admin, the dashboard and other apps."""
 from django.db.models import Count, Q, QuerySet
 
-from .models import SIGNAL_NAMES, Event, IngestJob, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import SIGNAL_NAMES, Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
 
 
 def turn_list() -> QuerySet[Turn]:
@@ -24,6 +24,12 @@ def ingest_jobs_visible_to(user) -> QuerySet[IngestJob]:
 
 def rejected_line_list() -> QuerySet[RejectedLine]:
     return RejectedLine.objects.select_related("source").order_by("id")
+
+
+def mirrored_answers(since_id: int = 0) -> QuerySet[MirroredAnswer]:
+    """Mirrored candidate answers (shadow lines) after `since_id`, oldest first, with their turn when it
+    has arrived (`turn` is null until then). The shadow app reads new ones by the last id it saw."""
+    return MirroredAnswer.objects.filter(id__gt=since_id).select_related("source", "turn").order_by("id")
 
 
 def holdings_report() -> dict:

@@ -58,8 +58,8 @@ class IngestJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = IngestJob
-        fields = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events", "error",
-                  "created_at", "finished_at"]
+        fields = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events", "shadow",
+                  "error", "created_at", "finished_at"]
 
 
 class IngestSummarySerializer(serializers.Serializer):
@@ -68,6 +68,7 @@ class IngestSummarySerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     events = serializers.IntegerField()
+    shadow = serializers.IntegerField()
 
 
 class FailureSerializer(TurnSerializer):
