@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('production', '0003_ingestjob_is_a_job'),
+        ('production', '0005_mirrored_answers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
