@@ -1,6 +1,34 @@
 import os
+from contextlib import contextmanager
 
 import pytest
+
+
+@contextmanager
+def owner_cursor():
+    """A cursor for a test's own DDL (a trigger it adds and drops). Under make test the tests connect as
+    the app role, which may not create functions or triggers: this cursor is the owner's, on a
+    connection of its own in autocommit (what it creates is visible to the test's transaction).
+    Elsewhere (SQLite) it is the test's own connection."""
+    from django.db import connection
+
+    owner_file = os.environ.get("DATABASE_MIGRATE_URL_FILE")
+    if connection.vendor != "postgresql" or not owner_file:
+        with connection.cursor() as c:
+            yield c
+        return
+    import environ
+    import psycopg2
+
+    cfg = environ.Env.db_url_config(open(owner_file).read().strip())
+    conn = psycopg2.connect(dbname=cfg["NAME"], user=cfg["USER"], password=cfg["PASSWORD"], host=cfg["HOST"],
+                            port=cfg["PORT"])
+    conn.autocommit = True
+    try:
+        with conn.cursor() as c:
+            yield c
+    finally:
+        conn.close()
 
 if os.environ.get("EVALGAP_TEST_EXISTING_DB") == "1":
 
