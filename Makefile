@@ -1,10 +1,11 @@
-# Two commands do everything: `make demo` and `make test` (see README.md).
+# Two commands do everything: `make demo` and `make test` (see README.md); `make faults` runs the
+# fault-injection suite in full (100 runs; `make test` ends with one run of each scenario).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench faults venv clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
@@ -23,6 +24,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	scripts/bench.sh
+
+faults: $(STAMP)
+	scripts/faults.sh
 
 clean:
 	scripts/services.sh stop || true

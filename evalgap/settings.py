@@ -241,7 +241,8 @@ PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
-LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, bounded request size
+LABELLING_PUSH_CHUNK = env.int("LABELLING_PUSH_CHUNK", default=2500)  # tasks per import request: fewer round
+# trips, bounded request size
 
 # --- Promotion to test sets
 # With several annotators, the share agreeing with the majority verdict needed to promote

@@ -16,7 +16,8 @@ PG_DB=${PG_DB:-evalgap_test}
 PY=${PY:-$REPO/.venv/bin/python}
 PGDATA=$RUN/pg/data
 PGSOCK=$RUN/pg/sock
-SECRETS=$RUN/secrets
+SECRETS=${EVALGAP_SECRETS_DIR:-$RUN/secrets}
+REDIS_DIR=${REDIS_DIR:-$RUN/redis}
 PG_OWNER=evalgap_owner
 PG_APP=evalgap_app
 PG_PASSWORD=evalgap-test-only  # loopback cluster with trust auth: the password is never checked
@@ -102,18 +103,34 @@ redis_start() {
     echo "redis-server: not found, installing with apt-get" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   fi
-  mkdir -p "$RUN/redis"
-  if [ -f "$RUN/redis/pid" ] && kill -0 "$(cat "$RUN/redis/pid")" 2>/dev/null; then return; fi
+  mkdir -p "$REDIS_DIR"
+  if [ -f "$REDIS_DIR/pid" ] && kill -0 "$(cat "$REDIS_DIR/pid")" 2>/dev/null; then return; fi
   local persist=(--save "" --appendonly no)
   [ "${REDIS_DURABLE:-0}" = 1 ] && persist=(--save "" --appendonly yes --appendfsync always)
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes "${persist[@]}" \
-    --dir "$RUN/redis" --pidfile "$RUN/redis/pid" --logfile "$RUN/redis/log"
+    --dir "$REDIS_DIR" --pidfile "$REDIS_DIR/pid" --logfile "$REDIS_DIR/log"
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return; sleep 0.1; done
   echo "redis did not answer on 127.0.0.1:$REDIS_PORT" >&2; exit 1
 }
 
 redis_stop() {
-  if [ -f "$RUN/redis/pid" ]; then kill "$(cat "$RUN/redis/pid")" 2>/dev/null || true; rm -f "$RUN/redis/pid"; fi
+  if [ -f "$REDIS_DIR/pid" ]; then kill "$(cat "$REDIS_DIR/pid")" 2>/dev/null || true; rm -f "$REDIS_DIR/pid"; fi
+}
+
+redis_crash() {
+  # kill -9: what a power cut leaves is what the append-only file has (REDIS_DURABLE=1: everything).
+  if [ -f "$REDIS_DIR/pid" ]; then
+    local pid; pid=$(cat "$REDIS_DIR/pid")
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$REDIS_DIR/pid"
+  fi
+}
+
+pg_crash() {
+  # An immediate shutdown: no checkpoint, the next start replays the WAL (a crash, as far as data goes).
+  pg_bin
+  if [ -f "$PGDATA/postmaster.pid" ]; then as_postgres pg_ctl -D "$PGDATA" -m immediate -w stop >/dev/null || true; fi
 }
 
 worker_start() {
@@ -146,5 +163,10 @@ case "${1:-}" in
   env) env_lines ;;
   pg) pg_start ;;
   resetdb) pg_resetdb ;;
-  *) echo "usage: $0 start|worker|stop|env|pg|resetdb" >&2; exit 2 ;;
+  pgstop) pg_stop ;;
+  pgcrash) pg_crash ;;
+  redis) redis_start ;;
+  redisstop) redis_stop ;;
+  rediscrash) redis_crash ;;
+  *) echo "usage: $0 start|worker|stop|env|pg|resetdb|pgstop|pgcrash|redis|redisstop|rediscrash" >&2; exit 2 ;;
 esac

@@ -51,4 +51,11 @@ export EVALGAP_CONSUMERS_PYTHON
 # Browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM_PATH=$(scripts/chromium.sh) || echo "chromium unavailable: browser tests will fail" >&2
 export CHROMIUM_PATH
-"$PY" -m pytest "$@"
+status=0
+"$PY" -m pytest "$@" || status=$?
+# The whole suite (no arguments) ends with a small run of the fault-injection suite (make faults runs
+# 10 per scenario): one run of each scenario, on the services started here.
+if [ $# -eq 0 ]; then
+  scripts/faults.sh "${FAULT_RUNS_IN_TEST:-1}" || status=$?
+fi
+exit $status
