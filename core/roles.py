@@ -37,8 +37,6 @@ by `core.roles.CappedPagination` (settings `API_PAGE_SIZE`, `API_MAX_PAGE_SIZE`)
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 from functools import wraps
 from typing import Any
 
@@ -192,15 +190,6 @@ class CappedPagination(LimitOffsetPagination):
         return settings.API_MAX_PAGE_SIZE
 
 
-def pseudonym(value: str) -> str:
-    """A stable stand-in for an identifier (keyed by SECRET_KEY): the same user id always shows as the
-    same pseudonym, and the id cannot be read back from it."""
-    if not value:
-        return value
-    digest = hmac.new(settings.SECRET_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
-    return f"pseudo-{digest[:16]}"
-
-
 def redact_value(value: Any, depth: int = 0) -> Any:
     """Every string inside `value` (nested lists and dicts too) through core.pii.redact."""
     from core.pii import redact
@@ -218,10 +207,11 @@ def redact_value(value: Any, depth: int = 0) -> Any:
 
 class RedactedFieldsMixin:
     """For a serializer: the fields in `redacted_fields` pass core.pii.redact, and those in
-    `pseudonymised_fields` become pseudonyms, unless the requesting user holds `raw_permission`."""
+    `pseudonymised_fields` ({field: kind}) become the keyed pseudonyms Label Studio's annotators see
+    (`core.pii.pseudonym` of "<source>\x1f<value>"), unless the requesting user holds `raw_permission`."""
 
     redacted_fields: tuple[str, ...] = ()
-    pseudonymised_fields: tuple[str, ...] = ()
+    pseudonymised_fields: dict[str, str] = {}
     raw_permission = RAW_TURNS
 
     def _show_raw(self) -> bool:
@@ -239,9 +229,12 @@ class RedactedFieldsMixin:
         for f in self.redacted_fields:
             if f in data:
                 data[f] = redact_value(data[f])
-        for f in self.pseudonymised_fields:
-            if isinstance(data.get(f), str):
-                data[f] = pseudonym(data[f])
+        from core.pii import pseudonym
+
+        for f, kind in self.pseudonymised_fields.items():
+            if isinstance(data.get(f), str) and data[f]:
+                data[f] = pseudonym(f"{data.get('source', '')}\x1f{data[f]}", key=settings.PII_PSEUDONYM_KEY.encode(),
+                                    kind=kind)
         return data
 
 

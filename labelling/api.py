@@ -62,7 +62,7 @@ class BatchViewSet(viewsets.ReadOnlyModelViewSet):
 class AnnotationSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
     # Annotators' free text often quotes the turn: redacted for those who may not see raw turns.
     redacted_fields = ("turn_id", "reference_answer", "proposed_failure_mode", "notes")
-    pseudonymised_fields = ("annotator",)
+    pseudonymised_fields = {"annotator": "annotator"}
     turn_id = serializers.CharField(source="item.turn.external_id")
     source = serializers.CharField(source="item.turn.source.name")
     stratum = serializers.CharField(source="item.stratum")

@@ -9,7 +9,7 @@ class TurnSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
     # Without production.view_raw_turns, text is redacted and the user id is a pseudonym.
     # Ids pass the redactor too: an id that is an e-mail address or a phone number is PII.
     redacted_fields = ("query", "response", "contexts", "metadata", "turn_id", "session_id")
-    pseudonymised_fields = ("user_id",)
+    pseudonymised_fields = {"user_id": "user"}  # the pseudonym Label Studio shows for the same user
     source = serializers.CharField(source="source.name")
     session_id = serializers.CharField(source="session.external_id")
     turn_id = serializers.CharField(source="external_id")

@@ -269,14 +269,14 @@ def test_a_viewer_sees_turns_redacted_and_an_admin_sees_them_raw(world):
     assert "jane.doe@example.com" not in json.dumps(seen) and "jane@example.com" not in json.dumps(seen)
     assert "[EMAIL]" in seen["query"] and "why was I charged twice?" in seen["query"]
     assert "7946" not in seen["response"] and seen["contexts"] == ["[EMAIL] is the account"]
-    assert seen["user_id"].startswith("pseudo-")
+    assert seen["user_id"].startswith("user-")  # the pseudonym annotators see in Label Studio
     assert seen["user_id"] == viewer.get(f"/api/turns/{world['turn'].pk}/").json()["user_id"]  # stable
     failure = viewer.get("/api/failures/").json()["results"][0]
     assert "jane.doe" not in json.dumps(failure)
     event = viewer.get("/api/events/").json()["results"][0]
     assert event["corrected_response"] == "Write to [EMAIL]"
     annotation = viewer.get("/api/labelling/annotations/").json()["results"][0]
-    assert "jane.doe" not in annotation["reference_answer"] and annotation["annotator"].startswith("pseudo-")
+    assert "jane.doe" not in annotation["reference_answer"] and annotation["annotator"].startswith("annotator-")
     pair = viewer.get("/api/shadow/pairs/").json()["results"][0]
     assert "jane" not in json.dumps(pair) and pair["candidate_answer"] == "write to [EMAIL]"
     assert admin.get("/api/shadow/pairs/").json()["results"][0]["candidate_answer"] == "write to jane.doe@example.com"
