@@ -21,19 +21,24 @@ their own permission, which only `admin` holds. Assign a role with
 without a rule is closed, and `tests/test_roles.py` walks the URL conf and fails on any URL missing
 from its table. For a new endpoint:
 
-    from core.roles import Allow, require_perm
+    from core.roles import DASHBOARDS, TURNS, Allow, require_perm
 
-    class ShadowReportApi(APIView):                       # DRF: a rule per HTTP method
-        permission_classes = [Allow(GET=DASHBOARDS, POST="shadow.run_shadow")]
+    class GateDecisionApi(APIView):                       # DRF: a rule per HTTP method
+        permission_classes = [Allow(GET=DASHBOARDS, POST="gate.add_gatedecision")]
 
     @require_perm(DASHBOARDS)                             # a page (Django view)
-    def shadow_report(request): ...
+    def gate_report(request): ...
 
-then add the URL's name to `RULES` in tests/test_roles.py. A new permission goes into
-`PERMISSIONS` below and into the roles that get it (a migrate or `user_add` syncs the groups).
-Serializers that show turn text to non-admins use `RedactedFieldsMixin` (text through
-`core.pii.redact` unless the user holds `production.view_raw_turns`). List endpoints are paginated
-by `core.roles.CappedPagination` (settings `API_PAGE_SIZE`, `API_MAX_PAGE_SIZE`).
+then add the URL's name to `RULES` in tests/test_roles.py. A permission a rule names must be in
+`PERMISSIONS` below (`Allow` refuses unknown ones at import) and in the roles that get it (a migrate
+or `user_add` syncs the groups); reads of aggregates are `DASHBOARDS`, reads of turn text `TURNS`,
+paid or governing actions a permission of their own given to `admin` (and `taxonomy_admin` if it is
+governance). Serializers that show turn text use `RedactedFieldsMixin` (text through
+`core.pii.redact` unless the user holds `production.view_raw_turns`); templates use
+`{% load evalgap_access %}{{ text|shown_to:user }}`. A view that authenticates otherwise (a
+webhook's shared secret, the sign-in page) is marked `@public`. List endpoints are paginated by
+`CappedPagination` (settings `API_PAGE_SIZE`, `API_MAX_PAGE_SIZE`): a view that returns a list
+without it caps its rows itself.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -18,6 +19,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--table", help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
 
+    # Stopped (timeout, Ctrl-C from a wrapper): the workers and the web server started here go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalgap.settings")
     django.setup()
     from django.db import connection

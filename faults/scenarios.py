@@ -628,6 +628,9 @@ def promote_freeze_race(ctx: Context, rng: random.Random, tag: str) -> list[str]
             t.start()
         for t in threads:
             t.join()
+    # The stand-in project exists in no Label Studio: gone, with its annotations, before any pull sees it
+    # (the test set keeps what was promoted).
+    project.delete()
     return errors
 
 
