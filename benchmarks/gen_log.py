@@ -8,6 +8,8 @@ retrieved passage of ~1 KB, the TREC CAsT 2021 canonical passages and 2022 respo
 500 bytes that `examples/cast_log.jsonl` holds (348 distinct, 966 bytes on average; MIT licence
 and attribution in `examples/licenses/` and `examples/README.md`), and each line carries exactly
 the fields of the raw-COPY baseline: id, session_id, timestamp, query, response.
+``--distinct`` appends " (case N)" to every query, so no two turns share a text (the semantic
+benchmark: every query is new to the encoder, and 3-4 tokens longer than the real one).
 """
 import argparse
 import json
@@ -25,6 +27,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--answers", choices=("examples", "passages"), default="examples",
                     help="examples: the example logs' answers cut to 300 characters; passages: ~1 KB CAsT passages")
+    ap.add_argument("--distinct", action="store_true",
+                    help="make every query text distinct (a numbered suffix): no encoder cache hit across turns")
     args = ap.parse_args()
     if args.answers == "passages":
         passages_log(args)
@@ -44,6 +48,8 @@ def main() -> None:
                 if n >= args.turns:
                     break
                 q, r = pool[rnd.randrange(len(pool))]
+                if args.distinct:
+                    q = f"{q} (case {n})"
                 rec = {"id": f"bench-{n:08d}", "session_id": f"bench-s-{session:07d}",
                        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "query": q, "response": r,
                        "model": f"bench-model-{session % 3}", "latency_ms": rnd.randint(300, 2500)}

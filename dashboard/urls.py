@@ -9,8 +9,7 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
-    path("accounts/login/", public(auth_views.LoginView.as_view(template_name="dashboard/login.html",
-                                                         redirect_authenticated_user=True,
+    path("accounts/login/", public(auth_views.LoginView.as_view(redirect_authenticated_user=True,
                                                                 next_page="dashboard:overview")), name="login"),
     path("accounts/logout/", public(auth_views.LogoutView.as_view(next_page="dashboard:login")), name="logout"),
     path("testsets/", views.testset_list, name="testsets"),
@@ -18,6 +17,7 @@ urlpatterns = [
     path("testsets/<slug:name>/changelog/", views.changelog, name="changelog"),
     path("testsets/<slug:name>/v<int:number>/", views.version_detail, name="version"),
     path("taxonomy/", views.taxonomy, name="taxonomy"),
+    path("correlation/", views.correlation, name="correlation"),
     path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
     path("shadow/", shadow_views.shadow_list, name="shadow"),
     path("shadow/pairs/<int:pk>/", shadow_views.shadow_pair, name="shadow-pair"),

@@ -7,6 +7,7 @@ DJANGO_DEBUG, the app refuses to start), DJANGO_HTTPS=true behind a TLS-terminat
 DATABASE_URL(_FILE) names a role that owns no table (the migrate service uses the owner's).
 """
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "labelling",
     "testsets",
     "generation",
+    "evaluation",
     "shadow",
     "dashboard",
 ]
@@ -198,14 +200,32 @@ INGEST_MAX_LINE_BYTES = env.int("INGEST_MAX_LINE_BYTES", default=16 * 1024 * 102
 INGEST_MAX_FIELD_CHARS = env.int("INGEST_MAX_FIELD_CHARS", default=1_000_000)
 
 
-# --- Implicit signals
-# A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up);
-# none within it means the user left (abandoned).
+# --- Implicit signals (definitions: production/signal_definitions.py, docs/signals.md)
+# A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up).
 SIGNALS_WINDOW_SECONDS = env.int("SIGNALS_WINDOW_SECONDS", default=300)
+# No reaction, and the user's next activity is leaving (navigate_away / close) within this many
+# seconds of the answer: abandoned. No reaction and no such evidence: session_ended (neutral).
+SIGNALS_ABANDON_SECONDS = env.int("SIGNALS_ABANDON_SECONDS", default=120)
+# Rephrase flag: P(re-ask | the two queries) at the base rate below >= this threshold.
 SIGNALS_REPHRASE_THRESHOLD = env.float("SIGNALS_REPHRASE_THRESHOLD", default=None)  # None: the detector's own
+# Share of consecutive query pairs in this traffic that are re-asks: the prior the detector's
+# probability is calibrated to (its training pairs were balanced, i.e. 0.5).
+SIGNALS_REPHRASE_PRIOR = env.float("SIGNALS_REPHRASE_PRIOR", default=0.1)
 SIGNALS_SEMANTIC = env.bool("SIGNALS_SEMANTIC", default=True)
 SIGNALS_FAILURE_ON_THUMBS_DOWN = env.bool("SIGNALS_FAILURE_ON_THUMBS_DOWN", default=True)
 SIGNALS_FAILURE_ON_ESCALATION = env.bool("SIGNALS_FAILURE_ON_ESCALATION", default=True)
+# P(answer failed) carried by each explicit event, combined with the re-ask probability as
+# independent evidence (noisy-OR). Stated assumptions, not fitted: no labelled data calibrates
+# them yet (labels from Label Studio can, see docs/signals.md).
+SIGNALS_FAILURE_PROBABILITY = {
+    "human_override": env.float("SIGNALS_P_HUMAN_OVERRIDE", default=0.95),
+    "thumbs_down": env.float("SIGNALS_P_THUMBS_DOWN", default=0.7),
+    "escalated": env.float("SIGNALS_P_ESCALATED", default=0.6),
+}
+# The rephrase detector's sentence encoder: the ONNX graph built from the shipped weights
+# (python -m rephrase.encoder build), and the CPU threads onnxruntime uses (0: min(2, cores)).
+REPHRASE_ENCODER_DIR = Path(env.str("REPHRASE_ENCODER_DIR", default=str(RUN_DIR / "encoder")))
+REPHRASE_ENCODER_THREADS = env.int("REPHRASE_ENCODER_THREADS", default=0)
 # Run detection after each ingest (a Celery task; in-process when no broker is configured).
 SIGNALS_DETECT_AFTER_INGEST = env.bool("SIGNALS_DETECT_AFTER_INGEST", default=bool(CELERY_BROKER_URL))
 
@@ -260,6 +280,13 @@ LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=2.0)
 LLM_BACKOFF_MAX_SECONDS = env.float("LLM_BACKOFF_MAX_SECONDS", default=60.0)
 # Everything sent to an LLM passes the PII redactor (core/pii.py) unless this is off.
 LLM_REDACT_PII = env.bool("LLM_REDACT_PII", default=True)
+# A release names the environment variable that holds its key (Release.api_key_env, so no key is
+# stored in the database); those variables (or their <NAME>_FILE) are read here, at start, like
+# every other setting. Only names ending in _KEY, and none of this project's own secrets: a release
+# record cannot have DJANGO_SECRET_KEY or the Label Studio token sent to its base URL.
+_NOT_RELEASE_KEYS = {"DJANGO_SECRET_KEY", "PII_PSEUDONYM_KEY", "LABEL_STUDIO_API_KEY"}
+RELEASE_API_KEYS = {name: secret(name) for name in {n.removesuffix("_FILE") for n in os.environ}
+                    if name.endswith("_KEY") and name not in _NOT_RELEASE_KEYS}
 
 # --- Targeted case generation
 GENERATION_BASE_URL = env.str("GENERATION_BASE_URL", default="")
@@ -275,6 +302,34 @@ GENERATION_REVIEW_PROJECT_TITLE = env.str("GENERATION_REVIEW_PROJECT_TITLE", def
 # Prices per 1,000 tokens, for the cost recorded on each run (0: unknown).
 GENERATION_PRICE_PER_1K_PROMPT_TOKENS = env.float("GENERATION_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
 GENERATION_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GENERATION_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+
+# --- Offline scores and offline <-> production correlation (evaluation app)
+# The grader compares a release's answer with a test item's reference answer (temperature 0).
+# Its own endpoint, else OPENAI_BASE_URL / OPENAI_API_KEY. No default model: pick a grader from
+# another model family than the releases it grades (self-preference bias).
+GRADER_BASE_URL = env.str("GRADER_BASE_URL", default="")
+GRADER_API_KEY = secret("GRADER_API_KEY")
+GRADER_MODEL = env.str("GRADER_MODEL", default="")
+GRADER_PRICE_PER_1K_PROMPT_TOKENS = env.float("GRADER_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+GRADER_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GRADER_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+# Items answered and graded at once, and the spending cap of one offline run (candidate + grader).
+OFFLINE_CONCURRENCY = env.int("OFFLINE_CONCURRENCY", default=4)
+OFFLINE_MAX_USD = env.float("OFFLINE_MAX_USD", default=5.0)
+# Production quality of a release: its turns on the first N days it served (same post-release
+# window for every release, so seasonality and novelty effects compare like with like).
+CORRELATION_WINDOW_DAYS = env.int("CORRELATION_WINDOW_DAYS", default=7)
+# Releases in the rolling rank correlation, and the fewest for which a number is given at all.
+CORRELATION_LAST_K = env.int("CORRELATION_LAST_K", default=12)
+CORRELATION_MIN_RELEASES = env.int("CORRELATION_MIN_RELEASES", default=8)
+# Item level: a week's AUC needs this many graded served answers (and both outcomes among them).
+CORRELATION_ITEM_MIN_PER_WEEK = env.int("CORRELATION_ITEM_MIN_PER_WEEK", default=20)
+CORRELATION_AUC_DROP = env.float("CORRELATION_AUC_DROP", default=0.05)
+CORRELATION_AUC_FLOOR = env.float("CORRELATION_AUC_FLOOR", default=0.6)
+# Alarms are posted as JSON to this URL (Slack-compatible "text" field); empty: stored and shown only.
+ALARM_WEBHOOK_URL = env.str("ALARM_WEBHOOK_URL", default="")
+ALARM_POST_ATTEMPTS = env.int("ALARM_POST_ATTEMPTS", default=3)  # per try; the beat task tries again later
+ALARM_POST_BACKOFF_SECONDS = env.float("ALARM_POST_BACKOFF_SECONDS", default=2.0)
+ALARM_POST_TIMEOUT_SECONDS = env.float("ALARM_POST_TIMEOUT_SECONDS", default=10.0)
 
 # --- The pairwise judge (shadow evaluation, judge calibration). Its own endpoint and key, else the
 # OPENAI_* ones; a judge from another model family than either side is the documented advice.

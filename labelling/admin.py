@@ -6,7 +6,7 @@ from django.utils.html import format_html
 from core.roles import WEBHOOK_PAYLOADS, has
 
 from .agreement import agreement_report
-from .models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, TaskLink, WebhookDelivery
+from .models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution, TaskLink, WebhookDelivery
 
 
 @admin.register(LabellingBatch)
@@ -34,7 +34,7 @@ class LabelStudioProjectAdmin(admin.ModelAdmin):
 
     @admin.display(description="annotations")
     def annotations_count(self, obj):
-        return obj.annotations.filter(deleted=False).count()
+        return obj.annotations.live().count()
 
     @admin.display(description="agreement (Krippendorff's alpha)")
     def agreement(self, obj):
@@ -64,3 +64,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return has(request.user, WEBHOOK_PAYLOADS)
+
+@admin.register(Resolution)
+class ResolutionAdmin(admin.ModelAdmin):
+    list_display = ["item", "verdict", "resolved_by", "resolved_at"]
+    raw_id_fields = ["item"]

@@ -3,6 +3,7 @@ from django.contrib import admin
 from core.roles import REJECTED_LINES, has
 
 from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
+from .signal_definitions import SIGNAL_NAMES
 
 
 @admin.register(Source)
@@ -81,10 +82,10 @@ class IngestJobAdmin(admin.ModelAdmin):
 class TurnSignalsAdmin(admin.ModelAdmin):
     """Failure candidates with evidence: filter on failure_candidate to list them."""
 
-    list_display = ["turn", "failure_candidate", "rephrased", "followed_up", "abandoned", "copied", "human_override",
-                    "thumbs_down", "escalated", "short_evidence"]
-    list_filter = ["failure_candidate", "rephrased", "followed_up", "abandoned", "copied", "human_override",
-                   "thumbs_down", "escalated", "turn__source", "turn__model"]
+    list_display = ["turn", "failure_candidate", "failure_probability", *SIGNAL_NAMES, "definition_version",
+                    "short_evidence"]
+    list_filter = ["failure_candidate", *SIGNAL_NAMES, "definition_version", "turn__source", "turn__model"]
+    ordering = ["-failure_probability"]
     search_fields = ["turn__external_id", "turn__query"]
     raw_id_fields = ["turn"]
     readonly_fields = ["detected_at"]

@@ -99,7 +99,7 @@ class RejectedLineViewSet(viewsets.ReadOnlyModelViewSet):
 class FailureViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [Allow(GET=TURNS)]
     """Turns whose answer failed by what users or agents did (rephrase, override, and by setting
-    thumbs-down and escalation), each with its evidence."""
+    thumbs-down and escalation), each with its evidence; strongest first (failure_probability)."""
 
     queryset = selectors.failure_candidates()
     serializer_class = serializers.FailureSerializer

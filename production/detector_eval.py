@@ -1,154 +1,107 @@
-"""Evaluate the rephrase detector on real human data copied into ``production/eval_data``.
+"""Detector evaluation as ``manage.py evaluate_detectors`` reports it.
 
-Sets (see eval_data/README.md for sources and licences):
+Two parts:
 
-* ``canard``  re-ask vs follow-up.  Positives: (CANARD question, its human context-resolved
-  rewrite) where they differ, plus the 100 independent rewrite pairs of canard_multiple_refs.tsv.
-  Negatives: consecutive questions of one dialog (turn k, turn k+1).
-* ``cast``    same construction on TREC CAsT 2019-2022 (utterance / manual_rewrite).
-* ``hint3``   same need in other words.  Positives: two real user queries (split test) of one bot
-  with the same in-scope intent (at most 20 per intent, fixed seed); negatives: one query of
-  another intent of the same bot for each positive.  Labels derived from intent annotation.
+* the balanced pair sets of ``rephrase.evaluate`` (CANARD, HINT3, CAsT; prior 0.5);
+* the example CANARD log at its real base rate: ``examples/canard_log.jsonl`` read by ingest's
+  own reader and run through ``detect_rows`` — the code ``detect_signals`` runs — with the
+  settings' window, prior and threshold. Ground truth comes from how the log was built
+  (``examples/build_example_log.py``): a turn was re-asked when the next turn carries
+  ``metadata.synthetic_reask_of`` = its id (417 turns). Held out = dialogs the detector was not
+  trained on (``rephrase.evaluate.held_out``); "all" includes the training dialogs.
 
-Targets at the shipped threshold: canard P >= 0.90 and R >= 0.90; hint3 P >= 0.85 with R >= 0.50.
-No Django imports: a management command wraps ``evaluate()``.
+No database: the log is read into the tuples detection works on.
 """
-
 from __future__ import annotations
 
-import csv
-import itertools
-import json
-import random
-import zlib
+from collections import defaultdict
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent / "eval_data"
-TARGETS = {"canard": {"precision": 0.90, "recall": 0.90}, "hint3": {"precision": 0.85, "recall": 0.50}}
-SWEEP = (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.80)
-HINT3_CAP_PER_INTENT = 20
-SEED = 0
+from rephrase.evaluate import build_sets, canard_pairs, evaluate, format_report, held_out, hint3_pairs  # noqa: F401
 
-Pair = tuple  # (prev, next, label, group)
+from .readers import read_jsonl
+from .services.signals import DetectConfig, detect_rows, epoch, get_detector
 
-
-def _jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+EXAMPLE_LOG = Path(__file__).resolve().parent.parent / "examples" / "canard_log.jsonl"
+TOP_K = (50, 200)
 
 
-def canard_pairs(data_dir: Path = DATA_DIR) -> list[Pair]:
-    out = []
-    for d in _jsonl(data_dir / "canard_dev_dialogs.jsonl"):
-        turns, g = d["turns"], d["dialog_id"]
-        out += [(t["question"], t["rewrite"], 1, g) for t in turns if t["rewrite_differs"]]
-        out += [(a["question"], b["question"], 0, g) for a, b in zip(turns, turns[1:])]
-    with open(data_dir / "canard_multiple_refs.tsv", encoding="utf-8") as f:
-        for i, r in enumerate(csv.DictReader(f, delimiter="\t")):
-            out.append((r["rewrite_a"], r["rewrite_b"], 1, f"multiple_refs-{i}"))
+def read_example_log(path: Path = EXAMPLE_LOG):
+    """(turn tuples in conversation order, events by turn id, turn records by id)."""
+    turns, pending = [], []
+    with open(path, "rb") as f:
+        for _, item in read_jsonl(f):
+            if hasattr(item, "session_external_id"):
+                turns.append(item)
+            elif hasattr(item, "turn_external_id"):
+                pending.append(item)
+    sessions: dict[str, int] = {}
+    ids = {t.external_id: i + 1 for i, t in enumerate(turns)}
+    events: dict[int, list[tuple]] = defaultdict(list)
+    eid = 0
+    for t in turns:
+        for e in t.events:
+            pending.append(e)
+    for e in pending:
+        if e.turn_external_id in ids:
+            eid += 1
+            events[ids[e.turn_external_id]].append(
+                (ids[e.turn_external_id], eid, e.type, epoch(e.timestamp), e.actor, e.reason, e.corrected_response))
+    for evs in events.values():
+        evs.sort(key=lambda e: (e[3] is None, e[3], e[1]))
+    rows = [(ids[t.external_id], t.external_id, sessions.setdefault(t.session_external_id, len(sessions) + 1),
+             epoch(t.timestamp), epoch(t.response_timestamp), t.query) for t in turns]
+    rows.sort(key=lambda r: (r[2], r[3] is None, r[3], r[0]))
+    return rows, events, {t.external_id: t for t in turns}
+
+
+def _precision_at(ranked: list[bool], k: int) -> dict:
+    top = ranked[:k]
+    return {"k": k, "n": len(top), "precision": round(sum(top) / len(top), 4) if top else None}
+
+
+def evaluate_example_log(path: Path = EXAMPLE_LOG, detector=None) -> dict:
+    detector = detector or get_detector()
+    turns, events, records = read_example_log(path)
+    rows = detect_rows(turns, events, detector, DetectConfig.from_settings())
+    reasked = {r.metadata["synthetic_reask_of"] for r in records.values() if "synthetic_reask_of" in r.metadata}
+    ext = {t[0]: t[1] for t in turns}
+    out: dict = {"log": path.name, "re_asks": len(reasked), "prior": detector.prior, "threshold": detector.threshold,
+                 "semantic": detector.semantic}
+    scored = []  # (rephrase probability, is a re-ask, held out)
+    for r in rows:
+        ev = r.evidence.get("rephrased") or r.evidence.get("followed_up")
+        turn_id = ext[r.turn_id]
+        if ev is not None:
+            scored.append((ev["probability"], turn_id in reasked, held_out(records[turn_id].metadata["dialog_id"]),
+                           r.flags["rephrased"]))
+    for part, keep in (("held_out", lambda h: h), ("all", lambda h: True)):
+        sel = [s for s in scored if keep(s[2])]
+        tp = sum(1 for s in sel if s[3] and s[1])
+        fp = sum(1 for s in sel if s[3] and not s[1])
+        pos = sum(1 for s in sel if s[1])
+        ranked = [s[1] for s in sorted(sel, key=lambda s: -s[0])]
+        out[part] = {"pairs": len(sel), "re_asks": pos, "flagged": tp + fp, "tp": tp, "fp": fp,
+                     "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+                     "recall": round(tp / pos, 4) if pos else None,
+                     "precision_at": [_precision_at(ranked, k) for k in TOP_K]}
+    # The demo's "top failure candidates": rephrased candidates, strongest failure probability first.
+    demo = sorted((r for r in rows if r.flags["rephrased"]), key=lambda r: (-r.failure_probability, r.turn_id))
+    out["demo_top"] = [{"turn": ext[r.turn_id], "failure_probability": r.failure_probability,
+                        "re_ask": ext[r.turn_id] in reasked} for r in demo[:5]]
     return out
 
 
-def cast_pairs(data_dir: Path = DATA_DIR) -> list[Pair]:
-    seen: dict = {}
-    for d in _jsonl(data_dir / "trec_cast_2019_2022.jsonl"):
-        turns, g = d["turns"], d["conv_id"]
-        rows = [(t["utterance"], t["manual_rewrite"], 1) for t in turns if t["rewrite_differs"]]
-        rows += [(a["utterance"], b["utterance"], 0) for a, b in zip(turns, turns[1:])]
-        for r in rows:  # 2022 flattened paths repeat shared prefixes: count each pair once
-            seen.setdefault(r, (*r, g))
-    return list(seen.values())
-
-
-def hint3_pairs(data_dir: Path = DATA_DIR, cap: int = HINT3_CAP_PER_INTENT, seed: int = SEED) -> list[Pair]:
-    rnd = random.Random(seed)
-    by: dict = {}
-    for r in _jsonl(data_dir / "hint3_v2.jsonl"):
-        if r["split"] == "test" and not r["out_of_scope"]:
-            by.setdefault((r["bot"], r["intent"]), []).append(r["text"])
-    out = []
-    for key in sorted(by):
-        texts = list(by[key])
-        rnd.shuffle(texts)
-        others = [t for k in sorted(by) if k[0] == key[0] and k != key for t in by[k]]
-        g = "/".join(key)
-        for a, b in itertools.combinations(texts[:cap], 2):
-            out.append((a, b, 1, g))
-            out.append((a, rnd.choice(others), 0, g))
-    return out
-
-
-def build_sets(data_dir=None) -> dict[str, list[Pair]]:
-    data_dir = Path(data_dir) if data_dir else DATA_DIR
-    sets = {"canard": canard_pairs(data_dir), "hint3": hint3_pairs(data_dir)}
-    if (data_dir / "trec_cast_2019_2022.jsonl").exists():
-        sets["cast"] = cast_pairs(data_dir)
-    return sets
-
-
-def prf(scores: list[float], labels: list[int], threshold: float) -> dict:
-    tp = sum(1 for s, y in zip(scores, labels) if s >= threshold and y)
-    fp = sum(1 for s, y in zip(scores, labels) if s >= threshold and not y)
-    pos = sum(labels)
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / pos if pos else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"threshold": threshold, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
-            "tp": tp, "fp": fp, "positives": pos, "pairs": len(labels)}
-
-
-def _half(group: str) -> int:
-    return zlib.crc32(group.encode("utf-8")) % 2  # stable split by dialog / intent
-
-
-def evaluate(detector=None, data_dir=None) -> dict:
-    """Per-set metrics at the detector's threshold, per-half metrics, and a threshold sweep.
-
-    Scores come from a copy of the detector with an unreachable threshold, so every
-    non-context-dependent pair gets its semantic score and the sweep is exact.
-    """
-    from production.similarity import RephraseDetector
-
-    detector = detector or RephraseDetector()
-    full = RephraseDetector(threshold=1.01, semantic=detector.semantic, batch_size=detector.batch_size)
-    result: dict = {"threshold": detector.threshold, "semantic": detector.semantic, "sets": {}}
-    for name, pairs in build_sets(data_dir).items():
-        scored = full.score_pairs([(a, b) for a, b, _, _ in pairs])
-        scores = [s.score for s in scored]
-        labels = [y for _, _, y, _ in pairs]
-        m = prf(scores, labels, detector.threshold)
-        m["encoder_share"] = round(sum(s.stage == "semantic" for s in scored) / max(1, len(scored)), 4)
-        halves = {}
-        for h in (0, 1):
-            idx = [i for i, p in enumerate(pairs) if _half(str(p[3])) == h]
-            halves[f"half{h}"] = prf([scores[i] for i in idx], [labels[i] for i in idx], detector.threshold)
-        m["halves"] = halves
-        m["sweep"] = [prf(scores, labels, t) for t in SWEEP]
-        if name in TARGETS:
-            t = TARGETS[name]
-            m["meets_target"] = m["precision"] >= t["precision"] and m["recall"] >= t["recall"]
-        result["sets"][name] = m
-    return result
-
-
-def format_report(res: dict) -> str:
-    lines = [f"threshold={res['threshold']} semantic={res['semantic']}",
-             f"{'set':8} {'P':>6} {'R':>6} {'F1':>6} {'pairs':>6} {'enc%':>5}  halves(P/R)  target"]
-    for name, m in res["sets"].items():
-        hv = " ".join(f"{v['precision']:.3f}/{v['recall']:.3f}" for v in m["halves"].values())
-        lines.append(f"{name:8} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['pairs']:6d} "
-                     f"{100 * m['encoder_share']:5.1f}  {hv}  {m.get('meets_target', '-')}")
-    for name, m in res["sets"].items():
-        lines.append(f"\ntrade-off {name}:  threshold  P      R      F1")
-        for row in m["sweep"]:
-            lines.append(f"            {row['threshold']:.2f}   {row['precision']:.3f}  {row['recall']:.3f}  "
-                         f"{row['f1']:.3f}")
+def format_example_log(res: dict) -> str:
+    lines = [f"\nexample log {res['log']} ({res['re_asks']} re-asked turns; prior {res['prior']}, "
+             f"threshold {res['threshold']}, semantic={res['semantic']}):",
+             f"{'part':9} {'pairs':>6} {'re-asks':>7} {'flagged':>7} {'P':>6} {'R':>6}   precision at top K"]
+    for part in ("held_out", "all"):
+        m = res[part]
+        at = "  ".join(f"P@{a['k']}={a['precision']:.3f}" for a in m["precision_at"])
+        lines.append(f"{part:9} {m['pairs']:6d} {m['re_asks']:7d} {m['flagged']:7d} {m['precision'] or 0:6.3f} "
+                     f"{m['recall'] or 0:6.3f}   {at}")
+    lines.append("demo's top 5 rephrased failure candidates: "
+                 + ", ".join(f"{d['turn']} ({d['failure_probability']:.3f}, {'re-ask' if d['re_ask'] else 'NOT a re-ask'})"
+                             for d in res["demo_top"]))
     return "\n".join(lines)
-
-
-def main() -> None:
-    print(format_report(evaluate()))
-
-
-if __name__ == "__main__":
-    main()

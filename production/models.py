@@ -5,11 +5,13 @@ on it, so re-reading a log creates nothing new.
 """
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 
 from core.jobs import Job
 
 from .contract import MAX_EVENT_TYPE, MAX_ID, MAX_RELEASE
+from .signal_definitions import SIGNAL_NAMES, current_definition_version
 
 
 class Source(models.Model):
@@ -179,29 +181,37 @@ class RejectedLine(models.Model):
 class TurnSignals(models.Model):
     """What users and agents did after a turn's answer, and why each flag was set.
 
-    Recomputed per session by signal detection; a late event re-dirties the session.
+    Recomputed per session by signal detection; a late event re-dirties the session. The flags
+    mean what ``signal_definitions`` says for ``definition_version`` (see its CHANGELOG).
     """
 
     turn = models.OneToOneField(Turn, on_delete=models.CASCADE, primary_key=True, related_name="signals")
     rephrased = models.BooleanField(default=False)
     followed_up = models.BooleanField(default=False)
     abandoned = models.BooleanField(default=False)
+    session_ended = models.BooleanField(default=False)
     copied = models.BooleanField(default=False)
     thumbs_up = models.BooleanField(default=False)
     thumbs_down = models.BooleanField(default=False)
     escalated = models.BooleanField(default=False)
     human_override = models.BooleanField(default=False)
     failure_candidate = models.BooleanField(default=False, db_index=True)
+    # P(the answer failed | its signals): orders failure candidates, strongest first.
+    failure_probability = models.FloatField(default=0.0)
+    # Rows written before versions existed were computed by the version-1 definitions.
+    definition_version = models.PositiveSmallIntegerField(default=current_definition_version)
     corrected_response = models.TextField(blank=True, default="")
     evidence = models.JSONField(default=dict, blank=True)
     detected_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "turn signals"
+        indexes = [
+            # Candidates are a small share of turns: a partial index serves "strongest first".
+            models.Index(fields=["-failure_probability", "turn"], condition=Q(failure_candidate=True),
+                         name="signals_candidate_prob_idx"),
+        ]
 
     def flags(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in SIGNAL_NAMES}
 
-
-SIGNAL_NAMES = ("rephrased", "followed_up", "abandoned", "copied", "thumbs_up", "thumbs_down", "escalated",
-                "human_override")

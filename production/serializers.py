@@ -2,7 +2,8 @@ from rest_framework import serializers
 
 from core.roles import RedactedFieldsMixin
 
-from .models import SIGNAL_NAMES, Event, IngestJob, RejectedLine, Session, Turn
+from .models import Event, IngestJob, RejectedLine, Session, Turn
+from .signal_definitions import SIGNAL_NAMES
 
 
 class TurnSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
@@ -77,9 +78,12 @@ class FailureSerializer(TurnSerializer):
     signals = serializers.SerializerMethodField()
     evidence = serializers.JSONField(source="signals.evidence")
     corrected_response = serializers.CharField(source="signals.corrected_response")
+    failure_probability = serializers.FloatField(source="signals.failure_probability")
+    definition_version = serializers.IntegerField(source="signals.definition_version")
 
     class Meta(TurnSerializer.Meta):
-        fields = TurnSerializer.Meta.fields + ["signals", "evidence", "corrected_response"]
+        fields = TurnSerializer.Meta.fields + ["failure_probability", "signals", "evidence", "corrected_response",
+                                               "definition_version"]
 
     def get_signals(self, obj) -> dict:
         return {name: getattr(obj.signals, name) for name in SIGNAL_NAMES}

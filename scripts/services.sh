@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local PostgreSQL, Redis and one Celery worker on loopback, for tests and benchmarks.
-# Usage: scripts/services.sh start|stop|env   (state lives in .run/, nothing outside the repo)
+# Usage: scripts/services.sh start|stop|env   (state lives in .run/; as root, PostgreSQL's files
+# live where the postgres user can reach them, see PGROOT)
 #
 # The database is set up as docker-compose.yml sets it up (deploy/postgres/roles.sql): evalgap_owner
 # owns the tables and runs the migrations; the app, the worker and the tests connect as evalgap_app,
@@ -14,8 +15,18 @@ PG_PORT=${PG_PORT:-54329}
 REDIS_PORT=${REDIS_PORT:-63799}
 PG_DB=${PG_DB:-evalgap_test}
 PY=${PY:-$REPO/.venv/bin/python}
-PGDATA=$RUN/pg/data
-PGSOCK=$RUN/pg/sock
+# initdb/postgres refuse to run as root, so as root they run as the postgres user, who may not be
+# able to enter the clone (a home directory of mode 700): the cluster, its socket and its log then
+# live in a directory of postgres' own, one per clone (keyed by a hash of the clone's path).
+if [ -n "${EVALGAP_PG_DIR:-}" ]; then
+  PGROOT=$EVALGAP_PG_DIR
+elif [ "$(id -u)" = 0 ]; then
+  PGROOT=/tmp/evalgap-pg-$(printf '%s' "$REPO" | sha256sum | cut -c1-16)
+else
+  PGROOT=$RUN/pg
+fi
+PGDATA=$PGROOT/data
+PGSOCK=$PGROOT/sock
 SECRETS=${EVALGAP_SECRETS_DIR:-$RUN/secrets}
 REDIS_DIR=${REDIS_DIR:-$RUN/redis}
 PG_OWNER=evalgap_owner
@@ -23,8 +34,8 @@ PG_APP=evalgap_app
 PG_PASSWORD=evalgap-test-only  # loopback cluster with trust auth: the password is never checked
 
 as_postgres() {
-  # initdb/postgres refuse to run as root.
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / : the postgres user may not be allowed into the current directory (the clone).
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_bin() {
@@ -74,14 +85,14 @@ pg_options() {
 
 pg_start() {
   pg_bin
-  mkdir -p "$RUN/pg"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$RUN/pg"; fi
+  mkdir -p "$PGROOT"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PGROOT"; chmod 700 "$PGROOT"; fi
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     as_postgres initdb -D "$PGDATA" -A trust -U postgres >/dev/null
   fi
   as_postgres mkdir -p "$PGSOCK"
   if as_postgres pg_ctl -D "$PGDATA" status >/dev/null 2>&1; then return; fi
-  as_postgres pg_ctl -D "$PGDATA" -l "$RUN/pg/log" -w -t 60 -o "$(pg_options)" start >/dev/null
+  as_postgres pg_ctl -D "$PGDATA" -l "$PGROOT/log" -w -t 60 -o "$(pg_options)" start >/dev/null
   pg_roles
 }
 
@@ -168,5 +179,6 @@ case "${1:-}" in
   redis) redis_start ;;
   redisstop) redis_stop ;;
   rediscrash) redis_crash ;;
-  *) echo "usage: $0 start|worker|stop|env|pg|resetdb|pgstop|pgcrash|redis|redisstop|rediscrash" >&2; exit 2 ;;
+  purge) worker_stop; redis_stop; pg_stop; rm -rf "$PGROOT" ;;
+  *) echo "usage: $0 start|worker|stop|env|pg|resetdb|pgstop|pgcrash|redis|redisstop|rediscrash|purge" >&2; exit 2 ;;
 esac

@@ -95,3 +95,48 @@ def api(api_user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {api_user[1]}")
     return client
+
+
+# --- personas: one user per kind of person the permission tests speak of, each holding its role
+# (core.roles), as `manage.py user_add NAME --role ROLE` makes them.
+
+@pytest.fixture
+def admin(db):
+    """Runs the installation: role admin (a superuser)."""
+    return user_with_role("alice-admin", "admin", password="pw-alice-admin-1")
+
+
+@pytest.fixture
+def taxonomy_admin(db):
+    """Governs the failure-mode taxonomy: role taxonomy_admin."""
+    return user_with_role("tara-taxonomy", "taxonomy_admin", password="pw-tara-taxonomy-1")
+
+
+@pytest.fixture
+def annotator(db):
+    """Judges answers in Label Studio: role annotator (in evalgap, the taxonomy only)."""
+    return user_with_role("bob-annotator", "annotator", password="pw-bob-annotator-1")
+
+
+@pytest.fixture
+def viewer(db):
+    """Reads dashboards, redacted turns and frozen exports: role viewer."""
+    return user_with_role("vera-viewer", "viewer", password="pw-vera-viewer-1")
+
+
+@pytest.fixture
+def ingest_service(db):
+    """The log shipper's service account (an API token): role ingest."""
+    from rest_framework.authtoken.models import Token
+
+    user = user_with_role("ingest-service", "ingest")
+    Token.objects.create(user=user)
+    return user
+
+
+@pytest.fixture
+def outsider():
+    """Nobody signed in."""
+    from django.contrib.auth.models import AnonymousUser
+
+    return AnonymousUser()

@@ -84,12 +84,9 @@ def world(db, tmp_path):
 
 
 @pytest.fixture
-def personas(db):
-    admin = user_with_role("alice-admin", "taxonomy_admin", password="pw-alice-1")
-    annotator = user_with_role("bob-annotator", "annotator", password="pw-bob-1")
-    viewer = user_with_role("vic-viewer", "viewer", password="pw-vic-1")
+def personas(taxonomy_admin, annotator, viewer):
     clients = {"outsider": Client()}
-    for name, user in (("admin", admin), ("annotator", annotator), ("viewer", viewer)):
+    for name, user in (("admin", taxonomy_admin), ("annotator", annotator), ("viewer", viewer)):
         clients[name] = Client()
         clients[name].force_login(user)
     return clients
@@ -257,9 +254,9 @@ def test_an_admins_approve_creates_the_mode_and_closes_the_proposal(world, perso
     assert (mode.name, mode.parent.code, mode.description) == ("Wrong language", "FORMAT",
                                                                "Answers in the wrong language")
     proposal.refresh_from_db()
-    assert (proposal.status, proposal.created_mode, proposal.decided_by) == ("approved", mode, "alice-admin")
+    assert (proposal.status, proposal.created_mode, proposal.decided_by) == ("approved", mode, "tara-taxonomy")
     change = TaxonomyChange.objects.get(code="FORMAT.LANGUAGE")
-    assert (change.action, change.actor, change.reason) == ("create", "alice-admin", "seen in three sessions")
+    assert (change.action, change.actor, change.reason) == ("create", "tara-taxonomy", "seen in three sessions")
 
 
 def test_the_admin_form_renames_merges_and_shows_errors_instead_of_failing(world, personas):

@@ -119,3 +119,16 @@ def test_the_shadow_app_reads_new_mirrored_answers_by_the_last_id_it_saw(tmp_pat
     assert [m.release for m in every] == ["a", "b", "c"]
     assert [m.release for m in mirrored_answers(since_id=every[0].id)] == ["b", "c"]
     assert {m.turn.query for m in every} == {"q"} and Turn.objects.count() == 1
+
+
+def test_the_chunker_keeps_the_first_shadow_line_of_a_turn_and_release():
+    # The database alone cannot promise it inside one chunk: a single INSERT .. ON CONFLICT DO NOTHING
+    # keeps whichever row its plan meets first (a hash join reorders them).
+    from production.contract import ParsedShadow
+    from production.services.ingest.chunks import chunked
+
+    items = [(1, ParsedShadow("t-1", "a", "first", None)), (2, ParsedShadow("t-1", "b", "other release", None)),
+             (3, ParsedShadow("t-1", "a", "repeat", None))]
+    (chunk,) = list(chunked(items, batch_size=100))
+    assert [(s.release, s.response) for s in chunk.shadows] == [("a", "first"), ("b", "other release")]
+    assert (chunk.shadow_lines, chunk.duplicates, chunk.read) == ([1, 2], 1, 3)

@@ -14,34 +14,33 @@ from django.conf import settings
 from django.utils import timezone
 
 from production.models import Turn
+from production.signal_definitions import SIGNAL_DESCRIPTIONS
 
 from core.jobs import TRANSIENT_ERRORS, job_fail, job_finish, job_held, job_progress, job_release
 from core.pii import detect, pseudonym, redact, redact_obj
 
 from ..client import LabelStudioUnavailable
 from ..models import BatchItem, LabellingBatch, TaskLink
+from ..selectors import turns_before
 from .projects import get_client, project_ensure
 
-SIGNAL_LABELS = {
-    "rephrased": "user re-asked the same thing", "followed_up": "user asked a follow-up",
-    "abandoned": "user left after this answer", "copied": "user copied the answer",
-    "thumbs_up": "thumbs up", "thumbs_down": "thumbs down", "escalated": "escalated to a human",
-    "human_override": "a human agent replaced the answer",
-}
 
 
 def _signals_text(signals, clean) -> str:
     if signals is None:
         return "No signals detected."
     lines = []
-    for name, label in SIGNAL_LABELS.items():
+    for name, label in SIGNAL_DESCRIPTIONS.items():
         if not getattr(signals, name):
             continue
         ev = signals.evidence.get(name)
         detail = ""
         if isinstance(ev, dict) and "next_query" in ev:
+            # "probability" since signal definitions v2; v1 rows carry "similarity"
+            p = ev.get("probability", ev.get("similarity"))
             detail = f' — next query "{clean(_whole_words(ev["next_query"], 300))}" ' \
-                     f'{ev.get("gap_seconds") or 0:.0f} s later (similarity {ev["similarity"]:.2f})'
+                     f'{ev.get("gap_seconds") or 0:.0f} s later' \
+                     + (f" (P(re-ask) {p:.2f})" if name == "rephrased" and p is not None else "")
         elif isinstance(ev, list) and ev and ev[-1].get("reason"):
             detail = f" — {clean(str(ev[-1]['reason']))}"
         lines.append(f"• {label}{detail}")
@@ -112,21 +111,6 @@ def _prefill(turn: Turn, signals) -> str:
     return (turn.metadata or {}).get("generation", {}).get("reference_answer") or ""
 
 
-def _histories(items: list[BatchItem]) -> dict[int, list[Turn]]:
-    """The turns before each item's turn in its session (at most LABELLING_CONVERSATION_TURNS)."""
-    keep = settings.LABELLING_CONVERSATION_TURNS
-    by_session: dict[int, list[Turn]] = {}
-    for t in Turn.objects.filter(session_id__in={i.turn.session_id for i in items}).order_by(
-            "session_id", "timestamp", "position", "id"):
-        by_session.setdefault(t.session_id, []).append(t)
-    out = {}
-    for item in items:
-        turns = by_session[item.turn.session_id]
-        idx = next(k for k, t in enumerate(turns) if t.id == item.turn_id)
-        out[item.pk] = turns[max(0, idx - keep):idx]
-    return out
-
-
 def _reconcile(client, project, items: list[BatchItem]) -> int:
     """Link attempted items that did reach Label Studio; delete any second copy. Returns links made."""
     found = client.task_ids_by_key(project.ls_project_id, ("source", "evalgap_id"))
@@ -193,7 +177,7 @@ def _push(batch_id: int, on_chunk_imported) -> dict:
         first = min(chunk_size, 500)
         for start in [0, *range(first, len(ids), chunk_size)] if ids else []:
             chunk = _load_items(ids[start:start + (first if start == 0 else chunk_size)])
-            histories = _histories(chunk)
+            histories = turns_before(chunk)
             payload = [task_payload(i, histories[i.pk]) for i in chunk]
             BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
             job_progress(LabellingBatch, batch_id)

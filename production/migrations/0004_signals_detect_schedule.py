@@ -18,5 +18,5 @@ def unschedule(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("production", "0003_ingestjob_is_a_job"), ("django_celery_beat", "0019_alter_periodictasks_options")]
+    dependencies = [("production", "0003_signals_definitions"), ("django_celery_beat", "0019_alter_periodictasks_options")]
     operations = [migrations.RunPython(schedule, unschedule)]

@@ -22,10 +22,10 @@ class Chunk:
     turn_lines: list[int] = field(default_factory=list)  # the line each of `turns` came from
     events: list[ParsedEvent] = field(default_factory=list)
     event_lines: list[int] = field(default_factory=list)
-    shadows: list[ParsedShadow] = field(default_factory=list)
+    shadows: list[ParsedShadow] = field(default_factory=list)  # the first for each (turn id, release)
     shadow_lines: list[int] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
-    duplicates: int = 0  # repeats of a turn id inside the chunk
+    duplicates: int = 0  # repeats of a turn id, or of a (turn id, release) shadow line, inside the chunk
     read: int = 0  # lines read in the whole input, up to the end of this chunk
     last: bool = False
     prepared: object = None  # what the writer made of the chunk on the reading thread
@@ -35,6 +35,7 @@ def chunked(items: Iterable[Item], batch_size: int) -> Iterator[Chunk]:
     """Group items into chunks; the last chunk (maybe empty) has `last` set."""
     chunk = Chunk()
     seen: set[str] = set()
+    seen_shadows: set[tuple[str, str]] = set()
     read = 0
     last_line = None
     for line_no, item in items:
@@ -57,16 +58,24 @@ def chunked(items: Iterable[Item], batch_size: int) -> Iterator[Chunk]:
         elif kind is Reject:
             chunk.rejects.append(item)
         elif kind is ParsedShadow:
-            chunk.shadows.append(item)
-            chunk.shadow_lines.append(line_no)
+            # The first line wins: the unique index keeps that across chunks, this inside one (a single
+            # INSERT .. ON CONFLICT DO NOTHING keeps whichever row its plan meets first).
+            key = (item.turn_external_id, item.release)
+            if key in seen_shadows:
+                chunk.duplicates += 1
+            else:
+                seen_shadows.add(key)
+                chunk.shadows.append(item)
+                chunk.shadow_lines.append(line_no)
         else:
             chunk.events.append(item)
             chunk.event_lines.append(line_no)
-        if len(seen) + len(chunk.events) + len(chunk.rejects) + len(chunk.shadows) >= batch_size:
+        if len(seen) + len(chunk.events) + len(chunk.rejects) + len(seen_shadows) >= batch_size:
             chunk.read = read
             yield chunk
             chunk = Chunk()
             seen = set()
+            seen_shadows = set()
     chunk.read = read
     chunk.last = True
     yield chunk
