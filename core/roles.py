@@ -87,6 +87,8 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     # Paid work (LLM calls): starting a shadow replay or a judge pass.
     "shadow.add_shadowrun": ("shadowrun", "Can add shadow run"),
     "shadow.add_judgerun": ("judgerun", "Can add judge run"),
+    # ... and an offline run (the candidate and the grader are LLM calls).
+    "evaluation.add_offlinerun": ("offlinerun", "Can add offline run"),
 }
 
 _VIEWER = (DASHBOARDS, TURNS, TAXONOMY_READ, TESTSETS_READ, TESTSETS_EXPORT, "labelling.view_labellingbatch",

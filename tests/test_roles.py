@@ -100,6 +100,15 @@ RULES = {
                                                                                    "format": "json"}})},
     "shadow-judge-run-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["judge_run"].pk}})},
     "shadow-calibration-list": {"GET": (STAFF, {})},
+    "dashboard:correlation": {"GET": (STAFF, {})},
+    "evaluation-correlation": {"GET": (STAFF, {})},
+    "evaluation-signal-validity": {"GET": (STAFF, {})},
+    "evaluation-production-rates": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
+    "evaluation-alarms": {"GET": (STAFF, {})},
+    "evaluation-offline-run": {"GET": (STAFF, {"kwargs": lambda w: {"run_id": w["offline_run"].pk}})},
+    # starting an offline run (paid LLM calls) is the admin's; an unknown release: 400 once allowed
+    "evaluation-offline-runs": {"GET": (STAFF, {}), "POST": (("admin",), {"body": {"data": {
+        "release": "nope", "testset": "production", "version": 1}, "format": "json"}})},
     "shadow-calibration-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["calibration"].pk}})},
     "dashboard:taxonomy-action": {"POST": (("admin", "taxonomy_admin"),
                                            {"body": {"data": {"action": "create", "code": "TONE",
@@ -183,6 +192,7 @@ def world(db, settings, tmp_path):
     release = Release.objects.create(name="r1", model="m")
     from datetime import date
 
+    from evaluation.models import OfflineRun
     from shadow.models import JudgeCalibration, JudgeRun, ShadowPair, ShadowRun
 
     pair = ShadowPair.objects.create(turn=turn, release=release, origin="replay", session=session, day=date(2026, 10, 1),
@@ -191,6 +201,8 @@ def world(db, settings, tmp_path):
             "annotation": annotation, "pair": pair,
             "shadow_run": ShadowRun.objects.create(release=release, day=date(2026, 10, 1), sample_size=1, salt="s"),
             "judge_run": JudgeRun.objects.create(judge_model="j", prompt_version="v1"),
+            "offline_run": OfflineRun.objects.create(release=release, version=TestSetVersion.objects.get(
+                testset__name="production", number=1), mode="served"),
             "calibration": JudgeCalibration.objects.create(name="c", sha256="0" * 64, judge_model="j",
                                                            prompt_version="v1")}
 
