@@ -1,10 +1,11 @@
-# Two commands do everything: `make demo` and `make test` (see README.md).
+# Two commands do everything: `make demo` and `make test` (see README.md); `make faults` runs the
+# fault-injection suite in full (100 runs; `make test` ends with one run of each scenario).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench faults venv clean
 
 # The venv holds what runs (requirements.txt), what builds the encoder's ONNX graph
 # (requirements-build.txt: torch & co., also used by the encoder's agreement test) and the test tools.
@@ -25,6 +26,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	scripts/bench.sh
+
+faults: $(STAMP)
+	scripts/faults.sh
 
 clean:
 	scripts/services.sh purge || true

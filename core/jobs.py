@@ -13,19 +13,35 @@ that stops, and `jobs_sweep` later re-queues or fails it visibly.
         return
     ... job_progress(IngestJob, pk, read=n) ...
     job_finish(IngestJob, pk, created=n)
+
+On PostgreSQL a job that must never run twice at once is held with `job_held`: the claim plus a
+session advisory lock kept for the whole run. The lock dies with its holder's connection (worker
+killed, database restarted), so a redelivered task takes over at once instead of waiting for the
+heartbeat to go stale, and the sweeper never re-queues a job whose holder is alive.
+
+Transient errors (`TRANSIENT_ERRORS`: the database or the broker unreachable) are retried with
+backoff by `JobTask`; the service puts the job back to pending (`job_release`) first. Any other
+error is recorded on the job (`job_fail`, first line only) and the job is failed.
 """
 from __future__ import annotations
 
 import logging
+import zlib
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 from celery import Task
 from django.apps import apps
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, models
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+# Errors that say "not now" rather than "never": the database or the broker could not be reached or
+# went away mid-statement. Tasks retry these with backoff; every other error fails the job.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, BrokerError)
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +71,9 @@ class Job(models.Model):
     stale_after_seconds: ClassVar[int | None] = None  # None: settings.JOB_STALE_SECONDS
     # Claims (starts + resumes) after which a stuck job is failed instead of re-queued.
     max_attempts: ClassVar[int] = 3
+    # A pending job always has a task on its way (it was enqueued when created): one still pending
+    # past the stale limit lost its message (broker down at enqueue) and the sweeper sends it again.
+    resend_pending: ClassVar[bool] = False
 
     class Meta:
         abstract = True
@@ -78,6 +97,50 @@ def job_claim(model: type[Job], pk, *, statuses=(JobStatus.PENDING,), take_stale
     return model.objects.filter(cond, pk=pk).update(
         status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now, error=""
     ) == 1
+
+
+def _lock_key(model: type[Job], pk) -> tuple[int, int]:
+    # Two int4 keys: the model (a stable hash of its label) and the job id.
+    klass = zlib.crc32(model._meta.label.encode()) - 2**31
+    return klass, int(pk) % 2**31
+
+
+def _try_lock(model: type[Job], pk) -> bool:
+    with connection.cursor() as c:
+        c.execute("SELECT pg_try_advisory_lock(%s, %s)", list(_lock_key(model, pk)))
+        return bool(c.fetchone()[0])
+
+
+def _unlock(model: type[Job], pk) -> None:
+    try:
+        with connection.cursor() as c:
+            c.execute("SELECT pg_advisory_unlock(%s, %s)", list(_lock_key(model, pk)))
+    except DatabaseError:
+        pass  # the connection is gone, and the lock went with it
+
+
+@contextmanager
+def job_held(model: type[Job], pk, *, statuses=(JobStatus.PENDING,)) -> Iterator[bool]:
+    """Claim the job and hold it for the whole `with` block; yields whether this caller has it.
+
+        with job_held(LabellingBatch, batch_id, statuses=(...)) as mine:
+            if not mine:
+                return  # another live worker runs it, or it is not in `statuses`
+
+    On PostgreSQL the holder keeps a session advisory lock: a "running" job whose lock is free has no
+    live holder (its process or its connection died), so it is taken over at once. Elsewhere (the
+    SQLite demo, one process) this is `job_claim`.
+    """
+    if connection.vendor != "postgresql":
+        yield job_claim(model, pk, statuses=statuses)
+        return
+    if not _try_lock(model, pk):
+        yield False
+        return
+    try:
+        yield job_claim(model, pk, statuses=(*statuses, JobStatus.RUNNING), take_stale=False)
+    finally:
+        _unlock(model, pk)
 
 
 def job_progress(model: type[Job], pk, **fields) -> None:
@@ -119,11 +182,18 @@ def job_release(model: type[Job], pk, error: BaseException | str = "") -> None:
 class JobTask(Task):
     """Base for tasks that run one job: `@shared_task(base=JobTask, job_model="app.Model")`.
 
-    When the task fails for good (retries exhausted, or an error it does not retry), the job row is
-    marked failed with the reason, so no job stays "running" because its task raised.
+    Transient errors (TRANSIENT_ERRORS) are retried with exponential backoff (a task that names its
+    own `autoretry_for` should include them). When the task fails for good (retries exhausted, or an
+    error it does not retry), the job row is marked failed with the reason, so no job stays
+    "running" because its task raised.
     """
 
     job_model: str = ""
+    autoretry_for = TRANSIENT_ERRORS
+    retry_backoff = 2
+    retry_backoff_max = 300
+    retry_kwargs = {"max_retries": 8}
+    acks_late = True
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
         job_id = kwargs.get("job_id", args[0] if args else None)
@@ -154,8 +224,10 @@ def jobs_sweep(*, now=None, stale_seconds: int | None = None, enqueue=None) -> d
         limit = timedelta(seconds=stale_seconds) if stale_seconds is not None else model.stale_after()
         stuck = model.objects.filter(status=JobStatus.RUNNING).filter(
             Q(heartbeat_at__lt=now - limit) | Q(heartbeat_at__isnull=True, started_at__lt=now - limit))
-        requeued = failed = 0
+        requeued = failed = resent = 0
         for pk, attempts, beat in stuck.values_list("pk", "attempts", "heartbeat_at"):
+            if not _holder_dead(model, pk):
+                continue  # slow, not dead: its holder still has the lock
             if model.task_name and attempts < model.max_attempts:
                 # Conditional on the heartbeat we saw: a job that came back to life meanwhile is left alone.
                 if model.objects.filter(pk=pk, status=JobStatus.RUNNING, heartbeat_at=beat).update(
@@ -167,7 +239,27 @@ def jobs_sweep(*, now=None, stale_seconds: int | None = None, enqueue=None) -> d
                        else f"stuck: no heartbeat after {attempts} attempts")
                 failed += model.objects.filter(pk=pk, status=JobStatus.RUNNING, heartbeat_at=beat).update(
                     status=JobStatus.FAILED, finished_at=now, error=why)
-        if requeued or failed:
-            logger.warning("jobs_sweep %s: %d re-queued, %d failed", model._meta.label, requeued, failed)
-        out[model._meta.label] = {"requeued": requeued, "failed": failed}
+        if model.task_name and model.resend_pending:
+            lost = model.objects.filter(status=JobStatus.PENDING, created_at__lt=now - limit).filter(
+                Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - limit))
+            for pk in lost.values_list("pk", flat=True):
+                # A second message for a job whose first is still queued is harmless: one claim wins.
+                model.objects.filter(pk=pk, status=JobStatus.PENDING).update(heartbeat_at=now)
+                enqueue(model.task_name, pk)
+                resent += 1
+        if requeued or failed or resent:
+            logger.warning("jobs_sweep %s: %d re-queued, %d failed, %d re-sent", model._meta.label, requeued,
+                           failed, resent)
+        out[model._meta.label] = {"requeued": requeued, "failed": failed, "resent": resent}
     return out
+
+
+def _holder_dead(model: type[Job], pk) -> bool:
+    """No live process holds the job's advisory lock (always true off PostgreSQL, and for jobs run
+    without `job_held`, whose liveness is their heartbeat alone)."""
+    if connection.vendor != "postgresql":
+        return True
+    if not _try_lock(model, pk):
+        return False
+    _unlock(model, pk)
+    return True

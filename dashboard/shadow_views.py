@@ -1,11 +1,12 @@
 """Shadow evaluation pages: per release, the win rate per day with its interval, the decision and
 what it rests on, the per-mode table, the judge's calibration, and a pair browser. Reads only
-shadow's selectors."""
-from django.contrib.auth.decorators import login_required
+shadow's selectors. Reports are dashboards; the pair pages show turn text (redacted in the templates
+unless the user may see raw turns)."""
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
 
+from core.roles import DASHBOARDS, TURNS, require_perm
 from shadow import selectors as shadow
 
 from . import charts
@@ -21,7 +22,7 @@ def _days_param(request, default: int, high: int = 90) -> int:
         return default
 
 
-@login_required
+@require_perm(DASHBOARDS)
 def shadow_list(request):
     rows = []
     for r in shadow.shadow_releases():
@@ -30,7 +31,7 @@ def shadow_list(request):
     return render(request, "dashboard/shadow_list.html", {"releases": rows})
 
 
-@login_required
+@require_perm(DASHBOARDS)
 def shadow_release(request, name: str):
     if shadow._release(name) is None:
         raise Http404(f"no release {name!r}")
@@ -61,7 +62,7 @@ def shadow_release(request, name: str):
     })
 
 
-@login_required
+@require_perm(TURNS)
 def shadow_pairs(request, name: str):
     if shadow._release(name) is None:
         raise Http404(f"no release {name!r}")
@@ -73,7 +74,7 @@ def shadow_pairs(request, name: str):
                                                            "outcomes": OUTCOMES})
 
 
-@login_required
+@require_perm(TURNS)
 def shadow_pair(request, pk: int):
     pair = shadow.pair_get(pk)
     if pair is None:

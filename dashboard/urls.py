@@ -1,15 +1,17 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from core.roles import public
+
 from . import shadow_views, views
 
 app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True,
-                                                         next_page="dashboard:overview"), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
+    path("accounts/login/", public(auth_views.LoginView.as_view(redirect_authenticated_user=True,
+                                                                next_page="dashboard:overview")), name="login"),
+    path("accounts/logout/", public(auth_views.LogoutView.as_view(next_page="dashboard:login")), name="logout"),
     path("testsets/", views.testset_list, name="testsets"),
     path("testsets/<slug:name>/", views.testset_detail, name="testset"),
     path("testsets/<slug:name>/changelog/", views.changelog, name="changelog"),

@@ -1,13 +1,13 @@
-"""Server-rendered pages. Everyone signed in reads; taxonomy changes need taxonomy.govern_taxonomy,
-checked here on every POST (hiding the forms is a courtesy, not the control)."""
+"""Server-rendered pages, each behind its role permission (core.roles.require_perm); taxonomy changes
+need taxonomy.govern_taxonomy, checked on every POST (hiding the forms is a courtesy, not the control).
+Turn text on a page passes `shown_to` (redacted unless the user may see raw turns)."""
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from core.roles import DASHBOARDS, TAXONOMY_GOVERN, TAXONOMY_READ, TESTSETS_READ, has, require_perm
 from evaluation import selectors as evaluation
 from labelling import selectors as labelling
 from production import selectors as production
@@ -19,10 +19,8 @@ from . import charts
 from . import selectors as dash
 from .forms import TaxonomyActionForm
 
-GOVERN = "taxonomy.govern_taxonomy"
 
-
-@login_required
+@require_perm(DASHBOARDS)
 def overview(request):
     daily = dash.signal_series(by_model=False)
     by_model = dash.signal_series(by_model=True)
@@ -52,7 +50,7 @@ def overview(request):
     return render(request, "dashboard/overview.html", context)
 
 
-@login_required
+@require_perm(TESTSETS_READ)
 def testset_list(request):
     sets = [{"name": t.name, "description": t.description, "versions": sorted(t.versions.all(),
                                                                                key=lambda v: -v.number)}
@@ -60,7 +58,7 @@ def testset_list(request):
     return render(request, "dashboard/testsets.html", {"testsets": sets, "formats": testsets.export_formats()})
 
 
-@login_required
+@require_perm(TESTSETS_READ)
 def testset_detail(request, name: str):
     version_rows = list(testsets.version_list(name=name))
     if not version_rows:
@@ -70,7 +68,7 @@ def testset_detail(request, name: str):
         "numbers": [v.number for v in version_rows]})
 
 
-@login_required
+@require_perm(TESTSETS_READ)
 def version_detail(request, name: str, number: int):
     try:
         version = testsets.version_get(name=name, number=number)
@@ -94,7 +92,7 @@ def version_detail(request, name: str, number: int):
     })
 
 
-@login_required
+@require_perm(TESTSETS_READ)
 def changelog(request, name: str):
     numbers = [v.number for v in testsets.version_list(name=name)]
     if not numbers:
@@ -111,10 +109,10 @@ def changelog(request, name: str):
                                                         "old": old, "new": new})
 
 
-@login_required
+@require_perm(TAXONOMY_READ)
 def taxonomy(request):
     modes = failure_mode_tree()
-    can_govern = request.user.has_perm(GOVERN)
+    can_govern = has(request.user, TAXONOMY_GOVERN)
     return render(request, "dashboard/taxonomy.html", {
         "version": current_version(), "modes": _tree_order(modes), "proposals": list(pending_proposals()),
         "can_govern": can_govern, "active_codes": [m["code"] for m in modes if m["active"]],
@@ -138,11 +136,9 @@ def _tree_order(modes: list[dict]) -> list[dict]:
     return out
 
 
-@login_required
+@require_perm(TAXONOMY_GOVERN)
 @require_POST
 def taxonomy_action(request):
-    if not request.user.has_perm(GOVERN):
-        raise PermissionDenied("only taxonomy admins can change the taxonomy")
     form = TaxonomyActionForm(request.POST)
     if not form.is_valid():
         errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
@@ -162,7 +158,7 @@ def taxonomy_action(request):
     return redirect(reverse("dashboard:taxonomy"))
 
 
-@login_required
+@require_perm(DASHBOARDS)
 def correlation(request):
     """Offline score against production failure rate per release, and whether to trust the signals."""
     try:

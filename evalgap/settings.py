@@ -2,12 +2,17 @@
 
 Defaults give the embedded demo: SQLite, tasks run in-process, a local Label Studio.
 Secrets can also be read from files (`<NAME>_FILE`), as container orchestrators mount them.
+Production (docker-compose.yml): DJANGO_SECRET_KEY(_FILE) is required (without it, and without
+DJANGO_DEBUG, the app refuses to start), DJANGO_HTTPS=true behind a TLS-terminating proxy, and
+DATABASE_URL(_FILE) names a role that owns no table (the migrate service uses the owner's).
 """
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
@@ -24,11 +29,31 @@ def secret(name: str, default: str = "") -> str:
 
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-# Only the embedded demo may run without a configured key; it is never used for anything
-# that leaves this machine.
-SECRET_KEY = secret("DJANGO_SECRET_KEY") or "insecure-local-demo-key-set-DJANGO_SECRET_KEY"
+SECRET_KEY = secret("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    # Sessions, password resets and pseudonyms are signed with it: a key everyone can read in this file
+    # is acceptable only in debug and under pytest (scripts/demo.sh and scripts/test.sh set a real one).
+    if not (DEBUG or "pytest" in sys.modules):
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) is not set: refusing to start "
+                                   "(set DJANGO_DEBUG=true for a throwaway local run)")
+    SECRET_KEY = "insecure-debug-only-key-never-used-in-production"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Served over HTTPS (a TLS-terminating proxy in front sets X-Forwarded-Proto): secure cookies, HSTS,
+# redirects to https. Label Studio's webhook and the health check come from inside the deployment's
+# network over plain HTTP, so they are not redirected.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/labelling/webhook/$", r"^healthz/$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -83,7 +108,10 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# The URL carries the password, so it may come from a file (DATABASE_URL_FILE). In production it names
+# a role with DML rights only: the tables (and the triggers that keep frozen test sets frozen) belong
+# to the migration role, which the migrate service alone uses.
+DATABASES = {"default": env.db_url_config(secret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo writes from one process; a busy timeout avoids "database is locked" on bursts.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
@@ -109,12 +137,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view states who may call it (core.roles.Allow); a view that does not serves no one.
+    "DEFAULT_PERMISSION_CLASSES": ["core.roles.DenyAll"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.roles.CappedPagination",
     "PAGE_SIZE": 100,
 }
+# List endpoints: rows per page by default, and the most `?limit=` may ask for.
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=100)
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=1000)
 SPECTACULAR_SETTINGS = {"TITLE": "evalgap API", "VERSION": "0.1.0"}
 
 # --- Celery: with no broker configured, tasks run in-process (the embedded demo).
@@ -122,8 +154,29 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# Exactly once under crashes: a task is acknowledged only when it has finished (acks_late); a
+# worker child killed mid-task gives its message back at once (reject_on_worker_lost), and one whose
+# whole worker died is redelivered by Redis after the visibility timeout. Every task claims its job
+# (core.jobs), so a redelivered or duplicated message does nothing twice.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The longest task (a large spooled ingest, a push of a whole month, a generation run) is stopped
+# at the soft limit (the job fails with the reason), killed at the hard one.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=CELERY_TASK_TIME_LIMIT - 300)
+# Redis redelivers an unacknowledged message after this many seconds: above the hard time limit and
+# the longest retry countdown (a retry waiting for its countdown holds its message unacknowledged),
+# or a task still running would be delivered a second time.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * CELERY_TASK_TIME_LIMIT)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# The broker restarting is survived: the worker reconnects for ever, sending retries a few times.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.5, "interval_step": 1.0,
+                                    "interval_max": 5.0}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -131,6 +184,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # re-queued or failed by the sweeper (beat, every JOB_SWEEP_SECONDS).
 JOB_STALE_SECONDS = env.int("JOB_STALE_SECONDS", default=900)
 JOB_SWEEP_SECONDS = env.int("JOB_SWEEP_SECONDS", default=300)
+if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT: Redis would deliver a "
+                               "running task a second time")
 
 # --- Ingest
 # Bodies above this size are spooled to disk and ingested by a worker (202 + job id).
@@ -190,6 +246,11 @@ LABEL_STUDIO_WEBHOOK_HEADER = "X-Evalgap-Secret"
 # Where Label Studio reaches evalgap (for the webhook); empty: no webhook, pull only.
 EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
 
+# A pull marks deleted an annotation missing from Label Studio's export only if it was received before
+# the export began, less this many seconds: the web process (which receives webhooks) and the worker
+# (which pulls) compare their own clocks; raise it if theirs may differ.
+LABELLING_PULL_GRACE_SECONDS = env.int("LABELLING_PULL_GRACE_SECONDS", default=0)
+
 # --- Personal data sent out (core/pii.py redacts; these key the pseudonyms of ids)
 # Session and user ids reach Label Studio as keyed HMAC pseudonyms: the same id always gets the
 # same pseudonym under one key, and without the key a guess cannot be checked. Set a key of its
@@ -200,7 +261,8 @@ PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
-LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, bounded request size
+LABELLING_PUSH_CHUNK = env.int("LABELLING_PUSH_CHUNK", default=2500)  # tasks per import request: fewer round
+# trips, bounded request size
 
 # --- Promotion to test sets
 # With several annotators, the share agreeing with the majority verdict needed to promote

@@ -2,10 +2,18 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.roles import DASHBOARDS, INGEST, Allow
+from core.views import health
+
+# The schema describes every endpoint (not its data): for whoever uses the API, ingest services too.
+_schema_rule = [Allow(GET=(DASHBOARDS, INGEST))]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz/", health, name="health"),
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=_schema_rule), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=_schema_rule),
+         name="api-docs"),
     path("api/labelling/", include("labelling.urls")),
     path("api/taxonomy/", include("taxonomy.urls")),
     path("api/testsets/", include("testsets.urls")),

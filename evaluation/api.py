@@ -1,13 +1,14 @@
-"""Thin API views: validate, call one selector or service, render. Everyone signed in reads;
-starting a run is for signed-in users too until core/roles.py lands (then: admin)."""
+"""Thin API views: validate, call one selector or service, render. Reports, runs and alarms are
+dashboards (core.roles.DASHBOARDS); starting an offline run (paid LLM calls) needs
+evaluation.add_offlinerun (the admin role)."""
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import DASHBOARDS, Allow
 from llm.client import LLMNotConfigured
 from releases.selectors import release_get
 
@@ -26,7 +27,7 @@ def run_json(run: OfflineRun) -> dict:
 
 
 class CorrelationReportView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
     @extend_schema(responses=OpenApiTypes.OBJECT, description="The correlation report (issue #10's JSON).",
                    parameters=[OpenApiParameter("last", int, description="releases (default CORRELATION_LAST_K)")])
@@ -40,7 +41,7 @@ class CorrelationReportView(APIView):
 
 
 class SignalValidityView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
@@ -50,7 +51,7 @@ class SignalValidityView(APIView):
 class ProductionRatesView(APIView):
     """GET /api/evaluation/releases/<name>/production-rates/?start=YYYY-MM-DD&end=YYYY-MM-DD"""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
     @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[
         OpenApiParameter("start", OpenApiTypes.DATE, description="first day (UTC); default: day 1 of serving"),
@@ -76,9 +77,10 @@ class OfflineRunCreate(serializers.Serializer):
 
 
 class OfflineRunListView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS, POST="evaluation.add_offlinerun")]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[OpenApiParameter("release", str)])
+    @extend_schema(operation_id="evaluation_offline_runs_list", responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("release", str)])
     def get(self, request):
         runs = selectors.offline_run_list(release=request.query_params.get("release") or None)[:200]
         return Response([run_json(r) for r in runs])
@@ -101,7 +103,7 @@ class OfflineRunListView(APIView):
 
 
 class OfflineRunDetailView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, run_id: int):
@@ -113,7 +115,7 @@ class OfflineRunDetailView(APIView):
 
 
 class AlarmListView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):

@@ -1,12 +1,11 @@
 from celery import shared_task
 from django.db import transaction
 
-from core.jobs import JobTask
-
+from core.jobs import TRANSIENT_ERRORS, JobTask
 from llm.client import LLMUnavailable
 
-# Only the named transient error is retried: the run was left pending with its usage recorded.
-RETRY = {"autoretry_for": (LLMUnavailable,), "retry_backoff": 60, "retry_backoff_max": 1800,
+# Only named transient errors are retried: the run was left pending with its usage recorded.
+RETRY = {"autoretry_for": (LLMUnavailable, *TRANSIENT_ERRORS), "retry_backoff": 60, "retry_backoff_max": 1800,
          "retry_kwargs": {"max_retries": 6}, "acks_late": True}
 
 

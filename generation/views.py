@@ -1,11 +1,12 @@
-from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
+
+from core.roles import DASHBOARDS, require_perm
 
 from . import selectors
 
 
-@login_required
+@require_perm(DASHBOARDS)
 def report(request, code: str | None = None):
     rows = selectors.generation_report(code=code)
     if code is not None and not rows:

@@ -3,6 +3,8 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from core.roles import WEBHOOK_PAYLOADS, has
+
 from .agreement import agreement_report
 from .models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution, TaskLink, WebhookDelivery
 
@@ -57,6 +59,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ["id", "action", "received_at", "processed_at", "error"]
     list_filter = ["action"]
 
+    def has_module_permission(self, request):
+        return has(request.user, WEBHOOK_PAYLOADS)  # payloads carry turn text and the project's token
+
+    def has_view_permission(self, request, obj=None):
+        return has(request.user, WEBHOOK_PAYLOADS)
 
 @admin.register(Resolution)
 class ResolutionAdmin(admin.ModelAdmin):

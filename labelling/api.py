@@ -8,9 +8,13 @@ from django.http import JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.roles import DASHBOARDS, Allow, RedactedFieldsMixin, public
 
 from .agreement import agreement_report
 from .models import Annotation, LabellingBatch
@@ -18,6 +22,7 @@ from .services.annotations import webhook_delivery_record
 from .tasks import webhook_delivery_process
 
 
+@method_decorator(public, name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
 class WebhookView(View):
     """Label Studio's webhook. It signs nothing, so a shared secret header is required; the body is
@@ -35,7 +40,8 @@ class WebhookView(View):
         if not isinstance(payload, dict) or "action" not in payload:
             return JsonResponse({"detail": "body: expected a Label Studio webhook object with 'action'"}, status=400)
         delivery = webhook_delivery_record(payload=payload)
-        transaction.on_commit(lambda: webhook_delivery_process.delay(delivery.pk))
+        # Robust: with the broker down the delivery is still stored; the next pull applies it.
+        transaction.on_commit(lambda: webhook_delivery_process.delay(delivery.pk), robust=True)
         return JsonResponse({"received": delivery.pk})
 
 
@@ -49,11 +55,15 @@ class BatchSerializer(serializers.ModelSerializer):
 
 
 class BatchViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET="labelling.view_labellingbatch")]
     queryset = LabellingBatch.objects.annotate(item_count=Count("items")).order_by("-id")
     serializer_class = BatchSerializer
 
 
-class AnnotationSerializer(serializers.ModelSerializer):
+class AnnotationSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
+    # Annotators' free text often quotes the turn: redacted for those who may not see raw turns.
+    redacted_fields = ("turn_id", "reference_answer", "proposed_failure_mode", "notes")
+    pseudonymised_fields = {"annotator": "annotator"}
     turn_id = serializers.CharField(source="item.turn.external_id")
     source = serializers.CharField(source="item.turn.source.name")
     stratum = serializers.CharField(source="item.stratum")
@@ -67,12 +77,16 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
 
 class AnnotationViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET="labelling.view_annotation")]
     queryset = Annotation.objects.select_related("item__turn__source").order_by("id")
     serializer_class = AnnotationSerializer
     filterset_fields = ["verdict", "annotator", "deleted", "project"]
 
 
 class AgreementApi(APIView):
+    permission_classes = [Allow(GET=DASHBOARDS)]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         project = request.query_params.get("project")
         return Response(agreement_report(project_id=int(project) if project else None))

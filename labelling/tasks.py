@@ -1,10 +1,11 @@
 from celery import shared_task
 
-from core.jobs import JobTask
+from core.jobs import TRANSIENT_ERRORS, JobTask
 
 from .client import LabelStudioUnavailable
 
-RETRY = {"autoretry_for": (LabelStudioUnavailable,), "retry_backoff": 5, "retry_backoff_max": 300,
+# Label Studio, the database or the broker unreachable: retried with backoff; anything else fails.
+RETRY = {"autoretry_for": (LabelStudioUnavailable, *TRANSIENT_ERRORS), "retry_backoff": 5, "retry_backoff_max": 300,
          "retry_kwargs": {"max_retries": 8}, "acks_late": True}
 
 
@@ -29,11 +30,12 @@ def annotations_pull() -> dict:
     return pull()
 
 
-@shared_task(acks_late=True)
-def webhook_delivery_process(delivery_id: int) -> None:
+@shared_task(autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, retry_backoff_max=120, retry_kwargs={"max_retries": 10},
+             acks_late=True)
+def webhook_delivery_process(delivery_id: int) -> str:
     from .services.annotations import webhook_delivery_process as process
 
-    process(delivery_id=delivery_id)
+    return process(delivery_id=delivery_id)
 
 
 @shared_task(acks_late=True)

@@ -1,9 +1,9 @@
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import api
 
-router = DefaultRouter()
+router = SimpleRouter()  # no browsable root view: every URL here has its own access rule
 router.register("batches", api.BatchViewSet, basename="labelling-batch")
 router.register("annotations", api.AnnotationViewSet, basename="annotation")
 

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from core.roles import REJECTED_LINES, has
+
 from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
 from .signal_definitions import SIGNAL_NAMES
 
@@ -61,6 +63,12 @@ class RejectedLineAdmin(admin.ModelAdmin):
     list_display = ["origin", "line_no", "reason", "source", "created_at"]
     list_filter = ["source", "origin"]
     search_fields = ["reason", "raw"]
+
+    def has_module_permission(self, request):
+        return has(request.user, REJECTED_LINES)  # raw input lines: whatever the source sent
+
+    def has_view_permission(self, request, obj=None):
+        return has(request.user, REJECTED_LINES)
 
 
 @admin.register(IngestJob)

@@ -7,6 +7,8 @@ from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import ALL_INGEST_JOBS, DASHBOARDS, INGEST, REJECTED_LINES, TURNS, Allow
+
 from . import filters, selectors, serializers
 from .models import IngestJob
 from .services import ingest
@@ -24,6 +26,7 @@ class RawBodyParser(BaseParser):
 
 class IngestApi(APIView):
     parser_classes = [RawBodyParser]
+    permission_classes = [Allow(POST=INGEST)]
 
     @extend_schema(
         parameters=[OpenApiParameter("source", str, required=True, description="source name")],
@@ -44,8 +47,9 @@ class IngestApi(APIView):
         except ingest.IngestError as e:
             raise ValidationError({"source": str(e)}) from None
         if len(body) > settings.INGEST_SYNC_MAX_BYTES:
-            job = ingest.ingest_job_spool(source=source, body=body)
-            transaction.on_commit(lambda: ingest_job_run.delay(job.pk))
+            job = ingest.ingest_job_spool(source=source, body=body, user=request.user)
+            # Robust: with the broker down the job is still accepted; the sweeper sends it later.
+            transaction.on_commit(lambda: ingest_job_run.delay(job.pk), robust=True)
             return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         result = ingest.turns_ingest_body(source=source, body=body)
         signals_detect_after_ingest(result)
@@ -53,35 +57,47 @@ class IngestApi(APIView):
 
 
 class IngestJobViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = IngestJob.objects.select_related("source").order_by("-id")
+    """Every job for those who may see all; an ingest service its own only."""
+
     serializer_class = serializers.IngestJobSerializer
+    permission_classes = [Allow(GET=(ALL_INGEST_JOBS, INGEST))]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return IngestJob.objects.none()
+        return selectors.ingest_jobs_visible_to(self.request.user)
 
 
 class TurnViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     queryset = selectors.turn_list()
     serializer_class = serializers.TurnSerializer
     filterset_class = filters.TurnFilter
 
 
 class SessionViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     queryset = selectors.session_list()
     serializer_class = serializers.SessionSerializer
     filterset_class = filters.SessionFilter
 
 
 class EventViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     queryset = selectors.event_list()
     serializer_class = serializers.EventSerializer
     filterset_class = filters.EventFilter
 
 
 class RejectedLineViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=REJECTED_LINES)]
     queryset = selectors.rejected_line_list()
     serializer_class = serializers.RejectedLineSerializer
     filterset_class = filters.RejectedLineFilter
 
 
 class FailureViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [Allow(GET=TURNS)]
     """Turns whose answer failed by what users or agents did (rephrase, override, and by setting
     thumbs-down and escalation), each with its evidence; strongest first (failure_probability)."""
 
@@ -91,6 +107,8 @@ class FailureViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class SignalRatesDailyApi(APIView):
+    permission_classes = [Allow(GET=DASHBOARDS)]
+
     @extend_schema(parameters=[OpenApiParameter("by_model", bool), OpenApiParameter("source", str)],
                    responses={200: dict})
     def get(self, request):

@@ -3,6 +3,7 @@
 A turn's identity is (source, external_id): the id the source system gave it. Ingest is keyed
 on it, so re-reading a log creates nothing new.
 """
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -127,9 +128,13 @@ class IngestJob(Job):
     """One ingest: of a file by the command (runs in its process), or of a spooled API body (a task)."""
 
     task_name = "production.tasks.ingest_job_run"
+    resend_pending = True  # a spooled job is enqueued when created; the command's run "running" at once
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="ingest_jobs")
     origin = models.CharField(max_length=500, help_text="file path, or 'api'")
+    # Who posted it (API); an ingest service token sees only its own jobs.
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     format = models.CharField(max_length=20, default="auto")
     spool_path = models.CharField(max_length=500, blank=True, default="")
     read = models.IntegerField(default=0)

@@ -1,7 +1,7 @@
 """Reads over production data, for the API, the admin, the dashboard and other apps."""
 from django.db.models import Count, Q, QuerySet
 
-from .models import Event, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
 from .signal_definitions import DEFINITION_VERSION, SIGNAL_LABELS, SIGNAL_NAMES  # noqa: F401 (read by other apps)
 
 
@@ -15,6 +15,12 @@ def session_list() -> QuerySet[Session]:
 
 def event_list() -> QuerySet[Event]:
     return Event.objects.select_related("source", "turn").order_by("id")
+
+
+def ingest_jobs_visible_to(user) -> QuerySet[IngestJob]:
+    """All ingest jobs for a user allowed to see them all; otherwise only the user's own."""
+    qs = IngestJob.objects.select_related("source").order_by("-id")
+    return qs if user.has_perm("production.view_ingestjob") else qs.filter(created_by=user)
 
 
 def rejected_line_list() -> QuerySet[RejectedLine]:

@@ -1,10 +1,16 @@
 from rest_framework import serializers
 
+from core.roles import RedactedFieldsMixin
+
 from .models import Event, IngestJob, RejectedLine, Session, Turn
 from .signal_definitions import SIGNAL_NAMES
 
 
-class TurnSerializer(serializers.ModelSerializer):
+class TurnSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
+    # Without production.view_raw_turns, text is redacted and the user id is a pseudonym.
+    # Ids pass the redactor too: an id that is an e-mail address or a phone number is PII.
+    redacted_fields = ("query", "response", "contexts", "metadata", "turn_id", "session_id")
+    pseudonymised_fields = {"user_id": "user"}  # the pseudonym Label Studio shows for the same user
     source = serializers.CharField(source="source.name")
     session_id = serializers.CharField(source="session.external_id")
     turn_id = serializers.CharField(source="external_id")
@@ -15,7 +21,8 @@ class TurnSerializer(serializers.ModelSerializer):
                   "contexts", "model", "response_timestamp", "latency_ms", "metadata"]
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
+    redacted_fields = ("session_id",)
     source = serializers.CharField(source="source.name")
     session_id = serializers.CharField(source="external_id")
     turn_count = serializers.IntegerField(read_only=True)
@@ -25,7 +32,8 @@ class SessionSerializer(serializers.ModelSerializer):
         fields = ["id", "session_id", "source", "first_seen", "last_seen", "turn_count"]
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
+    redacted_fields = ("turn_external_id", "corrected_response", "actor", "reason", "payload")
     source = serializers.CharField(source="source.name")
     attached = serializers.SerializerMethodField()
 
@@ -65,6 +73,8 @@ class IngestSummarySerializer(serializers.Serializer):
 
 
 class FailureSerializer(TurnSerializer):
+    redacted_fields = (*TurnSerializer.redacted_fields, "evidence", "corrected_response")
+
     signals = serializers.SerializerMethodField()
     evidence = serializers.JSONField(source="signals.evidence")
     corrected_response = serializers.CharField(source="signals.corrected_response")

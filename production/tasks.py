@@ -27,4 +27,4 @@ def signals_detect() -> dict:
 def signals_detect_after_ingest(result: "ingest.IngestResult | None") -> None:
     """Chain signal detection after an ingest that stored something (SIGNALS_DETECT_AFTER_INGEST)."""
     if result is not None and settings.SIGNALS_DETECT_AFTER_INGEST and (result.created or result.events):
-        transaction.on_commit(signals_detect.delay)
+        transaction.on_commit(signals_detect.delay, robust=True)  # the beat row catches up if the broker is down

@@ -1,9 +1,9 @@
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import api
 
-router = DefaultRouter()
+router = SimpleRouter()  # no browsable root view: every URL here has its own access rule
 router.register("ingest/jobs", api.IngestJobViewSet, basename="ingest-job")
 router.register("turns", api.TurnViewSet, basename="turn")
 router.register("sessions", api.SessionViewSet, basename="session")

@@ -2,6 +2,8 @@ from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 
+from core.roles import Allow
+
 from . import services
 from .models import Release
 
@@ -22,6 +24,7 @@ class ReleaseListApi(ListAPIView):
 
     queryset = Release.objects.all()
     serializer_class = ReleaseSerializer
+    permission_classes = [Allow(GET="releases.view_release", POST="releases.add_release")]
 
     def post(self, request):
         data = ReleaseSerializer(data=request.data)
@@ -37,6 +40,7 @@ class ReleaseListApi(ListAPIView):
 
 
 class ReleaseDetailApi(RetrieveAPIView):
+    permission_classes = [Allow(GET="releases.view_release")]
     queryset = Release.objects.all()
     serializer_class = ReleaseSerializer
     lookup_field = "name"

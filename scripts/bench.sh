@@ -9,6 +9,8 @@ trap 'scripts/services.sh stop || true' EXIT INT TERM
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
 scripts/services.sh resetdb
+# The benchmarks build and truncate tables of their own: they connect as the owner role.
+export DATABASE_URL_FILE=$DATABASE_MIGRATE_URL_FILE
 unset CELERY_BROKER_URL  # benchmarks time the services themselves, in-process
 "$PY" manage.py migrate --noinput -v0
 OUT=$REPO/benchmarks/out

@@ -5,9 +5,13 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 PY=$REPO/.venv/bin/python
-unset DATABASE_URL CELERY_BROKER_URL
+unset DATABASE_URL DATABASE_URL_FILE CELERY_BROKER_URL
 export DJANGO_SETTINGS_MODULE=evalgap.settings
-mkdir -p .run
+mkdir -p .run/secrets
+# The app refuses to start without a secret key: the demo keeps one of its own in .run/.
+[ -s .run/secrets/django_secret_key ] || "$PY" -c "import secrets; print(secrets.token_urlsafe(64))" \
+  > .run/secrets/django_secret_key
+export DJANGO_SECRET_KEY_FILE=$REPO/.run/secrets/django_secret_key
 
 echo "== Label Studio: installing (first time ~90 s) and starting in the background"
 (scripts/labelstudio.sh install && scripts/labelstudio.sh start) > .run/labelstudio-setup.log 2>&1 &

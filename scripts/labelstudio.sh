@@ -95,7 +95,8 @@ cmd_start() {
       export SENTRY_DSN= FRONTEND_SENTRY_DSN=
       # Generic USERNAME/PASSWORD/PORT are LS fallbacks; don't let the caller's leak in.
       # LS is its own Django project: none of evalgap's settings may leak into it.
-      unset USERNAME PASSWORD PORT LABEL_STUDIO_PORT DJANGO_SETTINGS_MODULE DATABASE_URL CELERY_BROKER_URL
+      unset USERNAME PASSWORD PORT LABEL_STUDIO_PORT DJANGO_SETTINGS_MODULE DATABASE_URL CELERY_BROKER_URL \
+        DATABASE_URL_FILE DATABASE_MIGRATE_URL_FILE DJANGO_SECRET_KEY DJANGO_SECRET_KEY_FILE SECRET_KEY
       exec setsid "$LS_VENV/bin/label-studio" start --no-browser \
         --internal-host "$LS_HOST" --port "$LS_PORT" --data-dir "$LS_DATA" \
         --username "$LS_USERNAME" --password "$LS_PASSWORD" \

@@ -33,9 +33,10 @@ eval "$(scripts/services.sh env)"
 export EVALGAP_TEST_EXISTING_DB=1 DJANGO_SETTINGS_MODULE=evalgap.settings
 export INGEST_SPOOL_DIR=$REPO/.run/spool
 export LABEL_STUDIO_WEBHOOK_SECRET=test-webhook-secret
-# A clean database each run, migrated once; the worker and pytest share it.
+# A clean database each run, migrated once (as the owner role, like compose's migrate service); the
+# worker and pytest share it and connect as the app role, which may only read and write rows.
 scripts/services.sh resetdb
-"$PY" manage.py migrate --noinput -v0
+DATABASE_URL_FILE=$DATABASE_MIGRATE_URL_FILE "$PY" manage.py migrate --noinput -v0
 
 if ! wait "$ls_setup"; then
   cat .run/labelstudio-setup.log >&2
@@ -55,6 +56,11 @@ CHROMIUM_PATH=$(scripts/chromium.sh) || echo "chromium unavailable: browser test
 export CHROMIUM_PATH
 status=0
 "$PY" -m pytest "$@" || status=$?
+# The whole suite (no arguments) goes on with a small run of the fault-injection suite (make faults
+# runs 10 per scenario): one run of each scenario, on the services started here.
+if [ $# -eq 0 ]; then
+  scripts/faults.sh "${FAULT_RUNS_IN_TEST:-1}" || status=$?
+fi
 
 # The same suite on SQLite, what `make demo` and first-time users run: a private in-memory database,
 # tasks run in-process. Left out: tests that need a PostgreSQL feature, Label Studio, the worker,
@@ -63,7 +69,7 @@ if [ "${EVALGAP_TEST_SQLITE:-1}" != 0 ]; then
   echo "--- the suite again on SQLite ---"
   cleanup  # the services are not needed any more: their memory and CPU go to this pass
   sqlite_status=0
-  env -u DATABASE_URL -u EVALGAP_TEST_EXISTING_DB -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND \
+  env -u DATABASE_URL -u DATABASE_URL_FILE -u DATABASE_MIGRATE_URL_FILE -u EVALGAP_TEST_EXISTING_DB -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND \
     -u LABEL_STUDIO_URL -u LABEL_STUDIO_API_KEY \
     "$PY" -m pytest -m "not postgres and not labelstudio and not worker and not browser and not consumers" \
     --timeout 600 "$@" || sqlite_status=$?

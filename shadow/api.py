@@ -1,15 +1,18 @@
 """The shadow API: reports, pairs with their verdicts, runs; start a replay or a judge pass.
-Everyone signed in reads; starting paid work is the same permission for now (IsAuthenticated:
-core/roles.py replaces it when it lands)."""
+Reports and runs are dashboards (core.roles.DASHBOARDS); pairs carry turn text (production.view_turn,
+redacted without production.view_raw_turns); starting paid work needs shadow.add_shadowrun /
+shadow.add_judgerun (the admin role)."""
 
 from django.db import transaction
 from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import DASHBOARDS, TURNS, Allow, RedactedFieldsMixin
 from llm.client import LLMNotConfigured
 
 from . import selectors
@@ -35,8 +38,9 @@ class ReportApi(APIView):
     """GET /api/shadow/releases/<name>/report/?days=7: the shadow report (the command's keys and the
     numbers behind them)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str):
         try:
             return Response(selectors.shadow_report(name, _int(request, "days", 0, 0) or None))
@@ -47,8 +51,9 @@ class ReportApi(APIView):
 class DailyApi(APIView):
     """GET /api/shadow/releases/<name>/daily/?days=30: win rate per day with its interval."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str):
         if selectors._release(name) is None:
             raise Http404(f"no release named {name!r}")
@@ -62,7 +67,9 @@ class VerdictSerializer(serializers.ModelSerializer):
                   "failure_modes_b", "dropped_codes", "attempts", "error", "raw_answer", "cost_usd", "created_at"]
 
 
-class PairSerializer(serializers.ModelSerializer):
+class PairSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
+    # Turn text, the candidate's answer and the judge's words about them: redacted for non-admins.
+    redacted_fields = ("turn_id", "query", "served_answer", "candidate_answer", "verdicts")
     release = serializers.CharField(source="release.name")
     turn_id = serializers.CharField(source="turn.external_id")
     source = serializers.CharField(source="turn.source.name")
@@ -81,7 +88,7 @@ class PairViewSet(viewsets.ReadOnlyModelViewSet):
     """GET /api/shadow/pairs/?release=NAME&outcome=candidate_win|served_win|tie|inconsistent|unjudged"""
 
     serializer_class = PairSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=TURNS)]
 
     def get_queryset(self):
         qs = ShadowPair.objects.select_related("release", "turn__source").prefetch_related("verdicts").order_by("id")
@@ -113,7 +120,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     """GET: replay runs. POST {release, day?, sample?}: start one (202; poll the run)."""
 
     serializer_class = RunSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS, POST="shadow.add_shadowrun")]
     queryset = ShadowRun.objects.select_related("release").order_by("-id")
 
     def create(self, request):
@@ -144,7 +151,7 @@ class JudgeRunViewSet(viewsets.ReadOnlyModelViewSet):
     """GET: judge passes. POST {release?}: judge every unjudged pair (202; poll the run)."""
 
     serializer_class = JudgeRunSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS, POST="shadow.add_judgerun")]
     queryset = JudgeRun.objects.select_related("release").order_by("-id")
 
     def create(self, request):
@@ -167,15 +174,16 @@ class CalibrationSerializer(serializers.ModelSerializer):
 
 class CalibrationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = CalibrationSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
     queryset = JudgeCalibration.objects.order_by("-id")
 
 
 class AuditAgreementApi(APIView):
     """GET /api/shadow/audit/agreement/?release=NAME: judge vs people, month by month."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [Allow(GET=DASHBOARDS)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response(selectors.audit_agreement_by_month(release=request.query_params.get("release") or None))
 

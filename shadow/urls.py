@@ -1,9 +1,9 @@
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from . import api
 
-router = DefaultRouter()
+router = SimpleRouter()  # no browsable root view: every URL here has its own access rule
 router.register("pairs", api.PairViewSet, basename="shadow-pair")
 router.register("runs", api.RunViewSet, basename="shadow-run")
 router.register("judge-runs", api.JudgeRunViewSet, basename="shadow-judge-run")

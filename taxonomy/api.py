@@ -1,20 +1,16 @@
-"""Taxonomy API: everyone signed in reads; only admins (permission taxonomy.govern_taxonomy) change."""
-from rest_framework import permissions, serializers, status
+"""Taxonomy API: every role but ingest reads (annotators see it in Label Studio anyway); only
+taxonomy admins (permission taxonomy.govern_taxonomy) change it."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.roles import TAXONOMY_GOVERN, TAXONOMY_READ, Allow
 
 from . import services
 from .models import Proposal, TaxonomyChange
 from .selectors import current_version, failure_mode_tree, pending_proposals
-
-
-class CanGovernTaxonomy(permissions.BasePermission):
-    message = "only taxonomy admins can change the taxonomy"
-
-    def has_permission(self, request, view):
-        if request.method in permissions.SAFE_METHODS:
-            return bool(request.user and request.user.is_authenticated)
-        return bool(request.user and request.user.has_perm("taxonomy.govern_taxonomy"))
 
 
 class ProposalSerializer(serializers.ModelSerializer):
@@ -27,8 +23,9 @@ class ProposalSerializer(serializers.ModelSerializer):
 
 
 class TaxonomyApi(APIView):
-    permission_classes = [CanGovernTaxonomy]
+    permission_classes = [Allow(GET=TAXONOMY_READ)]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"version": current_version(), "modes": failure_mode_tree(),
                          "pending_proposals": ProposalSerializer(pending_proposals(), many=True).data})
@@ -48,8 +45,9 @@ class ActionSerializer(serializers.Serializer):
 class TaxonomyActionApi(APIView):
     """POST one review action: create, rename, reparent, retire, merge, approve (a proposal), reject."""
 
-    permission_classes = [CanGovernTaxonomy]
+    permission_classes = [Allow(POST=TAXONOMY_GOVERN)]
 
+    @extend_schema(request=ActionSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
         s = ActionSerializer(data=request.data)
         s.is_valid(raise_exception=True)
@@ -72,7 +70,8 @@ class ChangeSerializer(serializers.ModelSerializer):
 
 
 class TaxonomyHistoryApi(APIView):
-    permission_classes = [CanGovernTaxonomy]
+    permission_classes = [Allow(GET=TAXONOMY_READ)]
 
+    @extend_schema(responses={200: ChangeSerializer(many=True)})
     def get(self, request):
         return Response(ChangeSerializer(TaxonomyChange.objects.select_related("version")[:500], many=True).data)

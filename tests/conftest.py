@@ -1,6 +1,34 @@
 import os
+from contextlib import contextmanager
 
 import pytest
+
+
+@contextmanager
+def owner_cursor():
+    """A cursor for a test's own DDL (a trigger it adds and drops). Under make test the tests connect as
+    the app role, which may not create functions or triggers: this cursor is the owner's, on a
+    connection of its own in autocommit (what it creates is visible to the test's transaction).
+    Elsewhere (SQLite) it is the test's own connection."""
+    from django.db import connection
+
+    owner_file = os.environ.get("DATABASE_MIGRATE_URL_FILE")
+    if connection.vendor != "postgresql" or not owner_file:
+        with connection.cursor() as c:
+            yield c
+        return
+    import environ
+    import psycopg2
+
+    cfg = environ.Env.db_url_config(open(owner_file).read().strip())
+    conn = psycopg2.connect(dbname=cfg["NAME"], user=cfg["USER"], password=cfg["PASSWORD"], host=cfg["HOST"],
+                            port=cfg["PORT"])
+    conn.autocommit = True
+    try:
+        with conn.cursor() as c:
+            yield c
+    finally:
+        conn.close()
 
 if os.environ.get("EVALGAP_TEST_EXISTING_DB") == "1":
 
@@ -9,13 +37,53 @@ if os.environ.get("EVALGAP_TEST_EXISTING_DB") == "1":
         """Under `make test` the database is the real Postgres the Celery worker also uses, migrated
         by scripts/test.sh: tests share it with the worker instead of a private test_ copy."""
 
+    def _flush_as_owner():
+        """Tests connect as the app role (DML only, as in production), which may not TRUNCATE. The flush
+        that ends each transactional test is housekeeping, not the app: it runs as the owner role."""
+        import environ
+        from django.core.management.commands import flush
+
+        owner_file = os.environ.get("DATABASE_MIGRATE_URL_FILE")
+        if not owner_file:
+            return
+        owner = environ.Env.db_url_config(open(owner_file).read().strip())
+        handle = flush.Command.handle
+
+        def handle_as_owner(self, **options):
+            from django.db import connections
+
+            conn = connections[options.get("database") or "default"]
+            saved = {k: conn.settings_dict[k] for k in ("USER", "PASSWORD")}
+            conn.close()
+            conn.settings_dict.update(USER=owner["USER"], PASSWORD=owner["PASSWORD"])
+            try:
+                return handle(self, **options)
+            finally:
+                conn.close()
+                conn.settings_dict.update(saved)
+
+        flush.Command.handle = handle_as_owner
+
+    _flush_as_owner()
+
+
+def user_with_role(username: str, role: str, *, password: str | None = None):
+    """A user holding one of core.roles.ROLES (what `manage.py user_add` makes)."""
+    from django.contrib.auth.models import User
+
+    from core.roles import user_role_set
+
+    user = User.objects.create_user(username, password=password)
+    user_role_set(user=user, role=role)
+    return user
+
 
 @pytest.fixture
 def api_user(db):
-    from django.contrib.auth.models import User
+    """An engineer with the admin role and an API token."""
     from rest_framework.authtoken.models import Token
 
-    user = User.objects.create_user("engineer", password="pw-engineer-1")
+    user = user_with_role("engineer", "admin", password="pw-engineer-1")
     token = Token.objects.create(user=user)
     return user, token.key
 
@@ -29,51 +97,39 @@ def api(api_user):
     return client
 
 
-# --- personas: one user per kind of person the permission tests speak of. Plain users here; the
-# roles they hold (core.roles) are attached where those roles are defined.
-
-def _persona(username: str, *perms: str):
-    from django.contrib.auth.models import Permission, User
-
-    user = User.objects.create_user(username, password=f"pw-{username}-1")
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return user
-
+# --- personas: one user per kind of person the permission tests speak of, each holding its role
+# (core.roles), as `manage.py user_add NAME --role ROLE` makes them.
 
 @pytest.fixture
 def admin(db):
-    """Runs the installation: a superuser."""
-    from django.contrib.auth.models import User
-
-    return User.objects.create_superuser("alice-admin", password="pw-alice-admin-1")
+    """Runs the installation: role admin (a superuser)."""
+    return user_with_role("alice-admin", "admin", password="pw-alice-admin-1")
 
 
 @pytest.fixture
 def taxonomy_admin(db):
-    """Governs the failure-mode taxonomy."""
-    return _persona("tara-taxonomy", "taxonomy.govern_taxonomy")
+    """Governs the failure-mode taxonomy: role taxonomy_admin."""
+    return user_with_role("tara-taxonomy", "taxonomy_admin", password="pw-tara-taxonomy-1")
 
 
 @pytest.fixture
 def annotator(db):
-    """Judges answers in Label Studio; reads evalgap's pages."""
-    return _persona("bob-annotator")
+    """Judges answers in Label Studio: role annotator (in evalgap, the taxonomy only)."""
+    return user_with_role("bob-annotator", "annotator", password="pw-bob-annotator-1")
 
 
 @pytest.fixture
 def viewer(db):
-    """Reads dashboards and exports."""
-    return _persona("vera-viewer")
+    """Reads dashboards, redacted turns and frozen exports: role viewer."""
+    return user_with_role("vera-viewer", "viewer", password="pw-vera-viewer-1")
 
 
 @pytest.fixture
 def ingest_service(db):
-    """The log shipper's service account (an API token)."""
+    """The log shipper's service account (an API token): role ingest."""
     from rest_framework.authtoken.models import Token
 
-    user = _persona("ingest-service")
+    user = user_with_role("ingest-service", "ingest")
     Token.objects.create(user=user)
     return user
 

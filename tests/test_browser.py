@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from conftest import user_with_role
 from playwright.sync_api import expect, sync_playwright
 
 from production.selectors import signal_rates_daily
@@ -38,9 +38,7 @@ def chromium_path() -> str:
 @pytest.fixture
 def world(transactional_db, tmp_path, settings):
     settings.LOGIN_URL = "/accounts/login/"
-    admins = Group.objects.create(name="taxonomy admins")
-    admins.permissions.add(Permission.objects.get(codename="govern_taxonomy"))
-    User.objects.create_user(ADMIN, password=PASSWORD).groups.add(admins)
+    user_with_role(ADMIN, "taxonomy_admin", password=PASSWORD)
     FailureMode.objects.get_or_create(code="FORMAT", defaults={"name": "Wrong format"})
     return build_world(tmp_path)
 

@@ -6,7 +6,7 @@ from itertools import count, islice
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from conftest import user_with_role
 from django.core.management import call_command
 from django.test import Client, override_settings
 
@@ -84,9 +84,9 @@ def world(db, tmp_path):
 
 
 @pytest.fixture
-def personas(taxonomy_admin, annotator):
+def personas(taxonomy_admin, annotator, viewer):
     clients = {"outsider": Client()}
-    for name, user in (("admin", taxonomy_admin), ("annotator", annotator)):
+    for name, user in (("admin", taxonomy_admin), ("annotator", annotator), ("viewer", viewer)):
         clients[name] = Client()
         clients[name].force_login(user)
     return clients
@@ -112,7 +112,7 @@ def test_every_page_sends_a_stranger_to_the_login_form(db, url):
 
 
 def test_signing_in_through_the_form_leads_to_the_overview(db):
-    User.objects.create_user("carol", password="pw-carol-1")
+    user_with_role("carol", "viewer", password="pw-carol-1")
     client = Client()
     page = client.get("/accounts/login/")
     assert page.status_code == 200 and b'name="password"' in page.content
@@ -128,7 +128,7 @@ def test_signing_in_through_the_form_leads_to_the_overview(db):
 # --- overview --------------------------------------------------------------------------------------
 
 def test_overview_charts_rates_per_day_and_model_with_the_data(world, personas):
-    response = personas["annotator"].get("/")
+    response = personas["viewer"].get("/")
     assert response.status_code == 200
     html = response.content.decode()
 
@@ -148,7 +148,7 @@ def test_overview_charts_rates_per_day_and_model_with_the_data(world, personas):
 
 
 def test_overview_shows_waiting_candidates_labelling_progress_and_the_pareto(world, personas):
-    html = personas["annotator"].get("/").content.decode()
+    html = personas["viewer"].get("/").content.decode()
 
     # failure candidates not yet pushed for labelling
     waiting = failure_candidates().filter(labelling_item__isnull=True).count()
@@ -167,14 +167,14 @@ def test_overview_shows_waiting_candidates_labelling_progress_and_the_pareto(wor
 
 
 def test_overview_renders_empty_charts_before_any_data(db, personas):
-    html = personas["annotator"].get("/").content.decode()
+    html = personas["viewer"].get("/").content.decode()
     assert 'data-chart="signal-rates-daily"' in html and 'data-points="0"' in html and "No data yet" in html
 
 
 # --- test sets --------------------------------------------------------------------------------------
 
 def test_test_set_pages_show_versions_changelog_coverage_and_downloads(world, personas):
-    client = personas["annotator"]
+    client = personas["viewer"]
     listing = client.get("/testsets/").content.decode()
     assert 'data-testset="production"' in listing
     assert listing.count('<tr class="version"') == 2
@@ -200,7 +200,7 @@ def test_test_set_pages_show_versions_changelog_coverage_and_downloads(world, pe
 
 
 def test_the_download_link_serves_the_frozen_version_as_jsonl(world, personas):
-    client = personas["annotator"]
+    client = personas["viewer"]
     html = client.get("/testsets/production/v2/").content.decode()
     link = re.search(r'href="([^"]+/versions/2/export/jsonl/)"', html).group(1)
     response = client.get(link)

@@ -3,9 +3,9 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
+from conftest import user_with_role
 from evaluation.models import Alarm, OfflineRun
 from evaluation.services.rollup import turn_day_counts_refresh
 from tests.evaluation_helpers import DAY0, frozen_version, release, turns
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def viewer():
     client = Client()
-    client.force_login(User.objects.create_user("viewer-vic", password="pw-vic-1"))
+    client.force_login(user_with_role("viewer-vic", "viewer", password="pw-vic-1"))
     return client
 
 

@@ -7,6 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from conftest import owner_cursor
+
 from production.models import Event, IngestJob, RejectedLine, Turn
 
 GOOD = {"id": "t", "session_id": "s-1", "timestamp": "2026-10-01T09:00:00Z", "query": "q", "response": "r"}
@@ -175,10 +177,12 @@ def test_a_timestamp_offset_postgres_does_not_take_is_stored_as_its_instant(tmp_
 
 
 @pytest.fixture
-def refusing_database(db):
+def refusing_database(transactional_db):
     """A trigger that refuses turns and events whose text says so: a row the contract accepts and the
-    database does not, as a constraint added later or a limit of another database would."""
-    with connection.cursor() as c:
+    database does not, as a constraint added later or a limit of another database would. Added as the
+    owner role (the tests run as the app role, which may not), outside a test transaction: dropping
+    the trigger waits for no one."""
+    with owner_cursor() as c:
         if connection.vendor == "postgresql":
             c.execute("""CREATE FUNCTION evalgap_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
                          BEGIN RAISE EXCEPTION 'refused by a test trigger' USING ERRCODE = 'check_violation'; END $$""")
@@ -196,7 +200,7 @@ def refusing_database(db):
             c.execute("CREATE TRIGGER refuse_shadow BEFORE INSERT ON production_mirroredanswer "
                       "WHEN NEW.response = 'refuse me' BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
     yield
-    with connection.cursor() as c:
+    with owner_cursor() as c:
         c.execute("DROP TRIGGER IF EXISTS refuse_turn" + (" ON production_turn" if connection.vendor == "postgresql"
                                                            else ""))
         c.execute("DROP TRIGGER IF EXISTS refuse_event" + (" ON production_event" if connection.vendor == "postgresql"
@@ -207,7 +211,7 @@ def refusing_database(db):
             c.execute("DROP FUNCTION IF EXISTS evalgap_test_refuse()")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("batch_size", [1000, 3])
 def test_rows_the_database_refuses_are_found_and_rejected_and_the_rest_stored(refusing_database, tmp_path,
                                                                               settings, batch_size):

@@ -73,7 +73,7 @@ def test_the_sweeper_requeues_stuck_jobs_with_a_task_and_fails_the_rest(settings
 
     assert sorted(sent) == sorted([("production.tasks.ingest_job_run", queued.pk),
                                    ("labelling.tasks.batch_push", batch.pk)])
-    assert result["production.IngestJob"] == {"requeued": 1, "failed": 1}
+    assert result["production.IngestJob"] == {"requeued": 1, "failed": 1, "resent": 0}
     statuses = {j.pk: (j.status, j.error) for j in IngestJob.objects.all()}
     assert statuses[queued.pk][0] == "pending"
     assert statuses[worn.pk] == ("failed", "stuck: no heartbeat after 3 attempts")

@@ -2,9 +2,9 @@
 from datetime import date, timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import override_settings
 
+from conftest import user_with_role
 from shadow.models import JudgeCalibration, ShadowRun, ShadowVerdict
 from tests.shadow_helpers import make_pairs, release
 
@@ -35,7 +35,7 @@ def data():
 
 @pytest.fixture
 def signed_in(client):
-    client.force_login(User.objects.create_user("viewer", password="pw-viewer-1"))
+    client.force_login(user_with_role("viewer", "viewer", password="pw-viewer-1"))
     return client
 
 

@@ -6,7 +6,10 @@ Formats (each item carries `source`; generated cases have source = "generated"):
   every field of ``ITEM_FIELDS`` including ``provenance``). These are exactly the bytes the version's
   sha256 covers, so ``sha256(file) == version.sha256``.
 - ``csv``: the same columns; nested fields (contexts, conversation, failure_modes, provenance) as
-  canonical JSON text; UTF-8, RFC 4180 quoting.
+  canonical JSON text; UTF-8, RFC 4180 quoting. A cell a spreadsheet would run as a formula (one that
+  starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: production text is whatever users
+  typed) is written with a leading ``'``, so it shows as text; ``csv_raw=True`` (``export_testset
+  --csv-raw``) writes every cell as it is.
 - ``parquet``: the same columns with an explicit Arrow schema (lists stay lists; provenance, whose keys
   vary by source, is canonical JSON text).
 - ``hf``: a folder that ``datasets.load_from_disk(path)`` reads (the layout ``Dataset.save_to_disk``
@@ -27,10 +30,13 @@ Formats (each item carries `source`; generated cases have source = "generated"):
   one; ``metadata``: key, source, verdict, failure modes, stratum, … (``--filter-metadata source=…``).
 
 Items are read with a database iterator in chunks and written as they come, so memory stays bounded.
+An existing directory at the output path is never deleted or written into: the export is refused.
 """
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -68,24 +74,33 @@ def content_type_and_filename(version: TestSetVersion, fmt: str) -> tuple[str, s
     return content_type, f"{version.testset.name}-v{version.number}{suffix}"
 
 
-def export_version(version: TestSetVersion, fmt: str, path: Path, *, allow_draft: bool = False) -> Path:
+def export_version(version: TestSetVersion, fmt: str, path: Path, *, allow_draft: bool = False,
+                   csv_raw: bool = False) -> Path:
     """Write ``version`` in format ``fmt`` to ``path`` (a file, or for ``hf`` a folder unless ``path``
-    ends in .zip) and return it. The write is atomic: ``path`` appears only when complete.
-    Raises TestSetError for an unknown format or a draft version (a draft can still change)."""
+    ends in .zip) and return it. The write is atomic: ``path`` appears only when complete; an existing
+    file there is replaced, an existing directory is refused (never deleted).
+    Raises TestSetError for an unknown format, a draft version (a draft can still change) or a
+    directory in the way."""
     _check_format(fmt)
     if version.status != TestSetVersion.Status.FROZEN and not allow_draft:
         raise TestSetError(f"version: {version.testset.name} v{version.number} is a draft; freeze it first "
                            f"(an export must be reproducible)")
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise TestSetError(f"output: {path} is an existing directory; an export never deletes or writes into "
+                           f"one (give a new path)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
         if fmt == "hf" and path.suffix == ".zip":
             _write_hf_zip(version, tmp)
+        elif fmt == "csv":
+            _write_csv(version, tmp, raw=csv_raw)
         else:
             WRITERS[fmt](version, tmp)
-        _remove(path)
+        if path.is_symlink() or path.exists():
+            path.unlink()  # a file (or a link), never a directory: refused above
         os.replace(tmp, path)
     finally:
         _remove(tmp)
@@ -120,13 +135,24 @@ def _meta(version: TestSetVersion, item: dict, *extra: str) -> dict:
 
 # -- jsonl / csv -------------------------------------------------------------------------------------
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(functools.partial(f.read, 1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _write_jsonl(version: TestSetVersion, path: Path) -> None:
     from .services.versions import canonical_cache_path
 
     cached = canonical_cache_path(version.sha256) if version.sha256 else None
     if cached is not None and cached.exists():
-        shutil.copyfile(cached, path)  # written at freeze: the same bytes, named by their sha256
-        return
+        # Written at freeze: the same bytes, named by their sha256 — served only if they still hash to it.
+        shutil.copyfile(cached, path)
+        if file_sha256(path) == version.sha256:
+            return
+        cached.unlink(missing_ok=True)
     with open(path, "wb") as f:
         buf = []
         for item in iter_items(version):
@@ -138,7 +164,16 @@ def _write_jsonl(version: TestSetVersion, path: Path) -> None:
             f.write(b"\n".join(buf) + b"\n")
 
 
-def _csv_row(item: dict) -> list:
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell_safe(value: str) -> str:
+    """A cell a spreadsheet would evaluate (=, +, -, @, tab, CR first) gets a leading ' (OWASP's advice
+    for CSV injection): Excel, LibreOffice and Sheets then show the text instead of running it."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _csv_row(item: dict, raw: bool = False) -> list:
     row = []
     for f in ITEM_FIELDS:
         v = item[f]
@@ -146,16 +181,18 @@ def _csv_row(item: dict) -> list:
             v = _dumps(v)
         elif f == "inclusion_probability":
             v = "" if v is None else repr(float(v))
+        elif not raw and isinstance(v, str):
+            v = csv_cell_safe(v)
         row.append(v)
     return row
 
 
-def _write_csv(version: TestSetVersion, path: Path) -> None:
+def _write_csv(version: TestSetVersion, path: Path, raw: bool = False) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\r\n")
         w.writerow(ITEM_FIELDS)
         for item in iter_items(version):
-            w.writerow(_csv_row(item))
+            w.writerow(_csv_row(item, raw))
 
 
 # -- parquet / hf (Arrow, explicit schema) --------------------------------------------------------

@@ -21,4 +21,5 @@ def ci(est):
 
 @register.filter
 def num(value, digits: int = 3):
-    return "—" if value is None else f"{float(value):.{int(digits)}f}"
+    # A missing key renders as "" in a template (string_if_invalid): no number either.
+    return "—" if value in (None, "") else f"{float(value):.{int(digits)}f}"

@@ -3,11 +3,14 @@ Label Studio's annotation id, so any order and any repetition give the same rows
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from core.jobs import TRANSIENT_ERRORS, safe_error
 from taxonomy import services as taxonomy_services
 from taxonomy.selectors import current_version, known_codes, resolve_code
 
@@ -50,8 +53,13 @@ def _item_for(project: LabelStudioProject, task: dict) -> BatchItem:
     return item
 
 
-def annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict, codes: set[str]) -> str:
-    """Store one annotation as Label Studio has it now. Returns 'created', 'updated' or 'unchanged'."""
+def annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict, codes: set[str],
+                      undelete_before=None) -> str:
+    """Store one annotation as Label Studio sent it, unless what is stored is newer (Label Studio's
+    `updated_at`): a replayed or reordered delivery never overwrites a later judgement. Run inside a
+    transaction: the row is locked while compared. A deleted annotation stays deleted, except for a
+    pull whose export (taken at `undelete_before`) still has it after the deletion was recorded.
+    Returns 'created', 'updated', 'unchanged' or 'stale'."""
     item = _item_for(project, task)
     parsed = parse_annotation_result(ann.get("result") or [])
     try:
@@ -62,6 +70,7 @@ def annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict, cod
     completed_by = ann.get("completed_by")
     if isinstance(completed_by, dict):
         completed_by = completed_by.get("email") or completed_by.get("id")
+    updated_at = parse_datetime(ann["updated_at"]) if ann.get("updated_at") else None
     fields = {
         "project": project, "item": item, "ls_task_id": task["id"], "annotator": str(completed_by or ""),
         "verdict": parsed["verdict"] or "",
@@ -70,22 +79,36 @@ def annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict, cod
         "reference_answer": parsed["reference_answer"], "proposed_failure_mode": parsed["proposed_failure_mode"],
         "notes": parsed["notes"], "lead_time": ann.get("lead_time"), "was_cancelled": bool(ann.get("was_cancelled")),
         "ls_created_at": parse_datetime(ann["created_at"]) if ann.get("created_at") else None,
-        "ls_updated_at": parse_datetime(ann["updated_at"]) if ann.get("updated_at") else None,
+        "ls_updated_at": updated_at,
         "result": ann.get("result") or [], "invalid_reason": invalid, "deleted": False, "deleted_at": None,
     }
-    if parsed["proposed_failure_mode"]:
-        taxonomy_services.proposal_submit(text=parsed["proposed_failure_mode"], ref=f"annotation:{ann['id']}")
-    existing = Annotation.objects.filter(ls_annotation_id=ann["id"]).first()
+    existing = Annotation.objects.select_for_update().filter(ls_annotation_id=ann["id"]).first()
     if existing is None:
-        Annotation.objects.create(ls_annotation_id=ann["id"], taxonomy_version=current_version(), **fields)
-        return "created"
+        try:
+            with transaction.atomic():  # a concurrent delivery of the same annotation may create it first
+                Annotation.objects.create(ls_annotation_id=ann["id"], taxonomy_version=current_version(), **fields)
+        except IntegrityError:
+            existing = Annotation.objects.select_for_update().get(ls_annotation_id=ann["id"])
+        else:
+            _proposal(parsed, ann)
+            return "created"
+    if existing.deleted and not (undelete_before and existing.deleted_at and existing.deleted_at < undelete_before):
+        return "unchanged"
+    if existing.ls_updated_at and updated_at and updated_at < existing.ls_updated_at:
+        return "stale"
     if all(getattr(existing, k) == v for k, v in fields.items() if k not in ("project", "item")):
         return "unchanged"
     for k, v in fields.items():
         setattr(existing, k, v)
     existing.taxonomy_version = current_version()
     existing.save()
+    _proposal(parsed, ann)
     return "updated"
+
+
+def _proposal(parsed: dict, ann: dict) -> None:
+    if parsed["proposed_failure_mode"]:
+        taxonomy_services.proposal_submit(text=parsed["proposed_failure_mode"], ref=f"annotation:{ann['id']}")
 
 
 def annotations_mark_deleted(*, ids: list[int]) -> int:
@@ -94,7 +117,12 @@ def annotations_mark_deleted(*, ids: list[int]) -> int:
 
 
 def annotations_pull() -> dict:
-    """Reconcile every project from Label Studio's export: a missed webhook never loses a judgement."""
+    """Reconcile every project from Label Studio's export: a missed webhook never loses a judgement.
+
+    Webhook deliveries still waiting are applied first. An annotation missing from the export is
+    marked deleted only if it was received before the export began (less a grace period): one that a
+    webhook brought in after the snapshot is not in it, and is not deleted."""
+    webhook_deliveries_process_pending()
     client = get_client()
     codes = known_codes()
     result = PullResult()
@@ -105,21 +133,24 @@ def annotations_pull() -> dict:
             for key, n in pairwise_project_pull(client=client, project=project).items():
                 setattr(result, key, getattr(result, key) + n)
             continue
+        snapshot_at = timezone.now()
         tasks = client.export_annotated(project.ls_project_id)
         seen: set[int] = set()
         with transaction.atomic():
             for task in tasks:
                 for ann in task.get("annotations") or []:
                     try:
-                        outcome = annotation_upsert(project=project, task=task, ann=ann, codes=codes)
+                        outcome = annotation_upsert(project=project, task=task, ann=ann, codes=codes,
+                                                    undelete_before=snapshot_at)
                     except UnknownTask:
                         continue
                     seen.add(ann["id"])
                     result.annotations += 1
                     result.created += outcome == "created"
                     result.updated += outcome == "updated"
-            gone = (Annotation.objects.filter(project=project, deleted=False).exclude(ls_annotation_id__in=seen)
-                    .values_list("ls_annotation_id", flat=True))
+            known_before = snapshot_at - timedelta(seconds=settings.LABELLING_PULL_GRACE_SECONDS)
+            gone = (Annotation.objects.filter(project=project, deleted=False, received_at__lt=known_before)
+                    .exclude(ls_annotation_id__in=seen).values_list("ls_annotation_id", flat=True))
             result.deleted += annotations_mark_deleted(ids=list(gone))
     return result.as_dict()
 
@@ -128,38 +159,61 @@ def webhook_delivery_record(*, payload: dict) -> WebhookDelivery:
     return WebhookDelivery.objects.create(action=str(payload.get("action", ""))[:50], payload=payload)
 
 
-def webhook_delivery_process(*, delivery_id: int) -> None:
-    # Claim it: a redelivered task does nothing twice.
-    if not WebhookDelivery.objects.filter(pk=delivery_id, processed_at__isnull=True).update(processed_at=timezone.now()):
-        return
-    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+def webhook_delivery_process(*, delivery_id: int) -> str:
+    """Apply one delivery in one transaction with its `processed_at`: it ends processed (its error
+    recorded if it could not be applied) or, if the database or the worker failed, untouched for the
+    retry. A delivery being processed elsewhere, or already processed, is left alone."""
+    with transaction.atomic():
+        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True)
+                    .filter(pk=delivery_id, processed_at__isnull=True).first())
+        if delivery is None:
+            return "skipped"
+        outcome, error = "", ""
+        try:
+            with transaction.atomic():  # a delivery that fails leaves none of its writes
+                outcome = _apply_delivery(delivery)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as e:  # anything else is recorded on the delivery, never retried blindly
+            outcome, error = "error", safe_error(e)
+        WebhookDelivery.objects.filter(pk=delivery_id).update(processed_at=timezone.now(), error=error)
+        return outcome
+
+
+def _apply_delivery(delivery: WebhookDelivery) -> str:
     payload = delivery.payload
-    try:
-        project_id = (payload.get("project") or {}).get("id")
-        project = LabelStudioProject.objects.filter(ls_project_id=project_id).first()
-        if project is None:
-            raise UnknownTask(f"project {project_id} is not an evalgap project")
-        pairwise = project.kind == LabelStudioProject.Kind.PAIRWISE
-        if delivery.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-            if pairwise:
-                from .pairwise import pairwise_annotation_upsert
+    project_id = (payload.get("project") or {}).get("id")
+    project = LabelStudioProject.objects.filter(ls_project_id=project_id).first()
+    if project is None:
+        raise UnknownTask(f"project {project_id} is not an evalgap project")
+    pairwise = project.kind == LabelStudioProject.Kind.PAIRWISE
+    if delivery.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+        if pairwise:
+            from .pairwise import pairwise_annotation_upsert
 
-                if pairwise_annotation_upsert(project=project, task=payload["task"],
-                                              ann=payload["annotation"]) == "unknown":
-                    raise UnknownTask(f"task {payload['task'].get('id')} is not an evalgap pairwise task")
-            else:
-                annotation_upsert(project=project, task=payload["task"], ann=payload["annotation"],
-                                  codes=known_codes())
-        elif delivery.action == "ANNOTATIONS_DELETED":
-            ids = [a["id"] for a in payload.get("annotations") or []]
-            if pairwise:
-                from .pairwise import pairwise_annotations_mark_deleted
+            outcome = pairwise_annotation_upsert(project=project, task=payload["task"], ann=payload["annotation"])
+            if outcome == "unknown":
+                raise UnknownTask(f"task {payload['task'].get('id')} is not an evalgap pairwise task")
+            return outcome
+        return annotation_upsert(project=project, task=payload["task"], ann=payload["annotation"], codes=known_codes())
+    if delivery.action == "ANNOTATIONS_DELETED":
+        ids = [a["id"] for a in payload.get("annotations") or []]
+        if pairwise:
+            from .pairwise import pairwise_annotations_mark_deleted
 
-                pairwise_annotations_mark_deleted(ids=ids)
-            else:
-                annotations_mark_deleted(ids=ids)
-    except (UnknownTask, KeyError, TypeError) as e:
-        WebhookDelivery.objects.filter(pk=delivery_id).update(error=str(e)[:2000])
+            pairwise_annotations_mark_deleted(ids=ids)
+        else:
+            annotations_mark_deleted(ids=ids)
+        return "deleted"
+    return "ignored"
+
+
+def webhook_deliveries_process_pending() -> int:
+    """Deliveries whose task never ran (broker down, worker lost) are applied now, oldest first."""
+    done = 0
+    for pk in WebhookDelivery.objects.filter(processed_at__isnull=True).order_by("id").values_list("pk", flat=True):
+        done += webhook_delivery_process(delivery_id=pk) != "skipped"
+    return done
 
 
 def annotations_remap_code(*, old: str, new: str) -> int:

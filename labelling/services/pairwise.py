@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -124,9 +124,10 @@ def _task_for(project: LabelStudioProject, task: dict) -> PairwiseTask | None:
     return found
 
 
-def pairwise_annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict) -> str:
-    """Store one pick as Label Studio has it now: 'created', 'updated', 'unchanged' or 'unknown'
-    (a task evalgap did not send)."""
+def pairwise_annotation_upsert(*, project: LabelStudioProject, task: dict, ann: dict, undelete_before=None) -> str:
+    """Store one pick as Label Studio sent it, unless what is stored is newer (its `updated_at`; run in
+    a transaction, the row locked while compared): 'created', 'updated', 'unchanged', 'stale' or
+    'unknown' (a task evalgap did not send). A deleted pick stays deleted."""
     ptask = _task_for(project, task)
     if ptask is None:
         return "unknown"
@@ -144,10 +145,18 @@ def pairwise_annotation_upsert(*, project: LabelStudioProject, task: dict, ann: 
         "ls_updated_at": parse_datetime(ann["updated_at"]) if ann.get("updated_at") else None,
         "deleted": False, "deleted_at": None,
     }
-    existing = PairwiseAnnotation.objects.filter(ls_annotation_id=ann["id"]).first()
+    existing = PairwiseAnnotation.objects.select_for_update().filter(ls_annotation_id=ann["id"]).first()
     if existing is None:
-        PairwiseAnnotation.objects.create(ls_annotation_id=ann["id"], **fields)
-        return "created"
+        try:
+            with transaction.atomic():  # a concurrent delivery of the same pick may create it first
+                PairwiseAnnotation.objects.create(ls_annotation_id=ann["id"], **fields)
+                return "created"
+        except IntegrityError:
+            existing = PairwiseAnnotation.objects.select_for_update().get(ls_annotation_id=ann["id"])
+    if existing.deleted and not (undelete_before and existing.deleted_at and existing.deleted_at < undelete_before):
+        return "unchanged"
+    if existing.ls_updated_at and fields["ls_updated_at"] and fields["ls_updated_at"] < existing.ls_updated_at:
+        return "stale"
     if all(getattr(existing, k) == v for k, v in fields.items()):
         return "unchanged"
     for k, v in fields.items():
@@ -164,19 +173,21 @@ def pairwise_annotations_mark_deleted(*, ids: list[int]) -> int:
 def pairwise_project_pull(*, client, project: LabelStudioProject) -> dict:
     """Reconcile one pairwise project from Label Studio's export (a missed webhook loses nothing)."""
     out = {"annotations": 0, "created": 0, "updated": 0, "deleted": 0}
+    snapshot_at = timezone.now()  # picks received after this may be missing from the export: kept
     tasks = client.export_annotated(project.ls_project_id)
     seen: set[int] = set()
     with transaction.atomic():
         for task in tasks:
             for ann in task.get("annotations") or []:
-                outcome = pairwise_annotation_upsert(project=project, task=task, ann=ann)
+                outcome = pairwise_annotation_upsert(project=project, task=task, ann=ann,
+                                                     undelete_before=snapshot_at)
                 if outcome == "unknown":
                     continue
                 seen.add(ann["id"])
                 out["annotations"] += 1
                 out["created"] += outcome == "created"
                 out["updated"] += outcome == "updated"
-        gone = (PairwiseAnnotation.objects.filter(task__project=project, deleted=False)
+        gone = (PairwiseAnnotation.objects.filter(task__project=project, deleted=False, received_at__lt=snapshot_at)
                 .exclude(ls_annotation_id__in=seen).values_list("ls_annotation_id", flat=True))
         out["deleted"] += pairwise_annotations_mark_deleted(ids=list(gone))
     return out

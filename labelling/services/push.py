@@ -16,8 +16,10 @@ from django.utils import timezone
 from production.models import Turn
 from production.signal_definitions import SIGNAL_DESCRIPTIONS
 
+from core.jobs import TRANSIENT_ERRORS, job_fail, job_finish, job_held, job_progress, job_release
 from core.pii import detect, pseudonym, redact, redact_obj
 
+from ..client import LabelStudioUnavailable
 from ..models import BatchItem, LabellingBatch, TaskLink
 from ..selectors import turns_before
 from .projects import get_client, project_ensure
@@ -130,45 +132,63 @@ def _load_items(ids: list[int]) -> list[BatchItem]:
 
 
 def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
-    """`on_chunk_imported` is a test seam: called after an import, before its links are saved."""
+    """Push the batch's items not yet in Label Studio. Only one push of a batch runs at a time (the
+    batch is a job held for the whole push): a second one, or a redelivered task while the first is
+    alive, returns at once with `skipped`. A finished batch may be pushed again (it then only checks).
+
+    `on_chunk_imported` is a test seam: called after an import, before its links are saved."""
+    with job_held(LabellingBatch, batch_id, statuses=_PUSHABLE) as mine:
+        if not mine:
+            return {"project_id": None, "pushed": 0, "already_present": 0,
+                    "skipped": f"batch {batch_id} is being pushed by another worker"}
+        try:
+            return _push(batch_id, on_chunk_imported)
+        except (LabelStudioUnavailable, *TRANSIENT_ERRORS) as e:
+            job_release(LabellingBatch, batch_id, e)  # pending again: the task retries it with backoff
+            raise
+        except BaseException as e:
+            job_fail(LabellingBatch, batch_id, e)
+            raise
+
+
+_PUSHABLE = (LabellingBatch.Status.PENDING, LabellingBatch.Status.FAILED, LabellingBatch.Status.DONE)
+
+
+def _push(batch_id: int, on_chunk_imported) -> dict:
     batch = LabellingBatch.objects.get(pk=batch_id)
     client = get_client()
     project = project_ensure(client=client, title=batch.project_title or None)
-    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.RUNNING, error="")
-    try:
-        already = TaskLink.objects.filter(item__batch=batch).count()
-        pending = list(BatchItem.objects.filter(batch=batch, task__isnull=True).order_by("id")
-                       .values_list("id", "push_attempted_at"))
-        attempted = [pk for pk, at in pending if at or project.needs_reconcile]
-        if attempted:
-            already += _reconcile(client, project, _load_items(attempted))
-            linked = set(TaskLink.objects.filter(item__in=attempted).values_list("item_id", flat=True))
-            pending = [(pk, at) for pk, at in pending if pk not in linked]
-        ids = [pk for pk, _ in pending]
-        chunk_size = settings.LABELLING_PUSH_CHUNK
-        pushed = 0
-        # One import request in flight on a second thread while this one loads and renders the
-        # next chunk: Label Studio's server time then hides most of ours.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            in_flight = None  # (start, chunk items, future of task ids)
-            # A small first chunk gets Label Studio working sooner; the rest overlap with it.
-            first = min(chunk_size, 500)
-            for start in [0, *range(first, len(ids), chunk_size)] if ids else []:
-                chunk = _load_items(ids[start:start + (first if start == 0 else chunk_size)])
-                histories = turns_before(chunk)
-                payload = [task_payload(i, histories[i.pk]) for i in chunk]
-                BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
-                if in_flight:
-                    pushed += _link(project, *in_flight, on_chunk_imported)
-                in_flight = (start, chunk, pool.submit(client.import_tasks, project.ls_project_id, payload))
+    already = TaskLink.objects.filter(item__batch=batch).count()
+    pending = list(BatchItem.objects.filter(batch=batch, task__isnull=True).order_by("id")
+                   .values_list("id", "push_attempted_at"))
+    attempted = [pk for pk, at in pending if at or project.needs_reconcile]
+    if attempted:
+        already += _reconcile(client, project, _load_items(attempted))
+        linked = set(TaskLink.objects.filter(item__in=attempted).values_list("item_id", flat=True))
+        pending = [(pk, at) for pk, at in pending if pk not in linked]
+    ids = [pk for pk, _ in pending]
+    chunk_size = settings.LABELLING_PUSH_CHUNK
+    pushed = 0
+    # One import request in flight on a second thread while this one loads and renders the
+    # next chunk: Label Studio's server time then hides most of ours.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        in_flight = None  # (start, chunk items, future of task ids)
+        # A small first chunk gets Label Studio working sooner; the rest overlap with it.
+        first = min(chunk_size, 500)
+        for start in [0, *range(first, len(ids), chunk_size)] if ids else []:
+            chunk = _load_items(ids[start:start + (first if start == 0 else chunk_size)])
+            histories = turns_before(chunk)
+            payload = [task_payload(i, histories[i.pk]) for i in chunk]
+            BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
+            job_progress(LabellingBatch, batch_id)
             if in_flight:
                 pushed += _link(project, *in_flight, on_chunk_imported)
-    except BaseException as e:
-        LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.FAILED, error=str(e)[:2000])
-        raise
+            in_flight = (start, chunk, pool.submit(client.import_tasks, project.ls_project_id, payload))
+        if in_flight:
+            pushed += _link(project, *in_flight, on_chunk_imported)
     if project.needs_reconcile:
         type(project).objects.filter(pk=project.pk).update(needs_reconcile=False)
-    LabellingBatch.objects.filter(pk=batch_id).update(status=LabellingBatch.Status.DONE, pushed_at=timezone.now())
+    job_finish(LabellingBatch, batch_id, pushed_at=timezone.now())
     return {"project_id": project.ls_project_id, "pushed": pushed, "already_present": already}
 
 

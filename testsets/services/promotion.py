@@ -12,6 +12,7 @@ A test item keeps the conversation the annotator saw before the query.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import orjson
 from django.db import transaction
@@ -23,6 +24,9 @@ from labelling.vocabulary import CORRECT
 
 from ..models import ITEM_FIELDS, PromotionHold, TestItem, TestSet, TestSetVersion
 from ..selectors import promotion_hold_reason
+
+# Test set names end up in URLs and export file names.
+SLUG = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 def item_key(item: BatchItem) -> str:
@@ -67,6 +71,16 @@ def _item_fields(item: BatchItem, j: Judgement, conversation: list[dict]) -> dic
     return fields
 
 
+def testset_lock(*, name: str, create: bool = False) -> TestSet:
+    """The test set, its row locked until the transaction ends (promote, freeze and a taxonomy merge's
+    remap of drafts all take this lock first, so none of them sees another half done)."""
+    if create:
+        if not SLUG.fullmatch(name or ""):
+            raise ValueError(f"name: {name!r} is not a test set name (letters, digits, - and _)")
+        TestSet.objects.get_or_create(name=name)
+    return TestSet.objects.select_for_update().get(name=name)
+
+
 def draft_for(testset: TestSet) -> TestSetVersion:
     draft = TestSetVersion.objects.filter(testset=testset, status=TestSetVersion.Status.DRAFT).first()
     if draft is None:
@@ -85,8 +99,12 @@ COPY_FIELDS = (*ITEM_FIELDS, "content_sha256")
 
 @transaction.atomic
 def testset_promote(*, name: str = "production") -> dict:
-    """Promote every judged item that meets the rules into the draft; list the others with reasons."""
-    testset, _ = TestSet.objects.get_or_create(name=name)
+    """Promote every judged item that meets the rules into the draft; list the others with reasons.
+
+    The test set row is locked for the whole promotion, as freezing locks it: a promotion waits for a
+    freeze under way and then writes into the next draft, so a frozen version's items are exactly
+    those its sha256 covers."""
+    testset = testset_lock(name=name, create=True)
     draft = draft_for(testset)
     existing = dict(draft.items.values_list("key", "content_sha256"))
     promoted = held = 0

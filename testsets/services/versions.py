@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..models import ITEM_FIELDS, NESTED_FIELDS, TestItem, TestSet, TestSetVersion
 from ..selectors import TestSetError
-from .promotion import canonical
+from .promotion import canonical, testset_lock
 
 CHUNK = 2000
 
@@ -107,7 +107,7 @@ def _hash_and_cache(version: TestSetVersion) -> str:
 @transaction.atomic
 def testset_freeze(*, name: str, note: str = "", user=None) -> TestSetVersion:
     try:
-        testset = TestSet.objects.get(name=name)
+        testset = testset_lock(name=name)  # no promotion writes into the draft while it is hashed
     except TestSet.DoesNotExist:
         raise TestSetError(f"name: no test set {name!r} (promote items into it first)") from None
     draft = (TestSetVersion.objects.select_for_update()

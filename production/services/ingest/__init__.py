@@ -20,7 +20,7 @@ from typing import BinaryIO, Callable, Iterable
 from django.conf import settings
 from django.db import transaction
 
-from core.jobs import job_claim, job_fail, job_finish, job_progress
+from core.jobs import TRANSIENT_ERRORS, job_claim, job_fail, job_finish, job_held, job_progress, job_release
 
 from ...contract import Limits
 from ...models import IngestJob, Source
@@ -118,11 +118,13 @@ def turns_ingest_body(*, source: Source, body: bytes, job: IngestJob | None = No
     return turns_ingest_items(source=source, items=items, origin=f"api:job-{job.pk}" if job else "api", job=job)
 
 
-def ingest_job_spool(*, source: Source, body: bytes) -> IngestJob:
-    """Keep a large API body on disk as a pending job; the caller enqueues `ingest_job_run`."""
+def ingest_job_spool(*, source: Source, body: bytes, user=None) -> IngestJob:
+    """Keep a large API body on disk as a pending job of `user` (an ingest service sees its own jobs);
+    the caller enqueues `ingest_job_run`."""
     spool = Path(settings.INGEST_SPOOL_DIR)
     spool.mkdir(parents=True, exist_ok=True)
-    job = IngestJob.objects.create(source=source, origin="api", format="jsonl")
+    job = IngestJob.objects.create(source=source, origin="api", format="jsonl",
+                                   created_by=user if getattr(user, "pk", None) else None)
     path = spool / f"ingest-{job.pk}.jsonl"
     path.write_bytes(body)
     IngestJob.objects.filter(pk=job.pk).update(spool_path=str(path))
@@ -131,20 +133,26 @@ def ingest_job_spool(*, source: Source, body: bytes) -> IngestJob:
 
 
 def ingest_job_run(*, job_id: int) -> IngestResult | None:
-    """Run a spooled API ingest. A finished job is never run again; one whose worker died is taken over
-    (`core.jobs.job_claim`), which is safe because ingest is keyed on (source, turn id)."""
-    if not job_claim(IngestJob, job_id):
-        return None
-    job = IngestJob.objects.select_related("source").get(pk=job_id)
-    if not job.spool_path:
-        _job_failed(job, "nothing to resume: this ingest ran in a command's process (run the command again)")
-        return None
-    try:
-        result = turns_ingest_body(source=job.source, body=Path(job.spool_path).read_bytes(), job=job)
-    except BaseException as e:
-        _job_failed(job, e)
-        raise
-    _job_done(job, result)
+    """Run a spooled API ingest. A finished job is never run again; one running in a live worker is
+    left to it (`core.jobs.job_held`); one whose worker died is taken over at once and read again from
+    the start of its spool file, which is safe because ingest is keyed on (source, turn id) and rejects
+    on (origin, line). The database or broker unreachable: the job goes back to pending for the retry."""
+    with job_held(IngestJob, job_id) as mine:
+        if not mine:
+            return None
+        job = IngestJob.objects.select_related("source").get(pk=job_id)
+        if not job.spool_path:
+            _job_failed(job, "nothing to resume: this ingest ran in a command's process (run the command again)")
+            return None
+        try:
+            result = turns_ingest_body(source=job.source, body=Path(job.spool_path).read_bytes(), job=job)
+        except TRANSIENT_ERRORS as e:
+            job_release(IngestJob, job_id, e)
+            raise
+        except BaseException as e:
+            _job_failed(job, e)
+            raise
+        _job_done(job, result)
     Path(job.spool_path).unlink(missing_ok=True)
     return result
 

@@ -1,6 +1,6 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from testsets.models import PromotionHold
 from testsets.services.promotion import testset_promote
@@ -17,7 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--show", type=int, default=10, help="held-back items to list")
 
     def handle(self, *args, **opts):
-        result = testset_promote(name=opts["testset"])
+        try:
+            result = testset_promote(name=opts["testset"])
+        except ValueError as e:
+            raise CommandError(f"--testset: {e}") from None
         if not opts["json"]:
             holds = PromotionHold.objects.select_related("item__turn__source").order_by("id")
             for hold in holds[:opts["show"]]:
