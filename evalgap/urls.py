@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/generation/", include("generation.urls")),
     path("api/releases/", include("releases.urls")),
     path("api/shadow/", include("shadow.urls")),
+    path("api/evaluation/", include("evaluation.urls")),
     path("api/", include("production.urls")),
     path("generation/", include("generation.web_urls")),
     path("", include("dashboard.urls")),
