@@ -315,8 +315,11 @@ def score_summary(scores: list[float], clusters: list) -> tuple[float | None, fl
 
 
 def _finish(run_id: int, *, cost: llm.Usage | None = None, **fields) -> None:
-    rows = list(OfflineScore.objects.filter(run_id=run_id).values_list("score", "turn__session_id", "key"))
-    scored = [(s, f"session:{sess}" if sess is not None else f"item:{k}") for s, sess, k in rows if s is not None]
+    # Conversations as the item's provenance names them (source + session), so the interval does
+    # not depend on the turns still being held in production.
+    rows = list(OfflineScore.objects.filter(run_id=run_id)
+                .values_list("score", "item__provenance__source", "item__provenance__session_id", "key"))
+    scored = [(s, f"s:{src}:{sess}" if sess else f"item:{k}") for s, src, sess, k in rows if s is not None]
     score, lo, hi = score_summary([s for s, _ in scored], [c for _, c in scored])
     if cost is not None:
         fields.update(prompt_tokens=cost.prompt_tokens, completion_tokens=cost.completion_tokens,
@@ -370,7 +373,7 @@ def _match_by_content(rows: list[Row], items: list[dict], matched: set[str]) -> 
         if keys:
             out[row.position] = keys.pop(0)
         else:
-            unknown.append(f"row {row.position}: no item with this user_input and reference "
+            unknown.append(f"line {row.position}: no item with this user_input and reference "
                            f"({(row.query or '')[:60]!r})")
     return out, unknown
 
