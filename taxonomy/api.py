@@ -35,18 +35,21 @@ class TaxonomyApi(APIView):
 
 
 class ActionSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(["create", "rename", "reparent", "retire", "merge", "approve", "reject"])
+    action = serializers.ChoiceField(["create", "rename", "reparent", "retire", "merge", "critical", "approve",
+                                      "reject"])
     code = serializers.CharField(required=False, allow_blank=False)
     name = serializers.CharField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     parent = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     into = serializers.CharField(required=False)
     proposal = serializers.IntegerField(required=False)
+    critical = serializers.BooleanField(required=False)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class TaxonomyActionApi(APIView):
-    """POST one review action: create, rename, reparent, retire, merge, approve (a proposal), reject."""
+    """POST one review action: create, rename, reparent, retire, merge, critical (set or clear the
+    flag: `critical` true/false, a reason required), approve (a proposal), reject."""
 
     permission_classes = [CanGovernTaxonomy]
 
@@ -78,6 +81,9 @@ def taxonomy_action(*, user, action: str, reason: str = "", **d) -> dict:
         mode = services.failure_mode_retire(code=d["code"], user=user, reason=reason)
     elif action == "merge":
         mode = services.failure_mode_merge(code=d["code"], into=d["into"], user=user, reason=reason)
+    elif action == "critical":
+        mode = services.failure_mode_set_critical(code=d["code"], critical=bool(d.get("critical", True)), user=user,
+                                                  reason=reason)
     elif action == "approve":
         proposal = _proposal(d["proposal"])
         mode = services.proposal_approve(proposal=proposal, code=d["code"], name=d["name"],
