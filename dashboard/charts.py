@@ -200,7 +200,8 @@ def band_chart(*, chart_id: str, title: str, x: list[str], values: list[float | 
                      f'{escape(percent(v))}</text>')
     every = max(1, math.ceil(len(x) / 8))
     for i, label in enumerate(x):
-        if i % every == 0 or i == len(x) - 1:
+        # The last day is always labelled; the regular label before it is dropped if they would touch.
+        if (i % every == 0 and not (i != len(x) - 1 and len(x) - 1 - i < every)) or i == len(x) - 1:
             parts.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {FONT} '
                          f'fill="#555">{escape(label[5:] if len(label) == 10 else label)}</text>')
     colour = PALETTE[0]

@@ -37,16 +37,21 @@ def shadow_release(request, name: str):
     days = _days_param(request, 0) if request.GET.get("days") else None
     report = shadow.shadow_report(name, days)
     daily = shadow.shadow_daily(name, 30)
+    # The chart starts at the first day with pairs (a new candidate has no month of history).
+    first = next((i for i, d in enumerate(daily) if d["pairs"]), len(daily))
+    daily = daily[first:]
     chart = charts.band_chart(
         chart_id="shadow-win-rate-daily", title=f"{name}: win rate against the served answers per day (ties as half)",
         x=[d["day"] for d in daily], values=[d["win_rate"] for d in daily], lows=[d["ci_low"] for d in daily],
         highs=[d["ci_high"] for d in daily], counts=[d["pairs"] for d in daily], width=1100, height=280)
     rates = []
-    for key, label in (("win_rate", "win rate (ties as half)"), ("decisive_win_rate", "decisive win rate"),
-                       ("tie_rate", "tie rate"), ("inconsistent_rate", "inconsistent rate"),
-                       ("length_controlled_win_rate", "length-controlled win rate")):
-        est = report["intervals"][key]
-        rates.append({"label": label, **est})
+    decisive = report["candidate_wins"] + report["served_wins"]
+    for key, label, n in (("win_rate", "win rate (ties as half)", report["pairs"]),
+                          ("decisive_win_rate", "decisive win rate (ties left out)", decisive),
+                          ("tie_rate", "tie rate", report["pairs"]),
+                          ("inconsistent_rate", "inconsistent rate", report["pairs"]),
+                          ("length_controlled_win_rate", "length-controlled win rate", report["pairs"])):
+        rates.append({"label": label, "n": n, **report["intervals"][key]})
     return render(request, "dashboard/shadow_release.html", {
         "name": name, "report": report, "chart": chart, "daily": daily, "rates": rates,
         "calibrations": list(shadow.calibration_list()[:8]),

@@ -107,7 +107,10 @@ class ShadowPair(models.Model):
 
 
 class JudgeRun(Job):
-    """One `shadow_judge` (or calibration) pass: which judge, what it cost, what it decided."""
+    """One `shadow_judge` pass: which judge, what it cost, what it decided."""
+
+    # A pass cut short (worker lost) is resumed by the sweeper: only the orders still missing are asked.
+    task_name = "shadow.tasks.shadow_judge_execute"
 
     release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.CASCADE, related_name="judge_runs")
     judge_model = models.CharField(max_length=255)

@@ -234,3 +234,32 @@ def test_costs_are_summed_per_verdict(judge):
     judge.responder = lambda body: judgement("tie")
     run_json("shadow_judge")
     assert sum(v.cost_usd for v in ShadowVerdict.objects.all()) == JudgeRun.objects.get().cost_usd == Decimal("0.0056")
+
+
+def test_a_pass_whose_worker_died_is_requeued_and_finishes_only_what_is_missing(judge):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.jobs import jobs_sweep
+    from shadow.services import judge as judge_service
+
+    # given: a pass that answered one order of one pair, then lost its worker
+    _, made = pairs(n_sessions=1)
+    judge.responder = lambda body: judgement("tie")
+    run = judge_service.judge_run_create()
+    ShadowVerdict.objects.create(pair=made[0], run=run, order="candidate_first", judge_model="judge-x",
+                                 prompt_version="judge-v1", verdict="tie", winner="tie", rationale="r")
+    long_ago = timezone.now() - timedelta(hours=2)
+    JudgeRun.objects.filter(pk=run.pk).update(status="running", attempts=1, started_at=long_ago, heartbeat_at=long_ago)
+
+    # when: the sweeper finds it and its task runs again
+    sent = []
+    jobs_sweep(enqueue=lambda name, pk: sent.append((name, pk)))
+    assert (("shadow.tasks.shadow_judge_execute", run.pk)) in sent
+    from shadow.tasks import shadow_judge_execute
+    summary = shadow_judge_execute(run.pk)
+
+    # then: three orders asked (not four), both pairs judged
+    assert summary["judged"] == 2 and len(judge.requests) == 3
+    assert JudgeRun.objects.get(pk=run.pk).status == "done"

@@ -97,6 +97,10 @@ def shadow_judge(*, run_id: int, progress=None) -> JudgeRun:
     if not job_claim(JudgeRun, run_id):
         return JudgeRun.objects.get(pk=run_id)
     run = JudgeRun.objects.get(pk=run_id)
+    if run.judge_model.startswith("humans:"):
+        job_fail(JudgeRun, run_id, "a pass of human picks cannot be resumed by the LLM judge: run "
+                                   "shadow_judge --humans-from PATH again")
+        return JudgeRun.objects.get(pk=run_id)
     try:
         _judge(run, progress)
     except Exception as e:
@@ -276,13 +280,15 @@ def shadow_judge_from_humans(*, path: str | Path, release: str | None = None) ->
             continue
         tally.pairs += 1
         results = {}
+        votes = rec.get("human_votes")
+        votes = ", ".join(f"{k} {v}" for k, v in votes.items()) if isinstance(votes, dict) else rec["human"]
         for order in ORDERS:
             swapped = order == SERVED_FIRST
             shown_first_won = (winner == "first") != swapped
             verdict = "tie" if winner == "tie" else ("A" if shown_first_won else "B")
             results[order] = r = OrderResult(swapped=swapped, verdict=verdict,
                                              rationale=f"human preference from {path.name} (standing in for the "
-                                                       f"judge; votes: {rec.get('human_votes') or rec['human']})",
+                                                       f"judge; votes: {votes})",
                                              raw=json.dumps({"human": rec["human"], "id": rec["id"]}))
             verdicts.append(_verdict_row(run, pair, order, r))
         state = states[pair.pk] = _PairState(pair=pair, case=Case(query=""), results=results)
