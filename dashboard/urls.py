@@ -16,6 +16,7 @@ urlpatterns = [
     path("testsets/<slug:name>/changelog/", views.changelog, name="changelog"),
     path("testsets/<slug:name>/v<int:number>/", views.version_detail, name="version"),
     path("taxonomy/", views.taxonomy, name="taxonomy"),
+    path("correlation/", views.correlation, name="correlation"),
     path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
     path("shadow/", shadow_views.shadow_list, name="shadow"),
     path("shadow/pairs/<int:pk>/", shadow_views.shadow_pair, name="shadow-pair"),

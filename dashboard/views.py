@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from evaluation import selectors as evaluation
 from production import selectors as production
 from taxonomy.api import taxonomy_action as run_taxonomy_action
 from taxonomy.selectors import current_version, failure_mode_tree, pending_proposals
@@ -162,3 +163,34 @@ def taxonomy_action(request):
         messages.success(request, f"{fields['action'].capitalize()}: {done} {target} "
                                   f"(taxonomy v{current_version()}).")
     return redirect(reverse("dashboard:taxonomy"))
+
+
+@login_required
+def correlation(request):
+    """Offline score against production failure rate per release, and whether to trust the signals."""
+    try:
+        last = int(request.GET["last"]) if request.GET.get("last") else None
+    except ValueError:
+        last = None
+    data = evaluation.correlation_data(last=last)
+    plotted = [r for r in data["releases"] if r["offline_score"] is not None and r["production_failure_rate"] is not None]
+    weekly = data["item_level_weekly"]
+    return render(request, "dashboard/correlation.html", {
+        "data": data,
+        "rank": data["rank_correlation"],
+        "unplotted": [r["name"] for r in data["releases"] if r not in plotted],
+        "scatter": charts.scatter_whiskers(
+            chart_id="offline-vs-production", title="Offline score vs production failure rate, per release",
+            points=[(r["name"], r["offline_score"], tuple(r["offline_ci"]), r["production_failure_rate"],
+                     tuple(r["production_ci"])) for r in plotted],
+            x_label="offline score", y_label=f"failure rate, days 1–{data['window_days']}", width=1000,
+            height=380),
+        "weekly_chart": charts.line_chart(
+            chart_id="item-auc-weekly", title="Item-level AUC per week (offline grade of served answers vs "
+                                              "failure flag)", x=[w["week"] for w in weekly],
+            series=[("AUC", [w["auc"] for w in weekly]),
+                    ("trailing 4-week mean", [w["trailing_mean"] for w in weekly])],
+            fmt=lambda v: f"{v:.2f}", width=1000, height=240),
+        "alarms": evaluation.alarm_list(limit=50),
+        "current_alarms": data["alarms"],
+    })

@@ -29,3 +29,13 @@ def alarms_post_pending() -> dict:
     from .services.alarms import alarms_post_pending as post_pending
 
     return post_pending()
+
+
+@shared_task(acks_late=True)
+def correlation_check() -> dict:
+    """Daily: compute the correlation report and store (and post) what it finds."""
+    from . import selectors
+    from .services.alarms import alarms_record
+
+    data = selectors.correlation_data()
+    return {"found": len(data["alarms"]), "new": len(alarms_record(found=data["alarms"]))}

@@ -160,8 +160,8 @@ class _Result:
 
 def _score_one(job: _Job, *, release: Release, generate: bool, budget: llm.Budget) -> _Result:
     usage = llm.Usage()
+    answer = job.answer or ""
     try:
-        answer = job.answer or ""
         if generate:
             reply = llm.chat_text(candidate_endpoint(release),
                                   candidate_messages(system_prompt=release.system_prompt, query=job.query,
@@ -172,7 +172,8 @@ def _score_one(job: _Job, *, release: Release, generate: bool, budget: llm.Budge
                                                                     answer=answer, conversation=job.conversation),
                                  parse_grade, usage=usage, budget=budget)
     except Exception as e:
-        e.usage = usage  # what the item cost before it failed still counts
+        e.usage = usage  # what the item cost before it failed still counts,
+        e.answer = answer  # and an answer that was paid for is kept with the failure
         raise
     return _Result(answer=answer, verdict=grade.verdict, rationale=grade.rationale, usage=usage)
 
@@ -254,7 +255,8 @@ def offline_run_execute(*, run_id: int, progress: Callable[[int, int], None] | N
                     continue
                 if isinstance(res, BaseException):
                     rows.append(OfflineScore(run_id=run_id, key=job.key, item_id=job.item_id, turn_id=job.turn_id,
-                                             answer=job.answer or "", error=_item_error(res),
+                                             answer=getattr(res, "answer", job.answer or ""),
+                                             error=_item_error(res),
                                              cost_usd=usage.cost_usd if usage else 0))
                     continue
                 rows.append(OfflineScore(run_id=run_id, key=job.key, item_id=job.item_id, turn_id=job.turn_id,
