@@ -15,12 +15,12 @@ about a third of the time, so the block test uses Bonferroni intervals (95 % ove
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta, timezone
 
 from core import stats
 from evaluation import selectors as evaluation
 from releases.models import Release
-from releases.selectors import release_serving_span
+from releases.selectors import release_serving_span, release_turn_filter, release_turns
 from shadow import selectors as shadow
 
 from .policy import GateUsageError, Policy
@@ -271,6 +271,16 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
     out["block_confidence"] = 1 - 0.05 / len(names)
     where = f"{start}..{end} ({days} days), {n_c} candidate vs {n_b} baseline turns"
     worse = [r for r in out["metrics"] if r["verdict"] == WORSE]
+    # Turns that count for both releases (same model, no metadata.release) make the two sides the
+    # same traffic: the comparison would pass whatever the candidate does.
+    shared = _shared_turns(candidate, baseline, start, end)
+    out["shared_turns"] = shared
+    if shared:
+        out["verdict"] = INCONCLUSIVE
+        out["reason"] = (f"A/B: {shared} turns in {start}..{end} count for both {candidate.name} and {baseline.name} "
+                         f"(model {candidate.model!r} without metadata.release): the canary's turns must name their "
+                         f"release in metadata.release")
+        return out
     if n_c < policy.min_ab_turns or n_b < policy.min_ab_turns or days < policy.min_ab_days:
         out["verdict"] = INCONCLUSIVE
         out["reason"] = (f"A/B: {where}; needs at least {policy.min_ab_turns} turns each (min_ab_turns) over "
@@ -297,6 +307,13 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
                         f"{pts(margin)} margin (ab_margin)" if d else "no turns to compare")
                      + f"; {where}; not shown non-inferior ({len(open_)} of {len(names)} rates)")
     return out
+
+
+def _shared_turns(candidate: Release, baseline: Release, start, end) -> int:
+    since = datetime.combine(start, time.min, tzinfo=timezone.utc)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    return (release_turns(candidate).filter(release_turn_filter(baseline), timestamp__gte=since, timestamp__lt=until)
+            .count())
 
 
 def _metric_reason(r: dict, margin: float, confidence: float, where: str) -> str:

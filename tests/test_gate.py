@@ -133,6 +133,23 @@ def test_a_canary_whose_rephrase_rate_is_worse_is_blocked(scored, tmp_path):
     assert all(m["verdict"] != "worse" for m in ab["metrics"] if m["name"] != "rephrased")
 
 
+def test_a_canary_on_the_same_model_must_name_its_release_or_it_is_not_evidence(scored, tmp_path):
+    # given: a prompt change on the baseline's own model, its turns not naming a release
+    cand, base, _ = scored
+    cand.model = base.model
+    cand.save()
+    from tests import evaluation_helpers as ev
+    for d in range(3):
+        ev.turns(model=base.model, n=400, day=DAY0 + __import__("datetime").timedelta(days=d), src="shop")
+    # when
+    code, out = decide(tmp_path, accept="ab")
+    # then: both sides would be the same turns: not evidence either way
+    assert (code, out["decision"]) == (3, "insufficient_evidence")
+    ab = out["evidence"]["ab"]
+    assert (ab["verdict"], ab["shared_turns"]) == ("inconclusive", 1200)
+    assert "must name their release in metadata.release" in ab["reason"]
+
+
 def test_fewer_copies_count_as_worse_because_copying_is_good(scored, tmp_path):
     cand, base, _ = scored
     canary(cand, base, days=3, n=400, cand_signals={"copied": 40}, base_signals={"copied": 120})
