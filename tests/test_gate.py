@@ -331,3 +331,20 @@ def test_markdown_for_a_pull_request(scored, tmp_path):
     assert "| A/B (not accepted by the policy) |" not in text  # accept: either takes A/B too
     assert "**Reasons**" in text and "\n1. offline: not worse beyond the margin" in text
     assert f"evalgap gate decision {GateDecision.objects.get().pk}" in text
+
+
+def test_the_readme_policy_example_is_valid_and_is_the_defaults(tmp_path):
+    from pathlib import Path
+
+    from gate.policy import defaults, policy_load
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("# gate-policy.yaml — every key, with its default\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "gate-policy.yaml"
+    path.write_text(block)
+    assert policy_load(path).values == defaults()
+    # and a broken line is reported where it is
+    path.write_text("ab_margin: [0.02\n")
+    from gate.policy import PolicyError
+    with pytest.raises(PolicyError, match=r"not valid YAML at line 2, column 1"):
+        policy_load(path)
