@@ -31,8 +31,19 @@ def policy_file(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def releases():
+SEED_CRITICAL = __import__("importlib").import_module("taxonomy.migrations.0006_seed_critical_modes").seed_critical
+
+
+def critical_taxonomy() -> None:
+    """The migrated taxonomy with its critical modes, also after a transactional test flushed it."""
+    from django.apps import apps as django_apps
+
     taxonomy()
+    SEED_CRITICAL(django_apps, None)
+
+
+def releases():
+    critical_taxonomy()
     base = ev.release("base", model=SERVED_MODEL)
     cand = ev.release("cand", model="cand-model")
     return cand, base

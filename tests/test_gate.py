@@ -348,3 +348,36 @@ def test_the_readme_policy_example_is_valid_and_is_the_defaults(tmp_path):
     from gate.policy import PolicyError
     with pytest.raises(PolicyError, match=r"not valid YAML at line 2, column 1"):
         policy_load(path)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_exits_3_2_as_a_ci_job_sees_it(tmp_path):
+    """The real process: `manage.py release_gate` exit codes as a CI step gets them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.db import connection
+
+    # given: committed data the child process can see (offline scores only)
+    cand, base = releases()
+    v1 = testset()
+    offline_run(cand, v1, 90)
+    offline_run(base, v1, 80)
+    db = connection.settings_dict
+    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/"
+                                         f"{db['NAME']}", "GATE_POLICY_FILE": ""}
+    manage = [sys.executable, str(Path(__file__).resolve().parent.parent / "manage.py"), "release_gate",
+              "--candidate", "cand", "--baseline", "base"]
+
+    # when / then: offline alone -> 3, the JSON on stdout
+    done = subprocess.run([*manage, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout)["decision"] == "insufficient_evidence"
+    # a bad policy -> 2, the key named on stderr, nothing recorded
+    bad = tmp_path / "p.yaml"
+    bad.write_text("ab_margn: 0.02\n")
+    done = subprocess.run([*manage, "--policy", str(bad)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "ab_margn: unknown key" in done.stderr
+    assert GateDecision.objects.count() == 1

@@ -10,6 +10,16 @@ from taxonomy.selectors import critical_modes, current_version, failure_mode_tre
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def migrated_taxonomy():
+    """The taxonomy as the migrations leave it; a transactional test earlier in the run may have
+    flushed it, then the migrations' own seed functions put it back."""
+    from tests.gate_helpers import critical_taxonomy
+
+    if not FailureMode.objects.exists():
+        critical_taxonomy()
+
+
 def test_migrations_seed_hallucination_and_unsafe_as_critical_with_their_audit_rows():
     assert set(FailureMode.objects.filter(critical=True).values_list("code", flat=True)) == {
         "FAITHFULNESS.HALLUCINATION", "SAFETY"}
