@@ -12,6 +12,7 @@ from releases.selectors import release_get
 from . import selectors
 from .models import OfflineRun
 from .services import offline
+from .services.rollup import turn_day_counts_refresh
 
 
 def run_json(run: OfflineRun) -> dict:
@@ -30,6 +31,7 @@ class CorrelationReportView(APIView):
             last = int(request.query_params["last"]) if "last" in request.query_params else None
         except ValueError:
             return Response({"last": "an integer"}, status=status.HTTP_400_BAD_REQUEST)
+        turn_day_counts_refresh()
         return Response(selectors.correlation_report(last=last))
 
 

@@ -8,7 +8,7 @@ each, so a release's score can be recomputed, compared item by item, and matched
 from django.db import models
 
 from core.jobs import Job
-from production.models import Turn
+from production.models import Source, Turn
 from releases.models import Release
 from testsets.models import TestItem, TestSetVersion
 
@@ -109,3 +109,38 @@ class Alarm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail[:80]}"
+
+
+class TurnDayCount(models.Model):
+    """Turns and their signal flags counted per (release key, source, day): a rollup of
+    production.Turn + TurnSignals, kept current by evaluation.services.rollup (a turn's release key
+    is its metadata.release when it names one, else its model; releases are mapped at read time).
+
+    Production quality per release reads these few rows instead of joining a million turns to their
+    signals on every report. Flags are counted by name, so new signals need no migration here."""
+
+    named = models.BooleanField(help_text="key is the turn's metadata.release (else its model)")
+    key = models.CharField(max_length=255)
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(help_text="UTC")
+    turns = models.PositiveIntegerField(default=0)
+    detected = models.PositiveIntegerField(default=0, help_text="turns whose signals were detected")
+    failure_candidate = models.PositiveIntegerField(default=0)
+    flags = models.JSONField(default=dict, help_text="signal name -> turns carrying it")
+    failure_probability_sum = models.FloatField(default=0)
+    failure_probability_n = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["named", "key", "source", "day"], name="turndaycount_uniq")]
+        indexes = [models.Index(fields=["day"])]
+
+
+class RollupState(models.Model):
+    """One row: how far TurnDayCount is current (signals detected up to `detected_mark`)."""
+
+    detected_mark = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    days_recomputed = models.PositiveIntegerField(default=0, help_text="by the last refresh")
+    # Postgres: inserts + updates + deletes on production_turnsignals when last refreshed; unchanged
+    # means nothing was detected since, and the refresh skips its scan.
+    changes_seen = models.BigIntegerField(null=True, blank=True)

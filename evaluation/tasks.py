@@ -36,6 +36,15 @@ def correlation_check() -> dict:
     """Daily: compute the correlation report and store (and post) what it finds."""
     from . import selectors
     from .services.alarms import alarms_record
+    from .services.rollup import turn_day_counts_refresh as refresh
 
+    refresh()
     data = selectors.correlation_data()
     return {"found": len(data["alarms"]), "new": len(alarms_record(found=data["alarms"]))}
+
+
+@shared_task(acks_late=True)
+def turn_day_counts_refresh() -> dict:
+    from .services.rollup import turn_day_counts_refresh as refresh
+
+    return refresh()

@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.utils import timezone
 from scipy import stats as scipy_stats
 
 from evaluation import selectors
-from evaluation.models import Alarm, OfflineRun, OfflineScore
+from evaluation.models import Alarm, OfflineRun, OfflineScore, TurnDayCount
+from evaluation.services.rollup import turn_day_counts_refresh
 from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
 from production.models import SIGNAL_NAMES, TurnSignals
 from testsets.models import Resolution, TestItem
@@ -71,11 +73,31 @@ def test_many_releases_in_one_pass_agree_with_one_at_a_time():
     for i in range(3):
         turns(model=f"m{i}", n=20 + i, failures=i, day=DAY0 + timedelta(days=i))
         turns(model=f"m{i}", n=7, failures=7, day=DAY0 + timedelta(days=i + 7))  # outside each window
+    turn_day_counts_refresh()
     many = selectors.production_rates_many(rels)
     for r in rels:
         one = selectors.production_rates(r)
         assert {k: many[r.name][k] for k in ("start", "end", "detected", "failure_candidate", "signals")} == \
                {k: one[k] for k in ("start", "end", "detected", "failure_candidate", "signals")}
+
+
+def test_the_rollup_recomputes_only_the_days_whose_signals_changed():
+    a = release("A", model="m-a")
+    turns(model="m-a", n=10, failures=1, day=DAY0)
+    later = turns(model="m-a", n=10, failures=2, day=DAY0 + timedelta(days=2))
+    TurnSignals.objects.update(detected_at=timezone.now() - timedelta(days=1))  # detected yesterday
+    assert turn_day_counts_refresh() == {"days": 2, "full": True}
+    assert turn_day_counts_refresh() == {"days": 0, "full": False}
+    # detection runs again for the later day's session (its rows get a new detected_at), and new
+    # turns of another day are ingested and detected
+    TurnSignals.objects.filter(turn__in=later[:5]).update(failure_candidate=True, detected_at=timezone.now())
+    turns(model="m-a", n=4, failures=4, day=DAY0 + timedelta(days=3))
+    assert turn_day_counts_refresh() == {"days": 2, "full": False}
+    row = TurnDayCount.objects.get(day=DAY0 + timedelta(days=2))
+    assert (row.named, row.key, row.detected, row.failure_candidate) == (False, "m-a", 10, 5)
+    many = selectors.production_rates_many([a])["A"]
+    assert many["failure_candidate"]["rate"] == pytest.approx((1 + 5 + 4) / 24)
+    assert many == {**selectors.production_rates(a), "release": "A"}
 
 
 # --- the report ----------------------------------------------------------------------------------

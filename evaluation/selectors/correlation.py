@@ -22,7 +22,7 @@ from core import stats
 from releases.models import Release
 
 from ..models import OfflineRun, OfflineScore
-from .rates import FAILURE, _release_counts_many, common_mix, rates_from_counts, window_of
+from .rates import FAILURE, _release_counts_many, common_mix, rates_from_counts, rollup_state, window_of
 from .validity import signal_validity, signal_validity_rows
 
 
@@ -254,6 +254,7 @@ def correlation_data(*, last: int | None = None, testset: str | None = None, ver
         "window_days": settings.CORRELATION_WINDOW_DAYS,
         "min_releases": settings.CORRELATION_MIN_RELEASES,
         "last": last,
+        "counts_as_of": rollup_state()["refreshed_at"],
     }
 
 

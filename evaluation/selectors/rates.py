@@ -2,8 +2,9 @@
 release served in a window of days, with Wilson intervals, crude and standardised to a reference
 mix of sources.
 
-Turns are counted per (release, source, day) in one grouped query over turns and their signals;
-windows and mixes are then sums over those few rows. Rates are over the turns whose signals have
+Turns are counted per (release, source, day): for one release and explicit days, by a grouped
+query over its turns in those days; for all releases at once (the correlation), from the
+TurnDayCount rollup. Windows and mixes are then sums over those few rows. Rates are over the turns whose signals have
 been detected (`detected`): a turn not yet analysed has no flags, and counting it as unflagged
 would bias every rate down.
 """
@@ -13,12 +14,11 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
-from django.db.models import BooleanField, Case, Count, Q, Sum, Value, When
-from django.db.models.fields.json import KT
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
 from core import stats
-from production.models import SIGNAL_NAMES, Source, Turn, TurnSignals
+from production.models import SIGNAL_NAMES, Source, TurnSignals
 from releases.models import Release
 from releases.selectors import release_turns
 
@@ -69,28 +69,40 @@ Counts = dict  # {(source_id, day): {field: n}}
 
 
 def _release_counts_many(releases: list[Release]) -> dict[int, Counts]:
-    """(source, day) counts for each release, from ONE grouped pass over the turns: a turn names its
-    release in metadata.release, else belongs to every release of its model (releases.selectors)."""
+    """(source, day) counts for each release, from the TurnDayCount rollup (current as of its last
+    refresh: evaluation.services.rollup): a turn names its release in metadata.release, else belongs
+    to every release of its model (as releases.selectors.release_turn_filter says)."""
+    from ..models import TurnDayCount
+
     by_name = {r.name: r.pk for r in releases}
     by_model: dict[str, list[int]] = defaultdict(list)
     for r in releases:
         by_model[r.model].append(r.pk)
-    rows = (Turn.objects.filter(timestamp__isnull=False)
-            .annotate(day=_day(), rel=KT("metadata__release"),
-                      named=Case(When(metadata__has_key="release", then=Value(True)), default=Value(False),
-                                 output_field=BooleanField()))
-            .values("named", "rel", "model", "source_id", "day")
-            .annotate(**_aggregates()).order_by())
+    wanted = Q(named=True, key__in=list(by_name)) | Q(named=False, key__in=list(by_model))
     fields = _counted_fields()
     out: dict[int, Counts] = defaultdict(dict)
-    for row in rows:
-        targets = ([by_name[row["rel"]]] if row["rel"] in by_name else []) if row["named"] \
-            else by_model.get(row["model"], [])
+    for row in TurnDayCount.objects.filter(wanted).values(
+            "named", "key", "source_id", "day", "turns", "detected", "failure_candidate", "flags",
+            "failure_probability_sum", "failure_probability_n").iterator(chunk_size=5000):
+        flat = {"turns": row["turns"], "detected": row["detected"], FAILURE: row["failure_candidate"],
+                **{name: (row["flags"] or {}).get(name, 0) for name in signal_names()},
+                "failure_probability_sum": row["failure_probability_sum"],
+                "failure_probability_n": row["failure_probability_n"]}
+        targets = [by_name[row["key"]]] if row["named"] else by_model.get(row["key"], [])
         for pk in targets:
-            cell = out[pk].setdefault((row["source_id"], _as_date(row["day"])), dict.fromkeys(fields, 0))
+            cell = out[pk].setdefault((row["source_id"], row["day"]), dict.fromkeys(fields, 0))
             for f in fields:
-                cell[f] += row[f] or 0
+                cell[f] += flat[f] or 0
     return out
+
+
+def rollup_state() -> dict:
+    """When the counts production_rates_many and the correlation read were last brought up to date."""
+    from ..models import RollupState
+
+    state = RollupState.objects.filter(pk=1).first()
+    return {"refreshed_at": state.refreshed_at if state else None,
+            "detected_mark": state.detected_mark if state else None}
 
 
 def _release_counts(release: Release, start: date | None, end: date | None) -> Counts:
@@ -204,7 +216,8 @@ def production_rates(release: Release, *, start: date | str | None = None, end: 
 
 def production_rates_many(releases: list[Release], *, window_days: int | None = None,
                           reference_mix: dict[str, float] | str | None = None) -> dict[str, dict]:
-    """production_rates for several releases, each over its own post-release window, from one pass.
+    """production_rates for several releases, each over its own post-release window, from the
+    TurnDayCount rollup (refresh it first: evaluation.services.rollup.turn_day_counts_refresh).
 
     reference_mix "common" (the correlation report's choice): the pooled source mix over the
     sources every release served in its window, so each release's rate is read at the same mix.

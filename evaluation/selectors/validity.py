@@ -15,7 +15,6 @@ import numpy as np
 
 from core import stats
 from labelling.models import Annotation, BatchItem
-from production.models import TurnSignals
 from testsets.models import Resolution
 
 from .rates import FAILURE, has_failure_probability, signal_names
@@ -44,21 +43,31 @@ def labelled_items() -> dict:
     y (incorrect: 1 / 0.5 / 0), w (1 / inclusion probability), one 0/1 array per flag, and the
     failure probability where recorded. Generated cases (not production samples) are left out."""
     verdicts = human_verdicts()
-    items = (BatchItem.objects.filter(id__in=list(verdicts)).exclude(stratum=BatchItem.Stratum.GENERATED)
-             .values_list("id", "turn_id", "inclusion_probability"))
-    item_of_turn = {turn_id: (item_id, p) for item_id, turn_id, p in items}
     flags = (FAILURE, *signal_names())
-    cols = ["turn_id", *flags] + (["failure_probability"] if has_failure_probability() else [])
-    rows = []
-    turn_ids = list(item_of_turn)
-    for start in range(0, len(turn_ids), 10000):
-        rows += list(TurnSignals.objects.filter(turn_id__in=turn_ids[start:start + 10000]).values_list(*cols))
-    out = {"y": np.array([INCORRECT[verdicts[item_of_turn[r[0]][0]]] for r in rows], dtype=float),
-           "w": np.array([1.0 / max(item_of_turn[r[0]][1] or 1.0, 1e-9) for r in rows], dtype=float),
-           "flags": {f: np.array([bool(r[i + 1]) for r in rows], dtype=float) for i, f in enumerate(flags)},
-           "labelled": len(verdicts), "undetected": len(item_of_turn) - len(rows)}
-    if has_failure_probability():
-        out["failure_probability"] = [r[-1] for r in rows]
+    extra = ["turn__signals__failure_probability"] if has_failure_probability() else []
+    # One join over the batch items (no id list sent back): the items without a verdict are few.
+    rows = (BatchItem.objects.exclude(stratum=BatchItem.Stratum.GENERATED)
+            .values_list("id", "inclusion_probability", "turn__signals__turn_id",
+                         *(f"turn__signals__{f}" for f in flags), *extra))
+    y, w, cols, probs, undetected = [], [], [[] for _ in flags], [], 0
+    for row in rows.iterator(chunk_size=10000):
+        verdict = verdicts.get(row[0])
+        if verdict is None:
+            continue
+        if row[2] is None:
+            undetected += 1  # labelled, but its signals were never detected
+            continue
+        y.append(INCORRECT[verdict])
+        w.append(1.0 / max(row[1] or 1.0, 1e-9))
+        for i in range(len(flags)):
+            cols[i].append(bool(row[3 + i]))
+        if extra:
+            probs.append(row[-1])
+    out = {"y": np.array(y, dtype=float), "w": np.array(w, dtype=float),
+           "flags": {f: np.array(cols[i], dtype=float) for i, f in enumerate(flags)},
+           "labelled": len(verdicts), "undetected": undetected}
+    if extra:
+        out["failure_probability"] = probs
     return out
 
 

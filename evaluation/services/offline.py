@@ -28,7 +28,7 @@ from testsets.models import TestItem, TestSetVersion
 from testsets.services.versions import TestSetError, version_get
 
 from ..grader import VERDICT_SCORES, candidate_messages, grader_messages, parse_grade
-from ..importers import ImportFormatError, Row, read_rows
+from ..importers import Row, read_rows
 from ..models import OfflineRun, OfflineScore
 
 logger = logging.getLogger(__name__)

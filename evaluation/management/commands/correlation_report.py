@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from evaluation import selectors
 from evaluation.services.alarms import alarms_record
+from evaluation.services.rollup import turn_day_counts_refresh
 
 
 def _pct(v):
@@ -33,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **opts):
+        turn_day_counts_refresh()  # days whose signals changed since the last refresh
         data = selectors.correlation_data(last=opts["last"], testset=opts["testset"], version=opts["version"])
         new = alarms_record(found=data["alarms"])
         report = selectors.report_json(data)
