@@ -2,6 +2,7 @@
 pairs and a canary's served turns built in the database; the decision recorded with who asked,
 the policy's hash and the evidence."""
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError
@@ -140,7 +141,7 @@ def test_a_canary_on_the_same_model_must_name_its_release_or_it_is_not_evidence(
     cand.save()
     from tests import evaluation_helpers as ev
     for d in range(3):
-        ev.turns(model=base.model, n=400, day=DAY0 + __import__("datetime").timedelta(days=d), src="shop")
+        ev.turns(model=base.model, n=400, day=DAY0 + timedelta(days=d), src="shop")
     # when
     code, out = decide(tmp_path, accept="ab")
     # then: both sides would be the same turns: not evidence either way
@@ -274,7 +275,6 @@ def test_unknown_release_and_missing_test_set_are_usage_errors(scored, tmp_path)
     with pytest.raises(CommandError, match="testset: no test set named 'other'") as e:
         gate("--candidate", "cand", "--baseline", "base", "--testset", "other")
     assert e.value.returncode == 2
-    from tests import evaluation_helpers as ev
     from testsets.models import TestSet
     TestSet.objects.create(name="drafts-only")
     with pytest.raises(CommandError, match="testset: drafts-only has no frozen version") as e:
