@@ -1,6 +1,7 @@
 """The gate API: POST /api/gate/ asks for a decision (recorded, like the command's); the decisions
 are listed per release and read one by one, with the evidence behind each. Reading needs a signed-in
 user; asking needs the permission gate.ask_gate."""
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView
@@ -40,6 +41,16 @@ class AskSerializer(serializers.Serializer):
     policy = serializers.JSONField(required=False, help_text="policy keys over the server's policy (a mapping)")
 
 
+class GateAnswerSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(["ship", "block", "insufficient_evidence"])
+    reasons = serializers.ListField(child=serializers.CharField())
+    evidence = serializers.JSONField(help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […]}')
+    id = serializers.IntegerField()
+    exit_code = serializers.IntegerField(help_text="what release_gate exits with: 0 ship, 1 block, 3 insufficient")
+    policy_sha256 = serializers.CharField()
+    markdown = serializers.CharField(help_text="the decision rendered for a pull request or a job summary")
+
+
 class DecisionSerializer(serializers.ModelSerializer):
     candidate = serializers.CharField(source="candidate.name")
     baseline = serializers.CharField(source="baseline.name")
@@ -64,6 +75,7 @@ class GateApi(APIView):
 
     permission_classes = [CanAskGate]
 
+    @extend_schema(request=AskSerializer, responses={200: GateAnswerSerializer})
     def post(self, request):
         s = AskSerializer(data=request.data)
         s.is_valid(raise_exception=True)
@@ -94,6 +106,7 @@ class DecisionListApi(ListAPIView):
 class DecisionDetailApi(APIView):
     permission_classes = [CanAskGate]
 
+    @extend_schema(responses={200: DecisionSerializer})
     def get(self, request, pk: int):
         decision = selectors.decision_get(pk=pk)
         if decision is None:
