@@ -49,8 +49,8 @@ INSTALLED_APPS = [
     "labelling",
     "testsets",
     "generation",
-    "shadow",
     "evaluation",
+    "shadow",
     "gate",
     "dashboard",
 ]
@@ -212,6 +212,34 @@ GENERATION_REVIEW_PROJECT_TITLE = env.str("GENERATION_REVIEW_PROJECT_TITLE", def
 GENERATION_PRICE_PER_1K_PROMPT_TOKENS = env.float("GENERATION_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
 GENERATION_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GENERATION_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
 
+# --- Offline scores and offline <-> production correlation (evaluation app)
+# The grader compares a release's answer with a test item's reference answer (temperature 0).
+# Its own endpoint, else OPENAI_BASE_URL / OPENAI_API_KEY. No default model: pick a grader from
+# another model family than the releases it grades (self-preference bias).
+GRADER_BASE_URL = env.str("GRADER_BASE_URL", default="")
+GRADER_API_KEY = secret("GRADER_API_KEY")
+GRADER_MODEL = env.str("GRADER_MODEL", default="")
+GRADER_PRICE_PER_1K_PROMPT_TOKENS = env.float("GRADER_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+GRADER_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GRADER_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+# Items answered and graded at once, and the spending cap of one offline run (candidate + grader).
+OFFLINE_CONCURRENCY = env.int("OFFLINE_CONCURRENCY", default=4)
+OFFLINE_MAX_USD = env.float("OFFLINE_MAX_USD", default=5.0)
+# Production quality of a release: its turns on the first N days it served (same post-release
+# window for every release, so seasonality and novelty effects compare like with like).
+CORRELATION_WINDOW_DAYS = env.int("CORRELATION_WINDOW_DAYS", default=7)
+# Releases in the rolling rank correlation, and the fewest for which a number is given at all.
+CORRELATION_LAST_K = env.int("CORRELATION_LAST_K", default=12)
+CORRELATION_MIN_RELEASES = env.int("CORRELATION_MIN_RELEASES", default=8)
+# Item level: a week's AUC needs this many graded served answers (and both outcomes among them).
+CORRELATION_ITEM_MIN_PER_WEEK = env.int("CORRELATION_ITEM_MIN_PER_WEEK", default=20)
+CORRELATION_AUC_DROP = env.float("CORRELATION_AUC_DROP", default=0.05)
+CORRELATION_AUC_FLOOR = env.float("CORRELATION_AUC_FLOOR", default=0.6)
+# Alarms are posted as JSON to this URL (Slack-compatible "text" field); empty: stored and shown only.
+ALARM_WEBHOOK_URL = env.str("ALARM_WEBHOOK_URL", default="")
+ALARM_POST_ATTEMPTS = env.int("ALARM_POST_ATTEMPTS", default=3)  # per try; the beat task tries again later
+ALARM_POST_BACKOFF_SECONDS = env.float("ALARM_POST_BACKOFF_SECONDS", default=2.0)
+ALARM_POST_TIMEOUT_SECONDS = env.float("ALARM_POST_TIMEOUT_SECONDS", default=10.0)
+
 # --- The pairwise judge (shadow evaluation, judge calibration). Its own endpoint and key, else the
 # OPENAI_* ones; a judge from another model family than either side is the documented advice.
 JUDGE_BASE_URL = env.str("JUDGE_BASE_URL", default="")
@@ -245,34 +273,6 @@ SHADOW_REPORT_DAYS = env.int("SHADOW_REPORT_DAYS", default=7)
 # The monthly human audit of the judge: judged pairs sent to Label Studio as pairwise tasks.
 SHADOW_AUDIT_SAMPLE = env.int("SHADOW_AUDIT_SAMPLE", default=50)
 SHADOW_AUDIT_PROJECT_TITLE = env.str("SHADOW_AUDIT_PROJECT_TITLE", default="evalgap: shadow pairwise audit")
-
-# --- Offline scores and offline <-> production correlation (evaluation app)
-# The grader compares a release's answer with a test item's reference answer (temperature 0).
-# Its own endpoint, else OPENAI_BASE_URL / OPENAI_API_KEY. No default model: pick a grader from
-# another model family than the releases it grades (self-preference bias).
-GRADER_BASE_URL = env.str("GRADER_BASE_URL", default="")
-GRADER_API_KEY = secret("GRADER_API_KEY")
-GRADER_MODEL = env.str("GRADER_MODEL", default="")
-GRADER_PRICE_PER_1K_PROMPT_TOKENS = env.float("GRADER_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
-GRADER_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GRADER_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
-# Items answered and graded at once, and the spending cap of one offline run (candidate + grader).
-OFFLINE_CONCURRENCY = env.int("OFFLINE_CONCURRENCY", default=4)
-OFFLINE_MAX_USD = env.float("OFFLINE_MAX_USD", default=5.0)
-# Production quality of a release: its turns on the first N days it served (same post-release
-# window for every release, so seasonality and novelty effects compare like with like).
-CORRELATION_WINDOW_DAYS = env.int("CORRELATION_WINDOW_DAYS", default=7)
-# Releases in the rolling rank correlation, and the fewest for which a number is given at all.
-CORRELATION_LAST_K = env.int("CORRELATION_LAST_K", default=12)
-CORRELATION_MIN_RELEASES = env.int("CORRELATION_MIN_RELEASES", default=8)
-# Item level: a week's AUC needs this many graded served answers (and both outcomes among them).
-CORRELATION_ITEM_MIN_PER_WEEK = env.int("CORRELATION_ITEM_MIN_PER_WEEK", default=20)
-CORRELATION_AUC_DROP = env.float("CORRELATION_AUC_DROP", default=0.05)
-CORRELATION_AUC_FLOOR = env.float("CORRELATION_AUC_FLOOR", default=0.6)
-# Alarms are posted as JSON to this URL (Slack-compatible "text" field); empty: stored and shown only.
-ALARM_WEBHOOK_URL = env.str("ALARM_WEBHOOK_URL", default="")
-ALARM_POST_ATTEMPTS = env.int("ALARM_POST_ATTEMPTS", default=3)  # per try; the beat task tries again later
-ALARM_POST_BACKOFF_SECONDS = env.float("ALARM_POST_BACKOFF_SECONDS", default=2.0)
-ALARM_POST_TIMEOUT_SECONDS = env.float("ALARM_POST_TIMEOUT_SECONDS", default=10.0)
 
 # --- The release gate (gate app): ship / block / insufficient_evidence for a candidate release.
 # These are the policy's defaults; a YAML file (GATE_POLICY_FILE, or release_gate --policy) overrides

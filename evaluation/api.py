@@ -1,6 +1,8 @@
 """Thin API views: validate, call one selector or service, render. Everyone signed in reads;
 starting a run is for signed-in users too until core/roles.py lands (then: admin)."""
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -26,6 +28,8 @@ def run_json(run: OfflineRun) -> dict:
 class CorrelationReportView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT, description="The correlation report (issue #10's JSON).",
+                   parameters=[OpenApiParameter("last", int, description="releases (default CORRELATION_LAST_K)")])
     def get(self, request):
         try:
             last = int(request.query_params["last"]) if "last" in request.query_params else None
@@ -38,6 +42,7 @@ class CorrelationReportView(APIView):
 class SignalValidityView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response(selectors.signal_validity())
 
@@ -47,6 +52,9 @@ class ProductionRatesView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[
+        OpenApiParameter("start", OpenApiTypes.DATE, description="first day (UTC); default: day 1 of serving"),
+        OpenApiParameter("end", OpenApiTypes.DATE, description="last day (UTC), inclusive")])
     def get(self, request, name: str):
         release = release_get(name=name)
         if release is None:
@@ -70,10 +78,12 @@ class OfflineRunCreate(serializers.Serializer):
 class OfflineRunListView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[OpenApiParameter("release", str)])
     def get(self, request):
         runs = selectors.offline_run_list(release=request.query_params.get("release") or None)[:200]
         return Response([run_json(r) for r in runs])
 
+    @extend_schema(request=OfflineRunCreate, responses={202: OpenApiTypes.OBJECT})
     def post(self, request):
         """Start a run (generate or served) on the worker: 202 with the run; poll its URL."""
         s = OfflineRunCreate(data=request.data)
@@ -93,6 +103,7 @@ class OfflineRunListView(APIView):
 class OfflineRunDetailView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, run_id: int):
         run = selectors.offline_run_get(run_id=run_id)
         if run is None:
@@ -104,6 +115,7 @@ class OfflineRunDetailView(APIView):
 class AlarmListView(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response([{"id": a.pk, "kind": a.kind, "release": a.release.name if a.release else None,
                           "detail": a.detail, "evidence": a.evidence, "raised_at": a.raised_at.isoformat(),

@@ -46,7 +46,7 @@ def test_rates_cover_the_post_release_window_or_the_days_asked_for():
     assert (r["start"], r["end"]) == ("2026-09-01", "2026-09-07")
     assert r["turns"] == 165 and r["detected"] == 160
     assert tuple(r["failure_candidate"][k] for k in ("rate", "ci_low", "ci_high")) == pytest.approx(wilson(15, 160))
-    assert r["failure_candidate"]["n"] == 160
+    assert (r["failure_candidate"]["n"], r["failure_candidate"]["k"]) == (160, 15)
     assert r["signals"]["rephrased"]["rate"] == pytest.approx(20 / 160)
     assert set(r["signals"]) == set(SIGNAL_NAMES)
     assert r["by_source"] == {"prod": {"turns": 115, "detected": 110, "failure_candidate": 10},
@@ -65,7 +65,7 @@ def test_rates_cover_the_post_release_window_or_the_days_asked_for():
 
 def test_a_release_that_served_nothing_has_no_rate_but_says_so():
     r = selectors.production_rates(release("idle"))
-    assert r["detected"] == 0 and r["failure_candidate"] == {"n": 0, "status": "insufficient_data"}
+    assert r["detected"] == 0 and r["failure_candidate"] == {"n": 0, "k": 0, "status": "insufficient_data"}
 
 
 def test_many_releases_in_one_pass_agree_with_one_at_a_time():

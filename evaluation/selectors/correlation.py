@@ -20,6 +20,7 @@ from django.conf import settings
 
 from core import stats
 from releases.models import Release
+from testsets.models import TestSetVersion
 
 from ..models import OfflineRun, OfflineScore
 from .rates import FAILURE, _release_counts_many, common_mix, rates_from_counts, rollup_state, window_of
@@ -236,8 +237,6 @@ def correlation_data(*, last: int | None = None, testset: str | None = None, ver
     weekly = item_level_weekly(points)
     alarms = discordant_pairs(rows) + item_alarms(weekly)
     validity = signal_validity()
-    from testsets.models import TestSetVersion
-
     ver = TestSetVersion.objects.select_related("testset").filter(pk=version_id).first() if version_id else None
     return {
         "releases": rows,

@@ -146,7 +146,9 @@ def by_source(counts: Counts, start: date | None, end: date | None) -> dict[int,
 # --- rates ----------------------------------------------------------------------------------------
 
 def _wilson(k: int, n: int) -> dict:
-    return stats.summary(stats.guarded(n, 1, stats.wilson, k, n), n)
+    """{rate, ci_low, ci_high, n, k} (k: the turns flagged, for comparing two releases with
+    core.stats.diff_proportions), or {n, k, status: "insufficient_data"} when n is 0."""
+    return {**stats.summary(stats.guarded(n, 1, stats.wilson, k, n), n), "k": k}
 
 
 def _source_names(ids) -> dict[int, str]:
