@@ -10,9 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from gate import selectors as gate
-from gate.policy import KEYS, GateUsageError, policy_load
-from gate.render import as_markdown
-from gate.services import gate_decide
+from gate.services import GateUsageError, gate_decide
 
 ASK = "gate.ask_gate"
 
@@ -42,8 +40,8 @@ def gate_decision(request, pk: int):
     e = decision.evidence
     return render(request, "dashboard/gate_decision.html", {
         "d": decision, "offline": e.get("offline", {}), "shadow": e.get("shadow", {}), "ab": e.get("ab", {}),
-        "critical": e.get("critical_modes", []), "markdown": as_markdown(decision),
-        "policy": [(k, decision.policy.get(k), KEYS[k][1]) for k in KEYS if k in decision.policy]})
+        "critical": e.get("critical_modes", []), "markdown": gate.decision_markdown(decision),
+        "policy": gate.decision_policy_rows(decision)})
 
 
 @login_required
@@ -56,7 +54,7 @@ def gate_ask(request):
     if not back.startswith("/") or back.startswith("//"):
         back = reverse("dashboard:gate")
     try:
-        decision = gate_decide(candidate=candidate, baseline=baseline, policy=policy_load(),
+        decision = gate_decide(candidate=candidate, baseline=baseline,
                                requested_by=request.user.get_username(), via="web", auth="session")
     except GateUsageError as e:
         messages.error(request, f"The gate was not asked — {e}")

@@ -7,8 +7,7 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="dashboard/login.html",
-                                                         redirect_authenticated_user=True,
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True,
                                                          next_page="dashboard:overview"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
     path("testsets/", views.testset_list, name="testsets"),

@@ -9,13 +9,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from evaluation import selectors as evaluation
+from labelling import selectors as labelling
 from production import selectors as production
-from taxonomy.api import taxonomy_action as run_taxonomy_action
+from taxonomy import services as taxonomy_services
 from taxonomy.selectors import current_version, failure_mode_tree, pending_proposals
-from taxonomy.services import TaxonomyError
 from testsets import selectors as testsets
-from testsets.exports import FORMATS
-from testsets.services import versions
 
 from . import charts
 from . import selectors as dash
@@ -29,8 +27,8 @@ def overview(request):
     daily = dash.signal_series(by_model=False)
     by_model = dash.signal_series(by_model=True)
     overall = production.signal_rates_overall()
-    pareto = dash.failure_mode_pareto()
-    waiting = dash.waiting_failure_candidates()
+    pareto = labelling.failure_mode_pareto()
+    waiting = labelling.failure_candidates_unsent()
     context = {
         "overall": overall,
         "overall_rates": [(label, charts.percent(overall.get(f"{key}_rate", 0.0))) for key, label in dash.SIGNALS],
@@ -45,7 +43,7 @@ def overview(request):
         "candidate_count": production.failure_candidates().count(),
         "waiting": list(waiting.select_related("signals")[:10]),
         "rephrased": production.top_rephrased_failures(limit=5),
-        "progress": dash.labelling_progress(),
+        "progress": labelling.labelling_progress(),
         "pareto": pareto,
         "pareto_chart": charts.bar_chart(chart_id="failure-mode-pareto", title="Failure modes in labelled items "
                                          "(Pareto)", bars=[(p["code"], p["items"]) for p in pareto], pareto=True,
@@ -59,7 +57,7 @@ def testset_list(request):
     sets = [{"name": t.name, "description": t.description, "versions": sorted(t.versions.all(),
                                                                                key=lambda v: -v.number)}
             for t in testsets.testset_list()]
-    return render(request, "dashboard/testsets.html", {"testsets": sets, "formats": FORMATS})
+    return render(request, "dashboard/testsets.html", {"testsets": sets, "formats": testsets.export_formats()})
 
 
 @login_required
@@ -68,21 +66,21 @@ def testset_detail(request, name: str):
     if not version_rows:
         raise Http404(f"no test set {name!r}")
     return render(request, "dashboard/testset_detail.html", {
-        "name": name, "versions": version_rows, "formats": FORMATS,
+        "name": name, "versions": version_rows, "formats": testsets.export_formats(),
         "numbers": [v.number for v in version_rows]})
 
 
 @login_required
 def version_detail(request, name: str, number: int):
     try:
-        version = versions.version_get(name=name, number=number)
-    except versions.TestSetError as e:
+        version = testsets.version_get(name=name, number=number)
+    except testsets.TestSetError as e:
         raise Http404(str(e)) from None
-    cov = versions.coverage(name=name, number=number)
+    cov = testsets.coverage(name=name, number=number)
     modes = cov["failure_modes"]
     strata = [s for s in cov["strata"] if s["items"] or s["production_rate"]]
     return render(request, "dashboard/version_detail.html", {
-        "name": name, "version": version, "coverage": cov, "strata": strata, "formats": FORMATS,
+        "name": name, "version": version, "coverage": cov, "strata": strata, "formats": testsets.export_formats(),
         "modes_chart": charts.grouped_bar_chart(
             chart_id="coverage-modes", title=f"{name} v{number}: failure modes in the set vs in production",
             groups=[m["code"] for m in modes],
@@ -104,7 +102,7 @@ def changelog(request, name: str):
     try:
         old = int(request.GET.get("from") or (numbers[1] if len(numbers) > 1 else numbers[0]))
         new = int(request.GET.get("to") or numbers[0])
-        log = versions.changelog(name=name, old=old, new=new)
+        log = testsets.changelog(name=name, old=old, new=new)
     except ValueError:
         # TestSetError is a ValueError too: an unknown number is a bad request, shown on the page.
         return render(request, "dashboard/changelog.html", {
@@ -152,8 +150,8 @@ def taxonomy_action(request):
         return redirect(reverse("dashboard:taxonomy"))
     fields = form.action_fields()
     try:
-        result = run_taxonomy_action(user=request.user, **fields)
-    except TaxonomyError as e:
+        result = taxonomy_services.taxonomy_action(user=request.user, **fields)
+    except taxonomy_services.TaxonomyError as e:
         messages.error(request, f"{fields['action']} not done — {e}")
     else:
         done = {"approve": "approved as", "reject": "rejected", "create": "created", "rename": "renamed",

@@ -4,6 +4,7 @@ Defaults give the embedded demo: SQLite, tasks run in-process, a local Label Stu
 Secrets can also be read from files (`<NAME>_FILE`), as container orchestrators mount them.
 """
 import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -196,6 +197,13 @@ LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=2.0)
 LLM_BACKOFF_MAX_SECONDS = env.float("LLM_BACKOFF_MAX_SECONDS", default=60.0)
 # Everything sent to an LLM passes the PII redactor (core/pii.py) unless this is off.
 LLM_REDACT_PII = env.bool("LLM_REDACT_PII", default=True)
+# A release names the environment variable that holds its key (Release.api_key_env, so no key is
+# stored in the database); those variables (or their <NAME>_FILE) are read here, at start, like
+# every other setting. Only names ending in _KEY, and none of this project's own secrets: a release
+# record cannot have DJANGO_SECRET_KEY or the Label Studio token sent to its base URL.
+_NOT_RELEASE_KEYS = {"DJANGO_SECRET_KEY", "PII_PSEUDONYM_KEY", "LABEL_STUDIO_API_KEY"}
+RELEASE_API_KEYS = {name: secret(name) for name in {n.removesuffix("_FILE") for n in os.environ}
+                    if name.endswith("_KEY") and name not in _NOT_RELEASE_KEYS}
 
 # --- Targeted case generation
 GENERATION_BASE_URL = env.str("GENERATION_BASE_URL", default="")

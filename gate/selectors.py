@@ -7,6 +7,8 @@ from releases.models import Release
 from releases.selectors import release_get, release_list
 
 from .models import GateDecision
+from .policy import KEYS
+from .render import as_markdown
 
 
 def decision_list(*, release: str | None = None, as_candidate_only: bool = False) -> QuerySet[GateDecision]:
@@ -31,3 +33,13 @@ def gate_releases() -> list[Release]:
 
 def release_by_name(name: str) -> Release | None:
     return release_get(name=name)
+
+
+def decision_markdown(decision: GateDecision) -> str:
+    """The decision for a pull request (as `release_gate --format markdown`)."""
+    return as_markdown(decision)
+
+
+def decision_policy_rows(decision: GateDecision) -> list[tuple]:
+    """(key, value in force, what it means) for each policy key the decision recorded."""
+    return [(k, decision.policy.get(k), KEYS[k][1]) for k in KEYS if k in decision.policy]

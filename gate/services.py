@@ -20,7 +20,9 @@ from releases.selectors import release_get
 
 from . import evidence as ev
 from .models import Decision, GateDecision
-from .policy import GateUsageError, Policy
+from .policy import GateUsageError, Policy, policy_load
+
+__all__ = ["GateUsageError", "gate_decide", "gate_evaluate"]
 
 
 def _release(name: str, role: str) -> Release:
@@ -94,9 +96,11 @@ def _critical_summary(critical: list[dict]) -> str:
 
 
 @transaction.atomic
-def gate_decide(*, candidate: str, baseline: str, policy: Policy, requested_by: str, via: str,
+def gate_decide(*, candidate: str, baseline: str, policy: Policy | None = None, requested_by: str, via: str,
                 auth: str = "") -> GateDecision:
-    """Decide and record the decision with who asked, the policy in force and the evidence."""
+    """Decide and record the decision with who asked, the policy in force (default: the server's,
+    GATE_POLICY_FILE or settings) and the evidence."""
+    policy = policy or policy_load()
     result = gate_evaluate(candidate=candidate, baseline=baseline, policy=policy)
     return GateDecision.objects.create(
         candidate=result["candidate"], baseline=result["baseline"], decision=result["decision"],

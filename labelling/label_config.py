@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-VERDICTS = ("correct", "partially_correct", "incorrect", "cannot_judge")
+from .vocabulary import VERDICTS
+
 _VERDICT_HINTS = {
     "correct": "The served answer is right and complete",
     "partially_correct": "Right in part; something is missing or wrong",

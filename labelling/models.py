@@ -1,8 +1,11 @@
 """Labelling: batches of production turns sent to Label Studio, and the judgements that come back."""
+from django.conf import settings
 from django.db import models
 
 from core.jobs import Job
 from production.models import Turn
+
+from . import vocabulary
 
 
 class LabellingBatch(Job):
@@ -29,12 +32,8 @@ class LabellingBatch(Job):
 
 
 class BatchItem(models.Model):
-    class Stratum(models.TextChoices):
-        FAILURE = "failure"
-        FOLLOW_UP = "follow_up"
-        ABANDONED = "abandoned"
-        NONE = "none"
-        GENERATED = "generated"  # a generated eval case under review, not a production sample
+    # The strata are defined in labelling.vocabulary; these are their choices.
+    Stratum = models.TextChoices("Stratum", [(s.upper(), s) for s in vocabulary.STRATA])
 
     batch = models.ForeignKey(LabellingBatch, on_delete=models.CASCADE, related_name="items")
     # A turn is sent for labelling once, ever.
@@ -82,8 +81,25 @@ class TaskLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["project", "ls_task_id"], name="tasklink_project_task_uniq")]
 
 
+def live_q(prefix: str = "") -> models.Q:
+    """The live-annotation condition (not deleted in Label Studio, not cancelled), also across a
+    relation: ``live_q("annotations__")``."""
+    return models.Q(**{f"{prefix}deleted": False, f"{prefix}was_cancelled": False})
+
+
+class AnnotationQuerySet(models.QuerySet):
+    def live(self):
+        """Judgements that count: not deleted in Label Studio, not cancelled (skipped) there."""
+        return self.filter(live_q())
+
+    def with_verdict(self):
+        return self.live().exclude(verdict="")
+
+
 class Annotation(models.Model):
     """One annotator's judgement of one item, as last seen in Label Studio."""
+
+    objects = AnnotationQuerySet.as_manager()
 
     ls_annotation_id = models.IntegerField(unique=True)
     project = models.ForeignKey(LabelStudioProject, on_delete=models.CASCADE, related_name="annotations")
@@ -111,6 +127,19 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"annotation {self.ls_annotation_id} on {self.item_id}: {self.verdict}"
+
+
+class Resolution(models.Model):
+    """An admin's decision for an item annotators disagreed on; it is the item's judgement from then
+    on (labelling.selectors.item_judgement). Was testsets.Resolution (same table, moved)."""
+
+    item = models.OneToOneField(BatchItem, on_delete=models.CASCADE, related_name="resolution")
+    verdict = models.CharField(max_length=30)
+    failure_modes = models.JSONField(default=list, blank=True)
+    reference_answer = models.TextField(blank=True, default="")
+    reason = models.TextField()
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    resolved_at = models.DateTimeField(auto_now_add=True)
 
 
 class WebhookDelivery(models.Model):

@@ -15,9 +15,9 @@ from scipy import stats as scipy_stats
 from evaluation import selectors
 from evaluation.models import Alarm, OfflineRun, OfflineScore, TurnDayCount
 from evaluation.services.rollup import turn_day_counts_refresh
-from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
+from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution
 from production.models import SIGNAL_NAMES, TurnSignals
-from testsets.models import Resolution, TestItem
+from testsets.models import TestItem
 from tests.evaluation_helpers import DAY0, frozen_version, item_for, release, turns
 
 pytestmark = pytest.mark.django_db

@@ -108,6 +108,7 @@ def test_promptfoo_output_keyed_by_the_test_cases_metadata(version, metric):
     assert "upstream timeout" in run.scores.get(key="turn:prod:t3").error
 
 
+@pytest.mark.consumers
 def test_the_same_file_rewritten_by_the_installed_tools_imports_the_same(version, tmp_path):
     """The committed fixtures against ragas and deepeval as installed now (the consumers venv)."""
     python = os.environ.get("EVALGAP_CONSUMERS_PYTHON", "")

@@ -63,8 +63,8 @@ def servers(monkeypatch):
     # The candidate answers GOOD to even questions, PARTIAL to multiples of 3, else BAD.
     candidate.responder = lambda body: ("GOOD answer" if "even" in body["messages"][-1]["content"] else
                                         "PARTIAL answer" if "third" in body["messages"][-1]["content"] else "BAD answer")
-    monkeypatch.setenv("CANDIDATE_KEY", "sk-candidate")
-    with override_settings(GRADER_BASE_URL=grader.url, GRADER_API_KEY="sk-grader", GRADER_MODEL="grader-model",
+    # The release names its key's variable; settings read such variables once, at start.
+    with override_settings(RELEASE_API_KEYS={"CANDIDATE_KEY": "sk-candidate"}, GRADER_BASE_URL=grader.url, GRADER_API_KEY="sk-grader", GRADER_MODEL="grader-model",
                            OPENAI_BASE_URL="", OPENAI_API_KEY="", LLM_TIMEOUT_SECONDS=5, LLM_BACKOFF_SECONDS=0.01,
                            LLM_MAX_RETRIES=1, LLM_MAX_INVALID=2, OFFLINE_CONCURRENCY=3, OFFLINE_MAX_USD=100,
                            GRADER_PRICE_PER_1K_PROMPT_TOKENS=0.001, GRADER_PRICE_PER_1K_COMPLETION_TOKENS=0.002):

@@ -350,6 +350,7 @@ def test_the_readme_policy_example_is_valid_and_is_the_defaults(tmp_path):
         policy_load(path)
 
 
+@pytest.mark.postgres  # the child process needs the test database on a server, not SQLite's in-memory one
 @pytest.mark.django_db(transaction=True)
 def test_the_command_exits_3_2_as_a_ci_job_sees_it(tmp_path):
     """The real process: `manage.py release_gate` exit codes as a CI step gets them."""

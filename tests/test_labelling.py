@@ -99,7 +99,7 @@ def test_the_same_seed_gives_the_same_sample_with_strata_and_probabilities(taxon
 
     # strata sizes and probabilities: n_h / N_h of the month's turns in each stratum
     in_month = Turn.objects.filter(timestamp__year=int(month[:4]), timestamp__month=int(month[5:]))
-    from labelling.services.selection import stratum_of
+    from labelling.vocabulary import stratum_of
     sizes = {}
     for t in in_month.select_related("signals"):
         sizes[stratum_of(t.signals)] = sizes.get(stratum_of(t.signals), 0) + 1
@@ -147,6 +147,7 @@ def test_near_duplicate_queries_are_sent_once(taxonomy, tmp_path):
 
 # --- push -------------------------------------------------------------------------------------
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_push_then_repush_leaves_exactly_one_task_per_item(taxonomy, tmp_path):
     ingest(tmp_path, canard_sessions(10))
@@ -166,6 +167,7 @@ def test_push_then_repush_leaves_exactly_one_task_per_item(taxonomy, tmp_path):
     assert LabellingBatch.objects.get(pk=batch).status == "done"
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_a_push_that_dies_after_an_import_resumes_without_duplicates_or_gaps(taxonomy, tmp_path):
     ingest(tmp_path, canard_sessions(10))
@@ -190,6 +192,7 @@ def test_a_push_that_dies_after_an_import_resumes_without_duplicates_or_gaps(tax
     assert set(TaskLink.objects.values_list("ls_task_id", flat=True)) == {ids[0] for ids in tasks.values()}
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_pii_is_redacted_unless_turned_off_for_the_source(taxonomy, tmp_path):
     base = {"response": "Noted.", "timestamp": "2026-10-01T10:00:00Z", "events": [{"type": "thumbs_down"}]}
@@ -221,6 +224,7 @@ PLANTED = {
 }
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_no_planted_pii_reaches_label_studio_from_any_field(taxonomy, tmp_path):
     # given: PII of every kind in the query, the answer, the contexts, the next query (shown as the
@@ -272,6 +276,7 @@ def test_no_planted_pii_reaches_label_studio_from_any_field(taxonomy, tmp_path):
 
 # --- taxonomy -> config -------------------------------------------------------------------------
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_config_follows_the_taxonomy_and_keeps_existing_annotations(taxonomy, tmp_path):
     client = get_client()
@@ -336,6 +341,7 @@ def pushed(taxonomy, tmp_path):
     return list(TaskLink.objects.select_related("item__turn", "project").order_by("id"))
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_annotations_arrive_by_pull_and_a_deletion_is_kept_as_deleted(pushed):
     client = get_client()
@@ -359,6 +365,8 @@ def test_annotations_arrive_by_pull_and_a_deletion_is_kept_as_deleted(pushed):
     assert Annotation.objects.get(ls_annotation_id=a2).verdict == "partially_correct"
 
 
+@pytest.mark.labelstudio
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_annotations_arrive_by_webhook_through_the_worker(pushed, live_server):
     client = get_client()
@@ -398,6 +406,7 @@ def test_label_studio_down_is_a_clear_error_and_nothing_is_marked_pushed(taxonom
     assert LabellingBatch.objects.get(pk=batch).status == "pending"
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_a_project_adopted_after_the_database_was_lost_gets_no_second_copy(taxonomy, tmp_path):
     # given: a batch pushed, then evalgap's record of the project and its tasks lost

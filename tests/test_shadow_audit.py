@@ -52,6 +52,8 @@ def audited(db):
     return a, {p.pk: p for p in pairs}
 
 
+@pytest.mark.labelstudio
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_pairwise_round_trip_by_webhook_and_pull_gives_monthly_agreement(audited, audit_project, live_server):
     a, pairs = audited

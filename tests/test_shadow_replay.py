@@ -30,10 +30,10 @@ def cand():
         yield server
 
 
-def test_replay_sends_history_contexts_and_query_without_tools_and_stores_the_pairs(cand, monkeypatch):
+def test_replay_sends_history_contexts_and_query_without_tools_and_stores_the_pairs(cand, settings):
     # given a day of conversations (2 turns each) and a candidate release with its own key variable
     ingest_turns(day_log(DAY, sessions=3) + day_log(date(2026, 10, 6), sessions=2))
-    monkeypatch.setenv("CAND_KEY", "sk-candidate")
+    settings.RELEASE_API_KEYS = {"CAND_KEY": "sk-candidate"}  # as settings read CAND_KEY=sk-candidate
     release(url=cand.url, api_key_env="CAND_KEY", system_prompt="Answer in one sentence.")
 
     # when

@@ -22,6 +22,7 @@ Formats (each item carries `source`; generated cases have source = "generated"):
 - ``promptfoo``: a tests file (``tests: file://…json`` in promptfooconfig.yaml): a JSON array of test
   cases ``{description, vars, assert, metadata}``. ``vars``: ``query``, ``context`` (the contexts
   joined by a blank line: an array var would make promptfoo expand it into several tests),
+  ``conversation`` (the earlier turns the annotator saw, one ``role: content`` line each),
   ``reference_answer``; ``assert``: a ``factuality`` check against the reference answer where there is
   one; ``metadata``: key, source, verdict, failure modes, stratum, … (``--filter-metadata source=…``).
 
@@ -39,9 +40,10 @@ from pathlib import Path
 
 import orjson
 
-from .models import TestSetVersion
+from .models import ITEM_FIELDS, NESTED_FIELDS, TestSetVersion
+from .selectors import TestSetError
 from .services.promotion import canonical
-from .services.versions import ITEM_FIELDS, NESTED, TestSetError, iter_items  # noqa: F401 (iter_items: re-exported)
+from .services.versions import iter_items  # noqa: F401 (iter_items: re-exported)
 
 FORMATS = ("jsonl", "csv", "parquet", "hf", "ragas", "deepeval", "promptfoo")
 CHUNK = 2000
@@ -140,7 +142,7 @@ def _csv_row(item: dict) -> list:
     row = []
     for f in ITEM_FIELDS:
         v = item[f]
-        if f in NESTED:
+        if f in NESTED_FIELDS:
             v = _dumps(v)
         elif f == "inclusion_probability":
             v = "" if v is None else repr(float(v))
@@ -274,9 +276,11 @@ def promptfoo_test(version: TestSetVersion, item: dict) -> dict:
     reference = item["reference_answer"]
     return {"description": item["key"],
             "vars": {"query": item["query"], "context": "\n\n".join(item["contexts"] or []),
+                     "conversation": "\n".join(f"{m.get('role', '')}: {m.get('content', '')}"
+                                               for m in item["conversation"] or []),
                      "reference_answer": reference},
             "assert": [{"type": "factuality", "value": reference}] if reference.strip() else [],
-            "metadata": _meta(version, item, "response")}
+            "metadata": _meta(version, item, "response", "conversation")}
 
 
 def _write_lines(version: TestSetVersion, path: Path, row) -> None:

@@ -14,8 +14,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from core import stats
-from labelling.models import Annotation, BatchItem
-from testsets.models import Resolution
+from labelling.models import Annotation, BatchItem, Resolution
 
 from .rates import FAILURE, has_failure_probability, signal_names
 
@@ -26,7 +25,7 @@ def human_verdicts() -> dict[int, str]:
     """BatchItem id -> the human verdict: the admin's resolution, else the majority of the live
     annotations' verdicts (no verdict on a tie)."""
     votes: dict[int, Counter] = defaultdict(Counter)
-    for item_id, verdict in (Annotation.objects.filter(deleted=False, was_cancelled=False).exclude(verdict="")
+    for item_id, verdict in (Annotation.objects.with_verdict()
                              .values_list("item_id", "verdict")):
         votes[item_id][verdict] += 1
     out = {}

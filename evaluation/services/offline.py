@@ -25,7 +25,7 @@ from production.models import Turn
 from releases.models import Release
 from releases.selectors import release_get, release_turns
 from testsets.models import TestItem, TestSetVersion
-from testsets.services.versions import TestSetError, version_get
+from testsets.selectors import TestSetError, version_get
 
 from ..grader import VERDICT_SCORES, candidate_messages, grader_messages, parse_grade
 from ..importers import Row, read_rows

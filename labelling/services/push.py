@@ -18,6 +18,7 @@ from production.models import Turn
 from core.pii import detect, pseudonym, redact, redact_obj
 
 from ..models import BatchItem, LabellingBatch, TaskLink
+from ..selectors import turns_before
 from .projects import get_client, project_ensure
 
 SIGNAL_LABELS = {
@@ -110,21 +111,6 @@ def _prefill(turn: Turn, signals) -> str:
     return (turn.metadata or {}).get("generation", {}).get("reference_answer") or ""
 
 
-def _histories(items: list[BatchItem]) -> dict[int, list[Turn]]:
-    """The turns before each item's turn in its session (at most LABELLING_CONVERSATION_TURNS)."""
-    keep = settings.LABELLING_CONVERSATION_TURNS
-    by_session: dict[int, list[Turn]] = {}
-    for t in Turn.objects.filter(session_id__in={i.turn.session_id for i in items}).order_by(
-            "session_id", "timestamp", "position", "id"):
-        by_session.setdefault(t.session_id, []).append(t)
-    out = {}
-    for item in items:
-        turns = by_session[item.turn.session_id]
-        idx = next(k for k, t in enumerate(turns) if t.id == item.turn_id)
-        out[item.pk] = turns[max(0, idx - keep):idx]
-    return out
-
-
 def _reconcile(client, project, items: list[BatchItem]) -> int:
     """Link attempted items that did reach Label Studio; delete any second copy. Returns links made."""
     found = client.task_ids_by_key(project.ls_project_id, ("source", "evalgap_id"))
@@ -171,7 +157,7 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
             first = min(chunk_size, 500)
             for start in [0, *range(first, len(ids), chunk_size)] if ids else []:
                 chunk = _load_items(ids[start:start + (first if start == 0 else chunk_size)])
-                histories = _histories(chunk)
+                histories = turns_before(chunk)
                 payload = [task_payload(i, histories[i.pk]) for i in chunk]
                 BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
                 if in_flight:
