@@ -5,8 +5,8 @@ from __future__ import annotations
 from production import selectors as production
 
 # The implicit signals the overview charts, in the order people read them, with their labels.
-SIGNALS = (("followed_up", "follow-up"), ("rephrased", "rephrase"), ("abandoned", "abandonment"),
-           ("copied", "copy"), ("human_override", "override"))
+SIGNALS = tuple((name, production.SIGNAL_LABELS[name]) for name in
+                ("followed_up", "rephrased", "abandoned", "copied", "human_override"))
 
 
 def signal_series(*, by_model: bool) -> dict:

@@ -139,16 +139,38 @@ INGEST_SYNC_MAX_BYTES = env.int("INGEST_SYNC_MAX_BYTES", default=1_000_000)
 INGEST_SPOOL_DIR = Path(env.str("INGEST_SPOOL_DIR", default=str(MEDIA_ROOT / "ingest-spool")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=200 * 1024 * 1024)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=20_000)
+# Poison limits: a line longer than this is rejected unread (it is skipped in blocks, never held whole);
+# a text field longer than this (a JSON field: its JSON text) is rejected with the field's name.
+INGEST_MAX_LINE_BYTES = env.int("INGEST_MAX_LINE_BYTES", default=16 * 1024 * 1024)
+INGEST_MAX_FIELD_CHARS = env.int("INGEST_MAX_FIELD_CHARS", default=1_000_000)
 
 
-# --- Implicit signals
-# A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up);
-# none within it means the user left (abandoned).
+# --- Implicit signals (definitions: production/signal_definitions.py, docs/signals.md)
+# A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up).
 SIGNALS_WINDOW_SECONDS = env.int("SIGNALS_WINDOW_SECONDS", default=300)
+# No reaction, and the user's next activity is leaving (navigate_away / close) within this many
+# seconds of the answer: abandoned. No reaction and no such evidence: session_ended (neutral).
+SIGNALS_ABANDON_SECONDS = env.int("SIGNALS_ABANDON_SECONDS", default=120)
+# Rephrase flag: P(re-ask | the two queries) at the base rate below >= this threshold.
 SIGNALS_REPHRASE_THRESHOLD = env.float("SIGNALS_REPHRASE_THRESHOLD", default=None)  # None: the detector's own
+# Share of consecutive query pairs in this traffic that are re-asks: the prior the detector's
+# probability is calibrated to (its training pairs were balanced, i.e. 0.5).
+SIGNALS_REPHRASE_PRIOR = env.float("SIGNALS_REPHRASE_PRIOR", default=0.1)
 SIGNALS_SEMANTIC = env.bool("SIGNALS_SEMANTIC", default=True)
 SIGNALS_FAILURE_ON_THUMBS_DOWN = env.bool("SIGNALS_FAILURE_ON_THUMBS_DOWN", default=True)
 SIGNALS_FAILURE_ON_ESCALATION = env.bool("SIGNALS_FAILURE_ON_ESCALATION", default=True)
+# P(answer failed) carried by each explicit event, combined with the re-ask probability as
+# independent evidence (noisy-OR). Stated assumptions, not fitted: no labelled data calibrates
+# them yet (labels from Label Studio can, see docs/signals.md).
+SIGNALS_FAILURE_PROBABILITY = {
+    "human_override": env.float("SIGNALS_P_HUMAN_OVERRIDE", default=0.95),
+    "thumbs_down": env.float("SIGNALS_P_THUMBS_DOWN", default=0.7),
+    "escalated": env.float("SIGNALS_P_ESCALATED", default=0.6),
+}
+# The rephrase detector's sentence encoder: the ONNX graph built from the shipped weights
+# (python -m rephrase.encoder build), and the CPU threads onnxruntime uses (0: min(2, cores)).
+REPHRASE_ENCODER_DIR = Path(env.str("REPHRASE_ENCODER_DIR", default=str(RUN_DIR / "encoder")))
+REPHRASE_ENCODER_THREADS = env.int("REPHRASE_ENCODER_THREADS", default=0)
 # Run detection after each ingest (a Celery task; in-process when no broker is configured).
 SIGNALS_DETECT_AFTER_INGEST = env.bool("SIGNALS_DETECT_AFTER_INGEST", default=bool(CELERY_BROKER_URL))
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from .models import Event, IngestJob, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
+from .signal_definitions import SIGNAL_NAMES
 
 
 @admin.register(Source)
@@ -47,6 +48,14 @@ class EventAdmin(admin.ModelAdmin):
     raw_id_fields = ["turn"]
 
 
+@admin.register(MirroredAnswer)
+class MirroredAnswerAdmin(admin.ModelAdmin):
+    list_display = ["release", "turn_external_id", "source", "latency_ms", "received_at", "turn"]
+    list_filter = ["source", "release"]
+    search_fields = ["turn_external_id", "release"]
+    raw_id_fields = ["turn"]
+
+
 @admin.register(RejectedLine)
 class RejectedLineAdmin(admin.ModelAdmin):
     list_display = ["origin", "line_no", "reason", "source", "created_at"]
@@ -57,7 +66,7 @@ class RejectedLineAdmin(admin.ModelAdmin):
 @admin.register(IngestJob)
 class IngestJobAdmin(admin.ModelAdmin):
     list_display = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events",
-                    "created_at"]
+                    "shadow", "created_at"]
     list_filter = ["status", "source"]
 
 
@@ -65,10 +74,10 @@ class IngestJobAdmin(admin.ModelAdmin):
 class TurnSignalsAdmin(admin.ModelAdmin):
     """Failure candidates with evidence: filter on failure_candidate to list them."""
 
-    list_display = ["turn", "failure_candidate", "rephrased", "followed_up", "abandoned", "copied", "human_override",
-                    "thumbs_down", "escalated", "short_evidence"]
-    list_filter = ["failure_candidate", "rephrased", "followed_up", "abandoned", "copied", "human_override",
-                   "thumbs_down", "escalated", "turn__source", "turn__model"]
+    list_display = ["turn", "failure_candidate", "failure_probability", *SIGNAL_NAMES, "definition_version",
+                    "short_evidence"]
+    list_filter = ["failure_candidate", *SIGNAL_NAMES, "definition_version", "turn__source", "turn__model"]
+    ordering = ["-failure_probability"]
     search_fields = ["turn__external_id", "turn__query"]
     raw_id_fields = ["turn"]
     readonly_fields = ["detected_at"]

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from . import filters, selectors, serializers
 from .models import IngestJob
 from .services import ingest
-from .tasks import ingest_job_run
+from .tasks import ingest_job_run, signals_detect_after_ingest
 
 
 class RawBodyParser(BaseParser):
@@ -39,12 +39,16 @@ class IngestApi(APIView):
         body = request.body
         if not body.strip():
             raise ValidationError({"body": "empty body: send JSON lines or a JSON array"})
-        source = ingest.source_get_or_create(name=source_name)
+        try:
+            source = ingest.source_get_or_create(name=source_name)
+        except ingest.IngestError as e:
+            raise ValidationError({"source": str(e)}) from None
         if len(body) > settings.INGEST_SYNC_MAX_BYTES:
             job = ingest.ingest_job_spool(source=source, body=body)
             transaction.on_commit(lambda: ingest_job_run.delay(job.pk))
             return Response(serializers.IngestJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         result = ingest.turns_ingest_body(source=source, body=body)
+        signals_detect_after_ingest(result)
         return Response(result.as_dict(), status=status.HTTP_200_OK)
 
 
@@ -79,7 +83,7 @@ class RejectedLineViewSet(viewsets.ReadOnlyModelViewSet):
 
 class FailureViewSet(viewsets.ReadOnlyModelViewSet):
     """Turns whose answer failed by what users or agents did (rephrase, override, and by setting
-    thumbs-down and escalation), each with its evidence."""
+    thumbs-down and escalation), each with its evidence; strongest first (failure_probability)."""
 
     queryset = selectors.failure_candidates()
     serializer_class = serializers.FailureSerializer

@@ -2,12 +2,17 @@
 
 Every rule of the contract lives here, so the JSONL, CSV, messages and API paths reject the
 same things with the same reasons. A reason always names the field it is about.
+
+Besides the types, a record must be storable as it is, on PostgreSQL and SQLite alike: no NUL
+character anywhere (PostgreSQL text and jsonb cannot hold one), ids and names within their
+columns (`MAX_ID` ...), text fields within `Limits.max_field_chars`, JSON within orjson's nesting
+limit. So poison is rejected as its line, with a reason, before anything reaches the database.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import orjson
 
@@ -17,6 +22,27 @@ TURN_FIELDS = {
     "response_timestamp", "latency_ms", "events", "metadata",
 }
 EVENT_FIELDS = {"type", "timestamp", "corrected_response", "actor", "reason"}
+
+# Column sizes, in characters (the models use these): turn, session and user ids, model and actor
+# names; an event's type.
+MAX_ID = 255
+MAX_EVENT_TYPE = 100
+MAX_RELEASE = 200  # a shadow line's release name
+# Metadata and event payloads are stored as JSON, and later embedded in exports and API answers:
+# well within the 254 levels orjson writes.
+MAX_JSON_DEPTH = 64
+NUL = "\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes a record may have (settings INGEST_MAX_FIELD_CHARS, INGEST_MAX_LINE_BYTES)."""
+
+    max_field_chars: int = 1_000_000  # one text field (query, response, a context ...); JSON fields as JSON text
+    max_line_bytes: int = 16 * 1024 * 1024  # one input line, checked by the readers before parsing
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class ContractError(ValueError):
@@ -33,6 +59,16 @@ class ParsedEvent:
     reason: str
     payload: dict
     fingerprint: str
+
+
+@dataclass(slots=True)
+class ParsedShadow:
+    """A candidate release's answer to a turn's query, mirrored by the gateway, never served."""
+
+    turn_external_id: str
+    release: str
+    response: str
+    latency_ms: float | None
 
 
 @dataclass(slots=True)
@@ -63,6 +99,11 @@ def parse_timestamp(value, name: str) -> datetime:
         raise ContractError(f"{name}: timestamp has no zone offset (add 'Z' or '+00:00'): {value[:40]!r}")
     if len(value) < 16 or value[10] not in "Tt ":
         raise ContractError(f"{name}: not an RFC 3339 date-time: {value[:40]!r}")
+    if ts.year in (1, 9999):
+        try:  # both databases store UTC: the first and last days of the calendar may not convert
+            ts.astimezone(timezone.utc)
+        except OverflowError:
+            raise ContractError(f"{name}: out of range in UTC: {value[:40]!r}") from None
     return ts
 
 
@@ -70,7 +111,8 @@ def _type(value) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _str(obj: dict, key: str, name: str, required: bool, allow_empty: bool = True) -> str:
+def _str(obj: dict, key: str, name: str, required: bool, allow_empty: bool = True, max_len: int | None = None,
+         limits: Limits = DEFAULT_LIMITS) -> str:
     value = obj.get(key)
     if value is None:
         if required:
@@ -80,19 +122,84 @@ def _str(obj: dict, key: str, name: str, required: bool, allow_empty: bool = Tru
         raise ContractError(f"{name}: expected a string, got {_type(value)}")
     if not allow_empty and not value.strip():
         raise ContractError(f"{name}: must not be empty")
+    _check_text(value, name, max_len, limits)
     return value
 
 
-def parse_event(obj, turn_external_id: str, name: str = "event") -> ParsedEvent:
+def _check_text(value: str, name: str, max_len: int | None, limits: Limits) -> None:
+    if NUL in value:
+        raise ContractError(f"{name}: contains a NUL character (\\u0000), which cannot be stored")
+    if max_len is not None:
+        if len(value) > max_len:
+            raise ContractError(f"{name}: longer than {max_len} characters ({len(value)})")
+    elif len(value) > limits.max_field_chars:
+        raise ContractError(f"{name}: longer than INGEST_MAX_FIELD_CHARS ({len(value)} characters, the limit is "
+                            f"{limits.max_field_chars})")
+
+
+def _check_json(value, name: str, limits: Limits) -> None:
+    """A JSON value that is stored as JSON (metadata, an event's payload): nesting, NUL, size."""
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # the only way a parsed value fails to serialise: nesting
+        raise ContractError(f"{name}: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    # Fewer brackets than the limit cannot nest deeper than it: only then is the value walked.
+    if text.count(b"{") + text.count(b"[") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise ContractError(f"{name}: nested deeper than {MAX_JSON_DEPTH} levels")
+    if b"\\u0000" in text:  # maybe only the text \\u0000; the walk says
+        where = _nul_path(value, name)
+        if where:
+            raise ContractError(f"{where}: contains a NUL character (\\u0000), which cannot be stored")
+    if len(text) > limits.max_field_chars:
+        raise ContractError(f"{name}: longer than INGEST_MAX_FIELD_CHARS ({len(text)} characters of JSON, the "
+                            f"limit is {limits.max_field_chars})")
+
+
+def _deeper_than(value, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((x, depth + 1) for x in v)
+    return False
+
+
+def _nul_path(value, name: str) -> str | None:
+    """Where in a JSON value a NUL character is (a string or a key), as a path: `metadata.a[2]`."""
+    stack = [(value, name)]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, str):
+            if NUL in v:
+                return path
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if NUL in k:
+                    return f"{path} (a key)"
+                stack.append((x, f"{path}.{k}"))
+        elif isinstance(v, list):
+            stack.extend((x, f"{path}[{i}]") for i, x in enumerate(v))
+    return None
+
+
+def parse_event(obj, turn_external_id: str, name: str = "event", limits: Limits = DEFAULT_LIMITS) -> ParsedEvent:
     if not isinstance(obj, dict):
         raise ContractError(f"{name}: expected an object, got {_type(obj)}")
-    etype = _str(obj, "type", f"{name}.type", required=True, allow_empty=False)
+    etype = _str(obj, "type", f"{name}.type", required=True, allow_empty=False, max_len=MAX_EVENT_TYPE)
     ts = obj.get("timestamp")
     timestamp = None if ts is None else parse_timestamp(ts, f"{name}.timestamp")
-    corrected = _str(obj, "corrected_response", f"{name}.corrected_response", required=etype == "human_override")
-    actor = _str(obj, "actor", f"{name}.actor", required=False)
-    reason = _str(obj, "reason", f"{name}.reason", required=False)
+    corrected = _str(obj, "corrected_response", f"{name}.corrected_response", required=etype == "human_override",
+                     limits=limits)
+    actor = _str(obj, "actor", f"{name}.actor", required=False, max_len=MAX_ID)
+    reason = _str(obj, "reason", f"{name}.reason", required=False, limits=limits)
     payload = {k: v for k, v in obj.items() if k not in EVENT_FIELDS}
+    if payload:
+        _check_json(payload, name, limits)
     canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     return ParsedEvent(
         turn_external_id=turn_external_id,
@@ -106,20 +213,39 @@ def parse_event(obj, turn_external_id: str, name: str = "event") -> ParsedEvent:
     )
 
 
-def parse_record(obj) -> ParsedTurn | ParsedEvent:
-    """Validate one decoded JSON value as a turn record or an event line."""
+def parse_record(obj, limits: Limits = DEFAULT_LIMITS) -> ParsedTurn | ParsedEvent | ParsedShadow:
+    """Validate one decoded JSON value as a turn record, an event line or a shadow line."""
     if not isinstance(obj, dict):
         raise ContractError(f"record: expected a JSON object, got {_type(obj)}")
     rtype = obj.get("type", "turn")
     if rtype == "event":
-        turn_id = _str(obj, "turn_id", "turn_id", required=True, allow_empty=False)
-        return parse_event(obj.get("event"), turn_id, "event")
+        turn_id = _str(obj, "turn_id", "turn_id", required=True, allow_empty=False, max_len=MAX_ID)
+        return parse_event(obj.get("event"), turn_id, "event", limits)
+    if rtype == "shadow":
+        return parse_shadow(obj, limits)
     if rtype != "turn":
-        raise ContractError(f"type: expected 'turn' or 'event', got {str(rtype)[:40]!r}")
-    return parse_turn(obj)
+        raise ContractError(f"type: expected 'turn', 'event' or 'shadow', got {str(rtype)[:40]!r}")
+    return parse_turn(obj, limits=limits)
 
 
-def parse_turn(obj: dict, *, position: int | None = None, timestamp_required: bool = True) -> ParsedTurn:
+def parse_shadow(obj: dict, limits: Limits = DEFAULT_LIMITS) -> ParsedShadow:
+    """`{"type": "shadow", "turn_id": ID, "release": NAME, "response": TEXT, "latency_ms": N?}`; other
+    fields are ignored, as on event lines."""
+    turn_id = _str(obj, "turn_id", "turn_id", required=True, allow_empty=False, max_len=MAX_ID)
+    release = _str(obj, "release", "release", required=True, allow_empty=False, max_len=MAX_RELEASE)
+    if "response" not in obj:
+        raise ContractError("response: missing required field (it may be \"\")")
+    response = _str(obj, "response", "response", required=True, limits=limits)
+    latency = obj.get("latency_ms")
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)):
+            raise ContractError(f"latency_ms: expected a number, got {_type(latency)}")
+        latency = float(latency)
+    return ParsedShadow(turn_id, release, response, latency)
+
+
+def parse_turn(obj: dict, *, position: int | None = None, timestamp_required: bool = True,
+               limits: Limits = DEFAULT_LIMITS) -> ParsedTurn:
     # Fast path for the common, well-formed record: the same checks in the same order, fewer calls.
     # Anything it is not sure about goes to the full path below, which gives the exact reason.
     get = obj.get
@@ -130,10 +256,15 @@ def parse_turn(obj: dict, *, position: int | None = None, timestamp_required: bo
     response = get("response")
     user_id = get("user_id")
     model = get("model")
+    cap = limits.max_field_chars
     if (
         type(turn_id) is str and type(session_id) is str and type(ts) is str and type(query) is str
         and type(response) is str and (user_id is None or type(user_id) is str)
         and (model is None or type(model) is str) and turn_id.strip() and session_id.strip()
+        and len(turn_id) <= MAX_ID and len(session_id) <= MAX_ID and len(query) <= cap and len(response) <= cap
+        and (user_id is None or len(user_id) <= MAX_ID) and (model is None or len(model) <= MAX_ID)
+        and NUL not in query and NUL not in response and NUL not in turn_id and NUL not in session_id
+        and (user_id is None or NUL not in user_id) and (model is None or NUL not in model)
     ):
         turn = ParsedTurn(
             turn_id, session_id, parse_timestamp(ts, "timestamp"), query, response,
@@ -149,13 +280,13 @@ def parse_turn(obj: dict, *, position: int | None = None, timestamp_required: bo
                 if latency is not None:
                     turn.latency_ms = float(latency)
                 return turn
-        return _parse_turn_rest(obj, turn, turn_id)
-    return _parse_turn_full(obj, position=position, timestamp_required=timestamp_required)
+        return _parse_turn_rest(obj, turn, turn_id, limits)
+    return _parse_turn_full(obj, position=position, timestamp_required=timestamp_required, limits=limits)
 
 
-def _parse_turn_full(obj: dict, *, position: int | None, timestamp_required: bool) -> ParsedTurn:
-    turn_id = _str(obj, "id", "id", required=True, allow_empty=False)
-    session_id = _str(obj, "session_id", "session_id", required=True, allow_empty=False)
+def _parse_turn_full(obj: dict, *, position: int | None, timestamp_required: bool, limits: Limits) -> ParsedTurn:
+    turn_id = _str(obj, "id", "id", required=True, allow_empty=False, max_len=MAX_ID)
+    session_id = _str(obj, "session_id", "session_id", required=True, allow_empty=False, max_len=MAX_ID)
     ts = obj.get("timestamp")
     if ts is None and not timestamp_required:
         timestamp = None
@@ -163,28 +294,30 @@ def _parse_turn_full(obj: dict, *, position: int | None, timestamp_required: boo
         if ts is None:
             raise ContractError("timestamp: missing required field")
         timestamp = parse_timestamp(ts, "timestamp")
-    query = _str(obj, "query", "query", required=True)
+    query = _str(obj, "query", "query", required=True, limits=limits)
     if "response" not in obj:
         raise ContractError("response: missing required field (it may be \"\")")
-    response = _str(obj, "response", "response", required=True)
+    response = _str(obj, "response", "response", required=True, limits=limits)
     turn = ParsedTurn(
         external_id=turn_id,
         session_external_id=session_id,
         timestamp=timestamp,
         query=query,
         response=response,
-        user_id=_str(obj, "user_id", "user_id", required=False),
-        model=_str(obj, "model", "model", required=False),
+        user_id=_str(obj, "user_id", "user_id", required=False, max_len=MAX_ID),
+        model=_str(obj, "model", "model", required=False, max_len=MAX_ID),
         position=position,
     )
-    return _parse_turn_rest(obj, turn, turn_id)
+    return _parse_turn_rest(obj, turn, turn_id, limits)
 
 
-def _parse_turn_rest(obj: dict, turn: ParsedTurn, turn_id: str) -> ParsedTurn:
+def _parse_turn_rest(obj: dict, turn: ParsedTurn, turn_id: str, limits: Limits) -> ParsedTurn:
     contexts = obj.get("contexts")
     if contexts is not None:
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
             raise ContractError("contexts: expected an array of strings")
+        for i, c in enumerate(contexts):
+            _check_text(c, f"contexts[{i}]", None, limits)
         turn.contexts = contexts
     rts = obj.get("response_timestamp")
     if rts is not None:
@@ -198,24 +331,31 @@ def _parse_turn_rest(obj: dict, turn: ParsedTurn, turn_id: str) -> ParsedTurn:
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise ContractError(f"metadata: expected an object, got {_type(metadata)}")
+        _check_json(metadata, "metadata", limits)
         turn.metadata = metadata
     extra = {k: v for k, v in obj.items() if k not in TURN_FIELDS}
     if extra:
+        for k, v in extra.items():
+            if NUL in k:
+                raise ContractError("record: a field name contains a NUL character (\\u0000), which cannot be stored")
+            _check_json(v, k, limits)
         # Unknown fields are kept, not dropped: the source system may know why they are there.
         turn.metadata = {**turn.metadata, "_extra": extra}
+        _check_json(turn.metadata, "metadata", limits)
     events = obj.get("events")
     if events is not None:
         if not isinstance(events, list):
             raise ContractError(f"events: expected an array, got {_type(events)}")
-        turn.events = [parse_event(e, turn_id, f"events[{i}]") for i, e in enumerate(events)]
+        turn.events = [parse_event(e, turn_id, f"events[{i}]", limits) for i, e in enumerate(events)]
     return turn
 
 
-def parse_messages_line(obj) -> list[ParsedTurn]:
+def parse_messages_line(obj, limits: Limits = DEFAULT_LIMITS) -> list[ParsedTurn]:
     """An OpenAI-style conversation: each user message and the assistant reply after it is a turn."""
     if not isinstance(obj, dict):
         raise ContractError(f"record: expected a JSON object, got {_type(obj)}")
-    session_id = _str(obj, "session_id", "session_id", required=True, allow_empty=False)
+    # Turn ids are "<session id>-<n>": room is left for the suffix.
+    session_id = _str(obj, "session_id", "session_id", required=True, allow_empty=False, max_len=MAX_ID - 6)
     messages = obj.get("messages")
     if not isinstance(messages, list):
         raise ContractError(f"messages: expected an array, got {_type(messages)}")
@@ -245,7 +385,7 @@ def parse_messages_line(obj) -> list[ParsedTurn]:
             if answer_at is not None:
                 record["response_timestamp"] = timestamps[answer_at]
         try:
-            turn = parse_turn(record, position=n, timestamp_required=False)
+            turn = parse_turn(record, position=n, timestamp_required=False, limits=limits)
         except ContractError as e:
             raise ContractError(f"messages[{i}]: {e}") from None
         turns.append(turn)

@@ -4,9 +4,13 @@ A turn's identity is (source, external_id): the id the source system gave it. In
 on it, so re-reading a log creates nothing new.
 """
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 
 from core.jobs import Job
+
+from .contract import MAX_EVENT_TYPE, MAX_ID, MAX_RELEASE
+from .signal_definitions import SIGNAL_NAMES, current_definition_version
 
 
 class Source(models.Model):
@@ -21,7 +25,7 @@ class Source(models.Model):
 
 class Session(models.Model):
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="sessions")
-    external_id = models.CharField(max_length=255)
+    external_id = models.CharField(max_length=MAX_ID)
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     # Set by ingest when turns or events arrive; signal detection re-reads only dirty sessions.
@@ -40,16 +44,16 @@ class Turn(models.Model):
     # No single-column indexes on the two keys: the unique (source, external_id) and the
     # (session, timestamp, position) indexes lead with them, and every index slows ingest.
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="turns", db_index=False)
-    external_id = models.CharField(max_length=255)
+    external_id = models.CharField(max_length=MAX_ID)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False)
     timestamp = models.DateTimeField(null=True, blank=True, db_index=True)
     # Order inside the session for inputs without timestamps (OpenAI messages).
     position = models.IntegerField(null=True, blank=True)
     query = models.TextField()
     response = models.TextField(blank=True, default="")
-    user_id = models.CharField(max_length=255, blank=True, default="")
+    user_id = models.CharField(max_length=MAX_ID, blank=True, default="")
     contexts = models.JSONField(default=list, blank=True)
-    model = models.CharField(max_length=255, blank=True, default="")
+    model = models.CharField(max_length=MAX_ID, blank=True, default="")
     response_timestamp = models.DateTimeField(null=True, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -70,12 +74,12 @@ class Event(models.Model):
     """A user or agent action on a turn's answer. May arrive before its turn (turn is then null)."""
 
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="events")
-    turn_external_id = models.CharField(max_length=255)
+    turn_external_id = models.CharField(max_length=MAX_ID)
     turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
-    type = models.CharField(max_length=100, db_index=True)
+    type = models.CharField(max_length=MAX_EVENT_TYPE, db_index=True)
     timestamp = models.DateTimeField(null=True, blank=True)
     corrected_response = models.TextField(blank=True, default="")
-    actor = models.CharField(max_length=255, blank=True, default="")
+    actor = models.CharField(max_length=MAX_ID, blank=True, default="")
     reason = models.TextField(blank=True, default="")
     payload = models.JSONField(default=dict, blank=True)
     # sha1 of the canonical event object: the same event read twice is stored once.
@@ -93,6 +97,32 @@ class Event(models.Model):
         return f"{self.type} on {self.turn_external_id}"
 
 
+class MirroredAnswer(models.Model):
+    """A candidate release's answer to a production turn's query, mirrored by the gateway (LiteLLM
+    `silent_model`, Envoy/Istio request mirroring) and sent in the log as a `shadow` line; never shown to
+    users. Like an event it may arrive before its turn (turn is then null) and is attached when the turn
+    arrives. Production knows nothing of releases: `release` is the name the line gave, and the shadow
+    app pairs these with their turns."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="mirrored_answers")
+    turn_external_id = models.CharField(max_length=MAX_ID)
+    turn = models.ForeignKey(Turn, null=True, blank=True, on_delete=models.CASCADE, related_name="mirrored_answers")
+    release = models.CharField(max_length=MAX_RELEASE)
+    response = models.TextField(blank=True, default="")
+    latency_ms = models.FloatField(null=True, blank=True)
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            # The first line wins; a repeat is a duplicate.
+            models.UniqueConstraint(fields=["source", "turn_external_id", "release"],
+                                    name="mirrored_source_turn_release_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.release} on {self.turn_external_id}"
+
+
 class IngestJob(Job):
     """One ingest: of a file by the command (runs in its process), or of a spooled API body (a task)."""
 
@@ -107,6 +137,7 @@ class IngestJob(Job):
     duplicates = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
     events = models.IntegerField(default=0)
+    shadow = models.IntegerField(default=0, help_text="mirrored answers stored (shadow lines)")
 
     def summary(self) -> dict:
         return {
@@ -115,6 +146,7 @@ class IngestJob(Job):
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "events": self.events,
+            "shadow": self.shadow,
         }
 
 
@@ -144,29 +176,37 @@ class RejectedLine(models.Model):
 class TurnSignals(models.Model):
     """What users and agents did after a turn's answer, and why each flag was set.
 
-    Recomputed per session by signal detection; a late event re-dirties the session.
+    Recomputed per session by signal detection; a late event re-dirties the session. The flags
+    mean what ``signal_definitions`` says for ``definition_version`` (see its CHANGELOG).
     """
 
     turn = models.OneToOneField(Turn, on_delete=models.CASCADE, primary_key=True, related_name="signals")
     rephrased = models.BooleanField(default=False)
     followed_up = models.BooleanField(default=False)
     abandoned = models.BooleanField(default=False)
+    session_ended = models.BooleanField(default=False)
     copied = models.BooleanField(default=False)
     thumbs_up = models.BooleanField(default=False)
     thumbs_down = models.BooleanField(default=False)
     escalated = models.BooleanField(default=False)
     human_override = models.BooleanField(default=False)
     failure_candidate = models.BooleanField(default=False, db_index=True)
+    # P(the answer failed | its signals): orders failure candidates, strongest first.
+    failure_probability = models.FloatField(default=0.0)
+    # Rows written before versions existed were computed by the version-1 definitions.
+    definition_version = models.PositiveSmallIntegerField(default=current_definition_version)
     corrected_response = models.TextField(blank=True, default="")
     evidence = models.JSONField(default=dict, blank=True)
     detected_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "turn signals"
+        indexes = [
+            # Candidates are a small share of turns: a partial index serves "strongest first".
+            models.Index(fields=["-failure_probability", "turn"], condition=Q(failure_candidate=True),
+                         name="signals_candidate_prob_idx"),
+        ]
 
     def flags(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in SIGNAL_NAMES}
 
-
-SIGNAL_NAMES = ("rephrased", "followed_up", "abandoned", "copied", "thumbs_up", "thumbs_down", "escalated",
-                "human_override")

@@ -12,7 +12,8 @@ from typing import BinaryIO, Callable, Iterator
 
 import orjson
 
-from .contract import ContractError, ParsedEvent, ParsedTurn, parse_messages_line, parse_record
+from .contract import (DEFAULT_LIMITS, ContractError, Limits, ParsedEvent, ParsedShadow, ParsedTurn,
+                       parse_messages_line, parse_record)
 
 FORMATS = ("auto", "jsonl", "csv", "messages")
 RAW_CAP = 2000  # characters of a rejected line kept for inspection
@@ -25,11 +26,43 @@ class Reject:
     raw: str
 
 
-Item = tuple[int, "ParsedTurn | ParsedEvent | Reject"]
+Item = tuple[int, "ParsedTurn | ParsedEvent | ParsedShadow | Reject"]
 
 
 def _raw_text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="backslashreplace")[:RAW_CAP]
+    # NUL shown as \\x00 like an undecodable byte: a database text column cannot hold it.
+    return raw[:RAW_CAP * 4].decode("utf-8", errors="backslashreplace")[:RAW_CAP].replace("\x00", "\\x00")
+
+
+def _lines(stream: BinaryIO, progress: Callable[[int], None] | None, cap: int) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, line, 0) for each line; (line number, its first bytes, its length) for a line longer
+    than `cap` bytes, which is skipped in blocks without ever being held whole."""
+    readline = stream.readline
+    line_no = 0
+    while True:
+        raw = readline(cap + 1)
+        if not raw:
+            return
+        line_no += 1
+        if progress:
+            progress(len(raw))
+        if len(raw) > cap and not raw.endswith(b"\n"):
+            n = len(raw)
+            while True:
+                more = readline(1 << 20)
+                if progress and more:
+                    progress(len(more))
+                n += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield line_no, raw[:RAW_CAP * 4], n
+            continue
+        yield line_no, raw, 0
+
+
+def _too_long(line_no: int, head: bytes, n: int, cap: int) -> Reject:
+    return Reject(line_no, f"line: longer than INGEST_MAX_LINE_BYTES ({n} bytes, the limit is {cap})",
+                  _raw_text(head))
 
 
 def _decode(raw: bytes) -> str:
@@ -65,21 +98,25 @@ def detect_format(stream: BinaryIO, name: str = "") -> str:
     return "jsonl"
 
 
-def parse_jsonl_line(line_no: int, raw: bytes) -> "ParsedTurn | ParsedEvent | Reject | None":
+def parse_jsonl_line(line_no: int, raw: bytes, limits: Limits = DEFAULT_LIMITS
+                     ) -> "ParsedTurn | ParsedEvent | Reject | None":
     stripped = raw.strip()
     if not stripped:
         return None
     try:
-        return parse_record(_loads(stripped))
+        return parse_record(_loads(stripped), limits)
     except ContractError as e:
         return Reject(line_no, str(e), _raw_text(stripped))
 
 
-def read_jsonl(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
+def read_jsonl(stream: BinaryIO, progress: Callable[[int], None] | None = None,
+               limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
     loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
-    for line_no, raw in enumerate(stream, start=1):
-        if progress:
-            progress(len(raw))
+    cap = limits.max_line_bytes
+    for line_no, raw, too_long in _lines(stream, progress, cap):
+        if too_long:
+            yield line_no, _too_long(line_no, raw, too_long, cap)
+            continue
         stripped = raw.strip()
         if not stripped:
             continue
@@ -88,24 +125,27 @@ def read_jsonl(stream: BinaryIO, progress: Callable[[int], None] | None = None) 
         try:
             obj = loads(stripped)
         except JSONDecodeError:
-            yield line_no, parse_jsonl_line(line_no, raw)
+            yield line_no, parse_jsonl_line(line_no, raw, limits)
             continue
         try:
-            item = parse_record(obj)
+            item = parse_record(obj, limits)
         except ContractError as e:
             item = Reject(line_no, str(e), _raw_text(stripped))
         yield line_no, item
 
 
-def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
-    for line_no, raw in enumerate(stream, start=1):
-        if progress:
-            progress(len(raw))
+def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = None,
+                  limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
+    cap = limits.max_line_bytes
+    for line_no, raw, too_long in _lines(stream, progress, cap):
+        if too_long:
+            yield line_no, _too_long(line_no, raw, too_long, cap)
+            continue
         stripped = raw.strip()
         if not stripped:
             continue
         try:
-            turns = parse_messages_line(_loads(stripped))
+            turns = parse_messages_line(_loads(stripped), limits)
         except ContractError as e:
             yield line_no, Reject(line_no, str(e), _raw_text(stripped))
             continue
@@ -113,7 +153,7 @@ def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = Non
             yield line_no, turn
 
 
-def read_json_array(body: bytes) -> Iterator[Item]:
+def read_json_array(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
     """The API accepts a JSON array too; element k is reported as line k."""
     try:
         values = orjson.loads(body)
@@ -122,9 +162,16 @@ def read_json_array(body: bytes) -> Iterator[Item]:
         return
     for n, value in enumerate(values, start=1):
         try:
-            yield n, parse_record(value)
+            yield n, parse_record(value, limits)
         except ContractError as e:
-            yield n, Reject(n, str(e), orjson.dumps(value).decode()[:RAW_CAP])
+            yield n, Reject(n, str(e), _value_text(value))
+
+
+def _value_text(value) -> str:
+    try:
+        return orjson.dumps(value).decode()[:RAW_CAP]  # NUL comes out as \\u0000
+    except orjson.JSONEncodeError:
+        return "(not shown: nested too deeply to write out)"
 
 
 CSV_JSON_COLUMNS = ("contexts", "events", "metadata")
@@ -148,7 +195,9 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-def read_csv(stream: BinaryIO, progress: Callable[[int], None] | None = None) -> Iterator[Item]:
+def read_csv(stream: BinaryIO, progress: Callable[[int], None] | None = None,
+             limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
+    # A field over the csv module's own limit (131,072 characters) is rejected by it as malformed CSV.
     # surrogateescape keeps a bad byte inside its field, so only that record is rejected.
     text = io.TextIOWrapper(io.BufferedReader(_CountingReader(stream, progress)), encoding="utf-8",
                             errors="surrogateescape", newline="")
@@ -173,7 +222,7 @@ def read_csv(stream: BinaryIO, progress: Callable[[int], None] | None = None) ->
             continue
         raw = ",".join(row).encode("utf-8", errors="surrogateescape")
         try:
-            yield line_no, parse_record(_csv_record(header, row, raw))
+            yield line_no, parse_record(_csv_record(header, row, raw), limits)
         except ContractError as e:
             yield line_no, Reject(line_no, str(e), _raw_text(raw))
 
@@ -198,8 +247,8 @@ def _csv_record(header: list[str], row: list[str], raw: bytes) -> dict:
                 raise ContractError(f"latency_ms: expected a number, got {cell[:40]!r}") from None
         else:
             record[name] = cell
-    if record.get("type") == "event":
-        raise ContractError("type: event lines are not supported in CSV; send them as JSON lines")
+    if record.get("type") in ("event", "shadow"):
+        raise ContractError(f"type: {record['type']} lines are not supported in CSV; send them as JSON lines")
     return record
 
 

@@ -1,7 +1,8 @@
 """Reads over production data, for the API, the admin, the dashboard and other apps."""
 from django.db.models import Count, Q, QuerySet
 
-from .models import SIGNAL_NAMES, Event, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import Event, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
+from .signal_definitions import DEFINITION_VERSION, SIGNAL_LABELS, SIGNAL_NAMES  # noqa: F401 (read by other apps)
 
 
 def turn_list() -> QuerySet[Turn]:
@@ -18,6 +19,12 @@ def event_list() -> QuerySet[Event]:
 
 def rejected_line_list() -> QuerySet[RejectedLine]:
     return RejectedLine.objects.select_related("source").order_by("id")
+
+
+def mirrored_answers(since_id: int = 0) -> QuerySet[MirroredAnswer]:
+    """Mirrored candidate answers (shadow lines) after `since_id`, oldest first, with their turn when it
+    has arrived (`turn` is null until then). The shadow app reads new ones by the last id it saw."""
+    return MirroredAnswer.objects.filter(id__gt=since_id).select_related("source", "turn").order_by("id")
 
 
 def holdings_report() -> dict:
@@ -39,7 +46,9 @@ def holdings_report() -> dict:
 def _signals_record(turn: Turn) -> dict:
     sig = getattr(turn, "signals", None)
     flags = sig.flags() if sig else dict.fromkeys(SIGNAL_NAMES, False)
-    return {**flags, "failure_candidate": bool(sig and sig.failure_candidate), "evidence": sig.evidence if sig else {}}
+    return {**flags, "failure_candidate": bool(sig and sig.failure_candidate),
+            "failure_probability": sig.failure_probability if sig else 0.0,
+            "definition_version": sig.definition_version if sig else None, "evidence": sig.evidence if sig else {}}
 
 
 def turns_with_signals_export(*, source: str | None = None):
@@ -57,12 +66,18 @@ def turns_with_signals_export(*, source: str | None = None):
 
 
 def failure_candidates() -> QuerySet[Turn]:
+    """Strongest first: by the probability that the answer failed, then newest."""
     return (Turn.objects.filter(signals__failure_candidate=True)
-            .select_related("source", "session", "signals").order_by("-timestamp", "id"))
+            .select_related("source", "session", "signals")
+            .order_by("-signals__failure_probability", "-timestamp", "id"))
 
 
-RATE_SIGNALS = ("followed_up", "rephrased", "abandoned", "copied", "human_override", "thumbs_up", "thumbs_down",
-                "escalated")
+RATE_SIGNALS = SIGNAL_NAMES
+
+
+def _no_reaction(counts: dict) -> int:
+    # abandoned + session_ended: what definition version 1 counted as "abandoned" (comparable across versions)
+    return counts["abandoned"] + counts["session_ended"]
 
 
 def signal_rates_daily(*, by_model: bool = True, source: str | None = None) -> list[dict]:
@@ -83,18 +98,24 @@ def signal_rates_daily(*, by_model: bool = True, source: str | None = None) -> l
         item = {"date": r["day"].isoformat(), "turns": n}
         if by_model:
             item["model"] = r["turn__model"]
-        for name in (*RATE_SIGNALS, "failures"):
+        r["no_reaction"] = _no_reaction(r)
+        for name in (*RATE_SIGNALS, "no_reaction", "failures"):
             item[f"{name}_rate"] = round(r[name] / n, 4) if n else 0.0
         out.append(item)
     return out
 
 
 def signal_rates_overall() -> dict:
+    """Share of turns with each signal, with n; ``versions`` counts rows per definition version
+    (rows of an older version mean `detect_signals --full` has not run since it changed)."""
     qs = TurnSignals.objects.all()
-    n = qs.count()
-    agg = qs.aggregate(**{name: Count("turn_id", filter=Q(**{name: True})) for name in (*RATE_SIGNALS,
-                                                                                           "failure_candidate")})
-    return {"turns": n, **{f"{k}_rate": round(v / n, 4) if n else 0.0 for k, v in agg.items()}}
+    agg = qs.aggregate(n=Count("turn_id"), **{name: Count("turn_id", filter=Q(**{name: True}))
+                                              for name in (*RATE_SIGNALS, "failure_candidate")})
+    n = agg.pop("n")
+    agg["no_reaction"] = _no_reaction(agg)
+    versions = dict(qs.values_list("definition_version").annotate(c=Count("turn_id")).order_by("definition_version"))
+    return {"turns": n, "definition_version": DEFINITION_VERSION, "versions": versions,
+            **{f"{k}_rate": round(v / n, 4) if n else 0.0 for k, v in agg.items()}}
 
 
 def signal_rates_by_model() -> list[dict]:
@@ -106,6 +127,5 @@ def signal_rates_by_model() -> list[dict]:
 
 
 def top_rephrased_failures(*, limit: int = 5) -> list[Turn]:
-    """The clearest re-asks: rephrased failure candidates by similarity of the re-ask."""
-    return list(failure_candidates().filter(signals__rephrased=True)
-                .order_by("-signals__evidence__rephrased__similarity", "id")[:limit])
+    """The clearest re-asks: rephrased failure candidates, strongest failure probability first."""
+    return list(failure_candidates().filter(signals__rephrased=True)[:limit])

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
-from .models import SIGNAL_NAMES, Event, IngestJob, RejectedLine, Session, Turn
+from .models import Event, IngestJob, RejectedLine, Session, Turn
+from .signal_definitions import SIGNAL_NAMES
 
 
 class TurnSerializer(serializers.ModelSerializer):
@@ -50,8 +51,8 @@ class IngestJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = IngestJob
-        fields = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events", "error",
-                  "created_at", "finished_at"]
+        fields = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events", "shadow",
+                  "error", "created_at", "finished_at"]
 
 
 class IngestSummarySerializer(serializers.Serializer):
@@ -60,15 +61,19 @@ class IngestSummarySerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
     events = serializers.IntegerField()
+    shadow = serializers.IntegerField()
 
 
 class FailureSerializer(TurnSerializer):
     signals = serializers.SerializerMethodField()
     evidence = serializers.JSONField(source="signals.evidence")
     corrected_response = serializers.CharField(source="signals.corrected_response")
+    failure_probability = serializers.FloatField(source="signals.failure_probability")
+    definition_version = serializers.IntegerField(source="signals.definition_version")
 
     class Meta(TurnSerializer.Meta):
-        fields = TurnSerializer.Meta.fields + ["signals", "evidence", "corrected_response"]
+        fields = TurnSerializer.Meta.fields + ["failure_probability", "signals", "evidence", "corrected_response",
+                                               "definition_version"]
 
     def get_signals(self, obj) -> dict:
         return {name: getattr(obj.signals, name) for name in SIGNAL_NAMES}

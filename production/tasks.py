@@ -1,4 +1,7 @@
+"""Celery adapters over ids: they call a service, then chain what follows it. Services never enqueue."""
 from celery import shared_task
+from django.conf import settings
+from django.db import transaction
 
 from core.jobs import JobTask
 
@@ -8,12 +11,20 @@ from .services import ingest
 @shared_task(base=JobTask, job_model="production.IngestJob", acks_late=True)
 def ingest_job_run(job_id: int) -> dict | None:
     result = ingest.ingest_job_run(job_id=job_id)
+    signals_detect_after_ingest(result)
     return result.as_dict() if result else None
 
 
 @shared_task(acks_late=True)
 def signals_detect() -> dict:
-    # Idempotent: it works on whatever sessions are dirty when it runs.
+    # Idempotent: it works on whatever sessions are dirty when it runs. Also run by the beat schedule
+    # (every 5 minutes), which catches up on anything ingested without a chained run.
     from .services.signals import signals_detect as detect
 
     return detect().as_dict()
+
+
+def signals_detect_after_ingest(result: "ingest.IngestResult | None") -> None:
+    """Chain signal detection after an ingest that stored something (SIGNALS_DETECT_AFTER_INGEST)."""
+    if result is not None and settings.SIGNALS_DETECT_AFTER_INGEST and (result.created or result.events):
+        transaction.on_commit(signals_detect.delay)

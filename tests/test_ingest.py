@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from production.models import Event, RejectedLine, Session, Turn
+from production.models import Event, IngestJob, RejectedLine, Session, Turn
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = {"id": "t-1", "session_id": "s-1", "timestamp": "2026-10-01T09:00:00Z", "query": "how do i reset my pasword",
@@ -35,7 +35,7 @@ BAD_LINES = [
     (line(id="bad-event", events=[{"type": "human_override"}]), "events[0].corrected_response: missing required field"),
     (line(id="bad-resp", response=...), "response: missing required field"),
     (b'{"type": "event", "event": {"type": "copy"}}\n', "turn_id: missing required field"),
-    (b'{"type": "chat", "id": "x"}\n', "type: expected 'turn' or 'event'"),
+    (b'{"type": "chat", "id": "x"}\n', "type: expected 'turn', 'event' or 'shadow', got 'chat'"),
     (b'{"id": "bad-utf8", "session_id": "s-1", "timestamp": "2026-10-01T09:00:00Z", "query": "caf\xe9", '
      b'"response": ""}\n', "line: not valid UTF-8 (byte 0xe9"),
 ]
@@ -58,7 +58,7 @@ def test_each_bad_line_is_rejected_with_its_line_number_and_the_good_lines_aroun
 
     # then
     assert summary == {"read": 1 + 2 * len(BAD_LINES), "created": 1 + len(BAD_LINES), "duplicates": 0,
-                       "rejected": len(BAD_LINES), "events": 0}
+                       "rejected": len(BAD_LINES), "events": 0, "shadow": 0}
     assert set(Turn.objects.values_list("external_id", flat=True)) == {f"good-{i}" for i in range(len(BAD_LINES) + 1)}
     rejects = {r.line_no: r for r in RejectedLine.objects.all()}
     assert sorted(rejects) == sorted(expected)
@@ -83,8 +83,8 @@ def test_ingesting_the_same_file_twice_creates_nothing_new(tmp_path):
     first = ingest(path)
     second = ingest(path)
 
-    assert first == {"read": 4, "created": 2, "duplicates": 1, "rejected": 1, "events": 1}
-    assert second == {"read": 4, "created": 0, "duplicates": 3, "rejected": 1, "events": 0}
+    assert first == {"read": 4, "created": 2, "duplicates": 1, "rejected": 1, "events": 1, "shadow": 0}
+    assert second == {"read": 4, "created": 0, "duplicates": 3, "rejected": 1, "events": 0, "shadow": 0}
     assert Turn.objects.count() == 2
     assert Event.objects.count() == 1
     assert RejectedLine.objects.count() == 1
@@ -142,7 +142,7 @@ def test_csv_with_nested_json_columns_and_a_bad_row(tmp_path):
         encoding="utf-8",
     )
     summary = ingest(path)
-    assert summary == {"read": 5, "created": 3, "duplicates": 0, "rejected": 2, "events": 1}
+    assert summary == {"read": 5, "created": 3, "duplicates": 0, "rejected": 2, "events": 1, "shadow": 0}
     t1 = Turn.objects.get(external_id="1")
     assert (t1.query, t1.response, t1.contexts, t1.latency_ms) == ("hello, bot", 'hi "there"', ["p1", "p2"], 120.0)
     t2 = Turn.objects.get(external_id="2")
@@ -168,7 +168,7 @@ def test_openai_messages_conversations_become_turns(tmp_path):
 
     summary = ingest(path)  # auto-detected as messages
 
-    assert summary == {"read": 3, "created": 3, "duplicates": 0, "rejected": 1, "events": 0}
+    assert summary == {"read": 3, "created": 3, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
     turns = list(Turn.objects.filter(session__external_id="conv-1").order_by("position"))
     assert [(t.external_id, t.query, t.response) for t in turns] == [
         ("conv-1-1", "what is CANARD?", "A dataset."), ("conv-1-2", "who made it?", "Elgohary et al.")]
@@ -206,3 +206,129 @@ def test_the_real_example_logs_ingest_without_rejects():
     # every escalation in the file found its turn, including the ones written as separate lines
     assert summary["events"] == Event.objects.filter(turn__isnull=False).count() > 0
     assert Session.objects.count() == 490
+
+
+@pytest.mark.django_db
+def test_chunks_split_sessions_events_and_duplicates_and_store_the_same_as_one_chunk(tmp_path, settings):
+    # given: sessions that span chunk boundaries, an event before its turn in an earlier chunk,
+    # a turn repeated in a later chunk
+    recs = [json.dumps({"type": "event", "turn_id": "c-9", "event": {"type": "thumbs_down"}}).encode() + b"\n"]
+    for i in range(12):
+        recs.append(line(id=f"c-{i}", session_id=f"s-{i // 5}", timestamp=f"2026-10-01T09:{i:02d}:00Z",
+                         events=[{"type": "copy"}] if i == 3 else ...))
+    recs.append(line(id="c-2", session_id="s-0", timestamp="2026-10-01T09:02:00Z"))
+    recs.append(b"not json\n")
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"".join(recs))
+
+    # when: chunks of 4 records
+    settings.INGEST_BATCH_SIZE = 4
+    summary = ingest(path)
+
+    # then
+    assert summary == {"read": 15, "created": 12, "duplicates": 1, "rejected": 1, "events": 2, "shadow": 0}
+    spans = {s.external_id: (s.first_seen.minute, s.last_seen.minute) for s in Session.objects.all()}
+    assert spans == {"s-0": (0, 4), "s-1": (5, 9), "s-2": (10, 11)}
+    assert Event.objects.get(type="thumbs_down").turn.external_id == "c-9"
+    assert Event.objects.get(type="copy").turn.external_id == "c-3"
+    assert Session.objects.filter(dirty=False).count() == 0
+    # and the job row counted chunk by chunk, then finished
+    job = IngestJob.objects.get()
+    assert (job.status, job.summary(), job.attempts) == ("done", summary, 1)
+
+
+@pytest.mark.django_db
+def test_an_error_on_the_reading_thread_fails_the_job_without_the_row_text(tmp_path, monkeypatch):
+    from production import readers
+
+    def exploding_reader(stream, progress=None, limits=None):
+        yield 1, readers.parse_jsonl_line(1, line(id="first"))
+        raise RuntimeError("reader broke\nDETAIL: secret user text")
+
+    monkeypatch.setitem(readers.READERS, "jsonl", exploding_reader)
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(line(id="first"))
+    with pytest.raises(RuntimeError):
+        ingest(path)
+    job = IngestJob.objects.get()
+    assert (job.status, job.error) == ("failed", "RuntimeError: reader broke")
+
+
+@pytest.mark.django_db
+def test_a_spooled_body_is_ingested_once_and_its_job_finished(tmp_path, settings):
+    from production.services.ingest import ingest_job_run, ingest_job_spool, source_get_or_create
+
+    settings.INGEST_SPOOL_DIR = tmp_path
+    job = ingest_job_spool(source=source_get_or_create(name="spool"), body=line(id="a") + line(id="b") + b"x\n")
+    assert job.status == "pending" and Path(job.spool_path).exists()
+
+    result = ingest_job_run(job_id=job.pk)
+
+    assert result.as_dict() == {"read": 3, "created": 2, "duplicates": 0, "rejected": 1, "events": 0, "shadow": 0}
+    job.refresh_from_db()
+    assert (job.status, job.summary(), job.error) == ("done", result.as_dict(), "")
+    assert not Path(job.spool_path).exists()
+    assert RejectedLine.objects.get().origin == f"api:job-{job.pk}"
+    assert ingest_job_run(job_id=job.pk) is None  # a finished job is never run again
+    assert Turn.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_job_of_the_command_cannot_be_resumed_by_the_worker():
+    from production.services.ingest import ingest_job_run, source_get_or_create
+
+    job = IngestJob.objects.create(source=source_get_or_create(name="cmd"), origin="/some/file.jsonl")
+    assert ingest_job_run(job_id=job.pk) is None
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error.startswith("nothing to resume")
+
+
+def test_ingest_services_never_import_tasks():
+    import subprocess
+    import sys
+
+    # given a fresh interpreter, importing the ingest services must not pull in production.tasks
+    code = ("import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'evalgap.settings'); "
+            "django.setup(); import production.services.ingest; print('production.tasks' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.django_db
+def test_signal_detection_has_a_beat_schedule():
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(task="production.tasks.signals_detect")
+    assert (task.interval.every, task.interval.period, task.enabled) == (5, "minutes", True)
+
+
+@pytest.mark.django_db
+def test_a_spooled_job_whose_body_is_gone_fails_with_the_reason(tmp_path, settings):
+    from production.services.ingest import ingest_job_run, ingest_job_spool, source_get_or_create
+
+    settings.INGEST_SPOOL_DIR = tmp_path
+    job = ingest_job_spool(source=source_get_or_create(name="spool"), body=line(id="a"))
+    Path(job.spool_path).unlink()
+    with pytest.raises(FileNotFoundError):
+        ingest_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error.startswith("FileNotFoundError: [Errno 2]")
+
+
+def test_the_reading_thread_stops_when_the_writer_leaves_early():
+    import threading
+
+    from production.services.ingest.chunks import Chunk, read_ahead
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(1)
+            yield Chunk()
+
+    chunks = read_ahead(endless(), prepare=lambda chunk: None, depth=1)
+    next(chunks)
+    chunks.close()  # the writer stops (an error, or the caller is done)
+    assert not any(t.name == "ingest-reader" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 4  # it stopped soon, never ran ahead of its small queue

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from production.models import Turn
+from production.signal_definitions import SIGNAL_DESCRIPTIONS
 
 from core.pii import detect, pseudonym, redact, redact_obj
 
@@ -21,26 +22,23 @@ from ..models import BatchItem, LabellingBatch, TaskLink
 from ..selectors import turns_before
 from .projects import get_client, project_ensure
 
-SIGNAL_LABELS = {
-    "rephrased": "user re-asked the same thing", "followed_up": "user asked a follow-up",
-    "abandoned": "user left after this answer", "copied": "user copied the answer",
-    "thumbs_up": "thumbs up", "thumbs_down": "thumbs down", "escalated": "escalated to a human",
-    "human_override": "a human agent replaced the answer",
-}
 
 
 def _signals_text(signals, clean) -> str:
     if signals is None:
         return "No signals detected."
     lines = []
-    for name, label in SIGNAL_LABELS.items():
+    for name, label in SIGNAL_DESCRIPTIONS.items():
         if not getattr(signals, name):
             continue
         ev = signals.evidence.get(name)
         detail = ""
         if isinstance(ev, dict) and "next_query" in ev:
+            # "probability" since signal definitions v2; v1 rows carry "similarity"
+            p = ev.get("probability", ev.get("similarity"))
             detail = f' — next query "{clean(_whole_words(ev["next_query"], 300))}" ' \
-                     f'{ev.get("gap_seconds") or 0:.0f} s later (similarity {ev["similarity"]:.2f})'
+                     f'{ev.get("gap_seconds") or 0:.0f} s later' \
+                     + (f" (P(re-ask) {p:.2f})" if name == "rephrased" and p is not None else "")
         elif isinstance(ev, list) and ev and ev[-1].get("reason"):
             detail = f" — {clean(str(ev[-1]['reason']))}"
         lines.append(f"• {label}{detail}")

@@ -2,27 +2,54 @@
 
 Works on dirty sessions only (ingest marks a session dirty when a turn or event arrives), in
 batches; each batch claims its sessions and writes their signals in one transaction, so a
-crash leaves them dirty and a re-run redoes them. The hot path works on plain tuples and, on
-PostgreSQL, writes with COPY: model instances cost more than the detection itself.
+crash leaves them dirty and a re-run redoes them. The definitions (what each signal means, and
+the version written on every row) are in ``production.signal_definitions``.
+
+The pure part, ``detect_rows``, works on plain tuples and knows nothing of the database: the
+detector evaluation runs it over the example log as JSON lines, so what is measured is what runs.
 """
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-import orjson
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
-from django.utils import timezone
 
-from ..models import SIGNAL_NAMES, Event, Session, Turn, TurnSignals
+from ..signal_definitions import DEFINITION_VERSION, EVENT_SIGNALS, LEAVE_EVENTS, SIGNAL_NAMES
 
-EVENT_FLAGS = {"copy": "copied", "thumbs_up": "thumbs_up", "thumbs_down": "thumbs_down",
-               "escalation": "escalated", "human_override": "human_override"}
 FLAG_COLUMNS = (*SIGNAL_NAMES, "failure_candidate")
+
+# Turn rows as tuples: (id, external_id, session_id, timestamp, response_timestamp, query)
+ID, EXT, SESSION, TS, RESP_TS, QUERY = range(6)
+# Event rows: (turn_id, id, type, timestamp, actor, reason, corrected_response)
+E_TURN, E_ID, E_TYPE, E_TS, E_ACTOR, E_REASON, E_CORRECTED = range(7)
+# Timestamps in both are epoch seconds (float) or None: cheaper to read and subtract than datetimes.
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    window_seconds: float
+    abandon_seconds: float
+    failure_on_thumbs_down: bool
+    failure_on_escalation: bool
+    failure_probability: dict  # event signal -> P(answer failed); see settings
+
+    @classmethod
+    def from_settings(cls) -> DetectConfig:
+        return cls(window_seconds=settings.SIGNALS_WINDOW_SECONDS, abandon_seconds=settings.SIGNALS_ABANDON_SECONDS,
+                   failure_on_thumbs_down=settings.SIGNALS_FAILURE_ON_THUMBS_DOWN,
+                   failure_on_escalation=settings.SIGNALS_FAILURE_ON_ESCALATION,
+                   failure_probability=dict(settings.SIGNALS_FAILURE_PROBABILITY))
+
+
+@dataclass
+class SignalRow:
+    turn_id: int
+    flags: dict
+    corrected_response: str
+    evidence: dict
+    failure_probability: float
 
 
 @dataclass
@@ -31,8 +58,16 @@ class DetectResult:
     turns: int = 0
     counts: dict = field(default_factory=lambda: dict.fromkeys(FLAG_COLUMNS, 0))
 
+    def add(self, rows: list[SignalRow]) -> None:
+        self.turns += len(rows)
+        for r in rows:
+            for name, on in r.flags.items():
+                if on:
+                    self.counts[name] += 1
+
     def as_dict(self) -> dict:
-        return {"sessions": self.sessions, "turns": self.turns, **self.counts}
+        return {"sessions": self.sessions, "turns": self.turns, **self.counts,
+                "definition_version": DEFINITION_VERSION}
 
 
 _detectors: dict = {}
@@ -40,151 +75,144 @@ _detectors: dict = {}
 
 def get_detector():
     """One detector per process and configuration: the encoder takes seconds to load."""
-    key = (settings.SIGNALS_SEMANTIC, settings.SIGNALS_REPHRASE_THRESHOLD)
+    key = (settings.SIGNALS_SEMANTIC, settings.SIGNALS_REPHRASE_THRESHOLD, settings.SIGNALS_REPHRASE_PRIOR)
     if key not in _detectors:
         from rephrase import RephraseDetector
 
-        kwargs = {"semantic": settings.SIGNALS_SEMANTIC}
-        if settings.SIGNALS_REPHRASE_THRESHOLD is not None:
-            kwargs["threshold"] = settings.SIGNALS_REPHRASE_THRESHOLD
-        _detectors[key] = RephraseDetector(**kwargs)
+        _detectors[key] = RephraseDetector(
+            semantic=settings.SIGNALS_SEMANTIC, threshold=settings.SIGNALS_REPHRASE_THRESHOLD,
+            prior=settings.SIGNALS_REPHRASE_PRIOR, encoder_dir=settings.REPHRASE_ENCODER_DIR,
+            threads=settings.REPHRASE_ENCODER_THREADS or None,
+            # with the encoder loaded, fewer cached texts keep the process under 500 MB
+            text_cache=4096 if settings.SIGNALS_SEMANTIC else 16_384)
     return _detectors[key]
 
 
-def is_failure_candidate(flags: dict[str, bool]) -> bool:
-    return (flags["human_override"] or flags["rephrased"]
-            or (settings.SIGNALS_FAILURE_ON_THUMBS_DOWN and flags["thumbs_down"])
-            or (settings.SIGNALS_FAILURE_ON_ESCALATION and flags["escalated"]))
+def epoch(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
 
 
-# Turn rows as tuples: (id, external_id, session_id, timestamp, response_timestamp, query)
-ID, EXT, SESSION, TS, RESP_TS, QUERY = range(6)
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
-def _gap_seconds(turn: tuple, nxt: tuple) -> float | None:
-    """From the moment the answer was served (or the query, if unknown) to the next query."""
-    start = turn[RESP_TS] or turn[TS]
-    if start is None or nxt[TS] is None:
+def _seconds(later, earlier) -> float | None:
+    if later is None or earlier is None:
         return None
-    return (nxt[TS] - start).total_seconds()
+    return round(later - earlier, 3)  # milliseconds: what the log's timestamps carry
 
 
-def _load(session_ids: list[int]):
-    turns = (Turn.objects.filter(session_id__in=session_ids)
-             .order_by("session_id", F("timestamp").asc(nulls_last=True), F("position").asc(nulls_last=True), "id")
-             .values_list("id", "external_id", "session_id", "timestamp", "response_timestamp", "query"))
-    events: dict[int, list[tuple]] = defaultdict(list)
-    for e in (Event.objects.filter(turn__session_id__in=session_ids).order_by("timestamp", "id")
-              .values_list("turn_id", "id", "type", "timestamp", "actor", "reason", "corrected_response")):
-        events[e[0]].append(e)
-    return list(turns), events
+def _leave_after(answered, until, leaves, limit: float):
+    """The first leave event at most ``limit`` s after the answer and before the next query."""
+    best = None
+    for ev, on_turn in leaves:
+        dt = _seconds(ev[E_TS], answered)
+        if dt is None or dt < 0 or dt > limit or (until is not None and ev[E_TS] > until):
+            continue
+        if best is None or ev[E_TS] < best[0][E_TS]:
+            best = (ev, on_turn, dt)
+    return best
 
 
-def _detect_batch(session_ids: list[int], detector) -> list[tuple[int, dict, str, dict]]:
-    """[(turn id, flags, corrected response, evidence)] for every turn of these sessions."""
-    window = settings.SIGNALS_WINDOW_SECONDS
-    turns, events = _load(session_ids)
+def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cfg: DetectConfig) -> list[SignalRow]:
+    """Signals for every turn of the given sessions.
 
+    ``turns`` in session and conversation order; ``events`` by turn id, in time order.
+    """
+    window = cfg.window_seconds
     # (turn, next turn) pairs inside the window, scored in one batch across sessions.
     nexts: dict[int, tuple[tuple, float | None]] = {}
     pairs: list[tuple[tuple, tuple, float | None]] = []
     for turn, nxt in zip(turns, turns[1:]):
         if nxt[SESSION] != turn[SESSION]:
             continue
-        gap = _gap_seconds(turn, nxt)
+        gap = _seconds(nxt[TS], turn[RESP_TS] or turn[TS])
         nexts[turn[ID]] = (nxt, gap)
         if gap is None or gap <= window:
             pairs.append((turn, nxt, gap))
     scores = detector.score_pairs([(t[QUERY], n[QUERY]) for t, n, _ in pairs]) if pairs else []
     scored = {t[ID]: (n, gap, s) for (t, n, gap), s in zip(pairs, scores)}
 
+    # Leave events of each session (on any of its turns): evidence for `abandoned`.
+    leaves: dict[int, list] = defaultdict(list)
+    if events:
+        ext_of = {t[ID]: (t[EXT], t[SESSION]) for t in turns}
+        for turn_id, evs in events.items():
+            for ev in evs:
+                if ev[E_TYPE] in LEAVE_EVENTS and turn_id in ext_of:
+                    ext, session = ext_of[turn_id]
+                    leaves[session].append((ev, ext))
+
+    p_event = cfg.failure_probability
+    counted = {"human_override": True, "thumbs_down": cfg.failure_on_thumbs_down,
+               "escalated": cfg.failure_on_escalation}
+    threshold, prior = detector.threshold, detector.prior
+    blank = dict.fromkeys(SIGNAL_NAMES, False)
     out = []
     for turn in turns:
-        flags = dict.fromkeys(SIGNAL_NAMES, False)
+        flags = blank.copy()
         evidence: dict = {}
         corrected = ""
-        for _, event_id, etype, ts, actor, reason, corrected_response in events.get(turn[ID], ()):
-            name = EVENT_FLAGS.get(etype)
+        for ev in events.get(turn[ID], ()):
+            name = EVENT_SIGNALS.get(ev[E_TYPE])
             if name is None:
                 continue
             flags[name] = True
-            ev = {"event_id": event_id}
-            if ts:
-                ev["timestamp"] = ts.isoformat()
-            if actor:
-                ev["actor"] = actor
-            if reason:
-                ev["reason"] = reason
-            evidence.setdefault(name, []).append(ev)
-            if etype == "human_override":
-                corrected = corrected_response  # the latest override wins (events are in time order)
+            item = {"event_id": ev[E_ID]}
+            if ev[E_TS] is not None:
+                item["timestamp"] = _iso(ev[E_TS])
+            if ev[E_ACTOR]:
+                item["actor"] = ev[E_ACTOR]
+            if ev[E_REASON]:
+                item["reason"] = ev[E_REASON]
+            evidence.setdefault(name, []).append(item)
+            if name == "human_override":
+                corrected = ev[E_CORRECTED]  # the latest override wins (events are in time order)
+        not_failed = 1.0
         hit = scored.get(turn[ID])
         if hit is not None:
             nxt, gap, s = hit
             name = "rephrased" if detector.is_rephrase(s) else "followed_up"
             flags[name] = True
-            evidence[name] = {"next_turn_id": nxt[EXT], "similarity": round(s.score, 4),
-                              "lexical": round(s.lexical, 4),
-                              "semantic": None if s.semantic is None else round(s.semantic, 4),
-                              "stage": s.stage, "gap_seconds": gap, "threshold": detector.threshold,
+            evidence[name] = {"next_turn_id": nxt[EXT], "probability": round(s.probability, 4),
+                              "score": round(s.score, 4),
+                              "cosine": None if s.cosine is None else round(s.cosine, 4),
+                              "stage": s.stage, "gap_seconds": gap, "threshold": threshold, "prior": prior,
                               "next_query": nxt[QUERY][:300]}
+            not_failed *= 1.0 - s.probability
         elif not (flags["copied"] or flags["thumbs_up"]):
-            flags["abandoned"] = True
             following = nexts.get(turn[ID])
-            evidence["abandoned"] = (
-                {"last_turn_of_session": True} if following is None
-                else {"next_turn_id": following[0][EXT], "gap_seconds": following[1], "window_seconds": window}
-            )
-        flags["failure_candidate"] = is_failure_candidate(flags)
-        out.append((turn[ID], flags, corrected, evidence))
+            answered = turn[RESP_TS] or turn[TS]
+            leave = (_leave_after(answered, following[0][TS] if following else None, leaves[turn[SESSION]],
+                                  cfg.abandon_seconds) if turn[SESSION] in leaves else None)
+            if leave is not None:
+                ev, on_turn, dt = leave
+                flags["abandoned"] = True
+                evidence["abandoned"] = {"event_id": ev[E_ID], "event": ev[E_TYPE], "on_turn_id": on_turn,
+                                         "seconds_after_answer": dt, "abandon_seconds": cfg.abandon_seconds}
+            else:
+                flags["session_ended"] = True
+                evidence["session_ended"] = (
+                    {"last_turn_of_session": True} if following is None
+                    else {"next_turn_id": following[0][EXT], "gap_seconds": following[1], "window_seconds": window})
+        for name, on in counted.items():
+            if on and flags[name]:
+                not_failed *= 1.0 - p_event[name]
+        flags["failure_candidate"] = (flags["human_override"] or flags["rephrased"]
+                                      or (cfg.failure_on_thumbs_down and flags["thumbs_down"])
+                                      or (cfg.failure_on_escalation and flags["escalated"]))
+        out.append(SignalRow(turn[ID], flags, corrected, evidence, 1.0 - not_failed))
     return out
 
 
-def _write(session_ids: list[int], rows: list[tuple[int, dict, str, dict]]) -> None:
-    if connection.vendor != "postgresql":
-        TurnSignals.objects.bulk_create(
-            [TurnSignals(turn_id=tid, corrected_response=corr, evidence=ev, **flags) for tid, flags, corr, ev in rows],
-            batch_size=1000, update_conflicts=True, unique_fields=["turn"],
-            update_fields=[*FLAG_COLUMNS, "corrected_response", "evidence", "detected_at"],
-        )
-        return
-    # The sessions are claimed (row-locked) by this transaction: replacing their signals is safe.
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    now = timezone.now().isoformat()
-    w.writerows((tid, *("t" if flags[c] else "f" for c in FLAG_COLUMNS), corr, orjson.dumps(ev).decode(), now)
-                for tid, flags, corr, ev in rows)
-    buf.seek(0)
-    with connection.cursor() as c:
-        c.execute("DELETE FROM production_turnsignals WHERE turn_id = ANY(%s)", [[r[0] for r in rows]])
-        c.copy_expert(
-            f"COPY production_turnsignals (turn_id, {', '.join(FLAG_COLUMNS)}, corrected_response, evidence, "
-            f"detected_at) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (corrected_response))", buf)
+def signals_detect(*, full: bool = False, batch_sessions: int | None = None, progress=None) -> DetectResult:
+    """Detect signals for every dirty session (every session with full=True).
 
+    Batches of 2,000 sessions, 1,000 with the encoder: the PostgreSQL pipeline holds three at once,
+    and with the encoder loaded that keeps the process under 500 MB (benchmarks/README.md).
+    """
+    from .signals_store import run_batches
 
-def signals_detect(*, full: bool = False, batch_sessions: int = 2000, progress=None) -> DetectResult:
-    """Detect signals for every dirty session (every session with full=True)."""
     detector = get_detector()
-    result = DetectResult()
-    last_id = 0
-    while True:
-        with transaction.atomic():
-            # Claim a batch; ingest re-dirtying one of them meanwhile waits for our commit and
-            # then leaves it dirty for the next run.
-            todo = Session.objects.all() if full else Session.objects.filter(dirty=True)
-            ids = list(todo.select_for_update(skip_locked=True).filter(id__gt=last_id).order_by("id")
-                       .values_list("id", flat=True)[:batch_sessions])
-            if not ids:
-                break
-            last_id = ids[-1]
-            rows = _detect_batch(ids, detector)
-            _write(ids, rows)
-            Session.objects.filter(id__in=ids).update(dirty=False)
-        result.sessions += len(ids)
-        result.turns += len(rows)
-        for _, flags, _, _ in rows:
-            for name in FLAG_COLUMNS:
-                result.counts[name] += flags[name]
-        if progress:
-            progress(len(ids))
-    return result
+    return run_batches(detector=detector, cfg=DetectConfig.from_settings(), full=full,
+                       batch_sessions=batch_sessions or (1000 if detector.semantic else 2000), progress=progress)

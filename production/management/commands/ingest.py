@@ -6,9 +6,13 @@ from tqdm import tqdm
 
 from production.readers import FORMATS
 from production.services.ingest import IngestError, IngestResult, turns_ingest_path
+from production.tasks import signals_detect_after_ingest
 
 
 class Command(BaseCommand):
+    # Django's system checks import every app's URLs (and with them pandas, the LS client ...): seconds
+    # of start-up on each run of a command whose time matters. `manage.py check` still runs them.
+    requires_system_checks = []
     help = (
         "Read production logs (JSON Lines, CSV or OpenAI messages) into evalgap. Idempotent on "
         "(source, turn id); broken lines are rejected with their line number and kept for inspection."
@@ -38,6 +42,8 @@ class Command(BaseCommand):
             total.add(result)
             if not opts["json"]:
                 self.stdout.write(f"{path}: {self._line(result)}")
+        # Detection runs on a worker (in-process without a broker) once for all the paths: ingest only writes.
+        signals_detect_after_ingest(total)
         if opts["json"]:
             self.stdout.write(json.dumps(total.as_dict()))
         elif len(opts["paths"]) > 1:
@@ -48,4 +54,4 @@ class Command(BaseCommand):
     @staticmethod
     def _line(r: IngestResult) -> str:
         return (f"read {r.read}, created {r.created}, duplicates {r.duplicates}, "
-                f"rejected {r.rejected}, events {r.events}")
+                f"rejected {r.rejected}, events {r.events}, shadow {r.shadow}")

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from production import selectors
+from production.signal_definitions import SIGNAL_NAMES
 
 
 class Command(BaseCommand):
@@ -32,22 +33,25 @@ class Command(BaseCommand):
         if not rates["turns"]:
             return
         w("")
-        w(f"signal rates over {rates['turns']} turns:")
-        for name in ("followed_up", "rephrased", "abandoned", "copied", "human_override", "thumbs_down", "escalated",
-                     "failure_candidate"):
-            w(f"  {name:<18} {100 * rates[name + '_rate']:6.1f} %")
+        versions = ", ".join(f"v{v}: {n}" for v, n in rates["versions"].items())
+        w(f"signal rates over {rates['turns']} turns (signal definitions v{rates['definition_version']}; "
+          f"rows by version {versions}):")
+        for name in (*SIGNAL_NAMES, "no_reaction", "failure_candidate"):
+            note = "  (abandoned + session_ended = v1's abandoned)" if name == "no_reaction" else ""
+            w(f"  {name:<18} {100 * rates[name + '_rate']:6.1f} %{note}")
         w("")
-        w("per model (rephrase / follow-up / abandon / escalation):")
+        w("per model (rephrase / follow-up / abandon / session end / escalation):")
         for m in selectors.signal_rates_by_model():
             w(f"  {m['model'] or '(none)':<30} {m['turns']:>6} turns  {100 * m['rephrased_rate']:5.1f} % "
-              f"{100 * m['followed_up_rate']:5.1f} % {100 * m['abandoned_rate']:5.1f} % {100 * m['escalated_rate']:5.1f} %")
+              f"{100 * m['followed_up_rate']:5.1f} % {100 * m['abandoned_rate']:5.1f} % "
+              f"{100 * m['session_ended_rate']:5.1f} % {100 * m['escalated_rate']:5.1f} %")
         w("")
-        w(f"top failure candidates (rephrased right after the answer, strongest first; "
+        w(f"top failure candidates (re-asked right after the answer, strongest failure probability first; "
           f"{selectors.failure_candidates().count()} candidates in all):")
         for t in selectors.top_rephrased_failures(limit=opts["top"]):
             ev = t.signals.evidence["rephrased"]
-            w(f"  [{t.source.name}] {t.external_id}")
+            w(f"  [{t.source.name}] {t.external_id}  P(failed) {t.signals.failure_probability:.3f}")
             w(f"      asked   : {t.query[:100]}")
             w(f"      answer  : {(t.response or '(empty)')[:100]}")
-            w(f"      re-asked: {ev['next_query'][:100]}  (similarity {ev['similarity']:.2f}, "
+            w(f"      re-asked: {ev['next_query'][:100]}  (P(re-ask) {ev['probability']:.3f}, "
               f"{ev['gap_seconds']:.0f} s later, turn {ev['next_turn_id']})")
