@@ -336,4 +336,6 @@ GATE_POLICY = {
     "ab_window_days": env.int("GATE_AB_WINDOW_DAYS", default=14),
     # Signals where more is better (all others: fewer is better).
     "higher_is_better": env.list("GATE_HIGHER_IS_BETTER", default=["copied", "thumbs_up"]),
+    # Signals shown but never judged either way (session_ended: the exchange simply ended there).
+    "neutral_signals": env.list("GATE_NEUTRAL_SIGNALS", default=["session_ended"]),
 }

@@ -250,13 +250,21 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
     base = evaluation.production_rates(baseline, start=start, end=end)
     n_c, n_b = cand["detected"], base["detected"]
     out.update(start=start.isoformat(), end=end.isoformat(), days=days, candidate_turns=n_c, baseline_turns=n_b)
-    names = [FAILURE, *evaluation.signal_names()]
+    neutral = set(policy.neutral_signals)
+    names = [FAILURE, *(n for n in evaluation.signal_names() if n not in neutral)]
     z_block = stats.z_for(1 - 0.05 / len(names))
     higher = set(policy.higher_is_better)
-    for name in names:
+    for name in [*names, *(n for n in evaluation.signal_names() if n in neutral)]:
         rc = cand[FAILURE] if name == FAILURE else cand["signals"][name]
         rb = base[FAILURE] if name == FAILURE else base["signals"][name]
         (kc, nc), (kb, nb) = _count(rc), _count(rb)
+        if name in neutral:  # shown, with the difference, never judged
+            d = stats.diff_proportions(kc, nc, kb, nb) if nc and nb else None
+            out["metrics"].append({"name": name, "direction": "neutral", "candidate": rc, "baseline": rb,
+                                   "difference": d and {"harm": None, "candidate_minus_baseline": d.value,
+                                                        "ci_low": d.lo, "ci_high": d.hi},
+                                   "verdict": "neutral"})
+            continue
         row = {"name": name, "direction": "higher_is_better" if name in higher else "lower_is_better",
                "candidate": rc, "baseline": rb, "difference": None, "verdict": INCONCLUSIVE}
         if nc and nb:
@@ -270,7 +278,8 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
         out["metrics"].append(row)
     out["block_confidence"] = 1 - 0.05 / len(names)
     where = f"{start}..{end} ({days} days), {n_c} candidate vs {n_b} baseline turns"
-    worse = [r for r in out["metrics"] if r["verdict"] == WORSE]
+    judged = [r for r in out["metrics"] if r["verdict"] != "neutral"]
+    worse = [r for r in judged if r["verdict"] == WORSE]
     # Turns that count for both releases (same model, no metadata.release) make the two sides the
     # same traffic: the comparison would pass whatever the candidate does.
     shared = _shared_turns(candidate, baseline, start, end)
@@ -291,14 +300,14 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
         out["reasons"] = [_metric_reason(r, margin, out["block_confidence"], where) for r in worse]
         out["reason"] = out["reasons"][0]
         return out
-    if all(r["verdict"] == PASS for r in out["metrics"]):
-        top = max(out["metrics"], key=lambda r: r["difference"]["ci_high"])
+    if all(r["verdict"] == PASS for r in judged):
+        top = max(judged, key=lambda r: r["difference"]["ci_high"])
         out["verdict"] = PASS
         out["reason"] = (f"A/B: all {len(names)} rates within the {pts(margin)} margin (ab_margin) — {where}; "
                          f"the largest upper bound of the harm is {pp(top['difference']['ci_high'])} "
                          f"({top['name']}, {pct(top['candidate'].get('rate'))} vs {pct(top['baseline'].get('rate'))})")
         return out
-    open_ = [r for r in out["metrics"] if r["verdict"] != PASS]
+    open_ = [r for r in judged if r["verdict"] != PASS]
     r = max(open_, key=lambda r: (r["difference"] or {}).get("ci_high") or 0)
     out["verdict"] = INCONCLUSIVE
     d = r["difference"]

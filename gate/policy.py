@@ -95,6 +95,7 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "min_ab_days": (_count, "A/B: days the candidate must have served"),
     "ab_window_days": (_count, "A/B: the last N days the candidate served"),
     "higher_is_better": (_signals, "A/B: signals where more is better (the others: fewer is better)"),
+    "neutral_signals": (_signals, "A/B: signals shown but never judged (neither more nor fewer is worse)"),
 }
 
 
@@ -132,6 +133,10 @@ def _validate(raw: dict, where: str) -> dict:
 
 
 def _cross_check(values: dict, where: str) -> None:
+    both = sorted(set(values["higher_is_better"]) & set(values["neutral_signals"]))
+    if both:
+        raise PolicyError(f"{where}: neutral_signals: {', '.join(both)} also in higher_is_better; a signal has one "
+                          "direction")
     for window, least in (("shadow_window_days", "min_shadow_days"), ("ab_window_days", "min_ab_days")):
         if values[window] < values[least]:
             raise PolicyError(f"{where}: {window}: {values[window]} days cannot hold {least} = {values[least]} days")

@@ -382,3 +382,18 @@ def test_the_command_exits_3_2_as_a_ci_job_sees_it(tmp_path):
     done = subprocess.run([*manage, "--policy", str(bad)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "ab_margn: unknown key" in done.stderr
     assert GateDecision.objects.count() == 1
+
+
+def test_a_neutral_signal_is_shown_but_never_blocks(scored, tmp_path):
+    # more sessions simply end after the canary's answers: neither better nor worse
+    cand, base, _ = scored
+    canary(cand, base, days=3, n=400, cand_signals={"session_ended": 200}, base_signals={"session_ended": 40})
+    code, out = decide(tmp_path, accept="ab", ab_margin=0.05)
+    assert (code, out["decision"]) == (0, "ship")
+    ended = next(m for m in out["evidence"]["ab"]["metrics"] if m["name"] == "session_ended")
+    assert (ended["verdict"], ended["direction"]) == ("neutral", "neutral")
+    assert ended["difference"]["candidate_minus_baseline"] == pytest.approx(0.4)
+    # and a signal cannot be both neutral and higher-is-better
+    with pytest.raises(CommandError, match="neutral_signals: copied also in higher_is_better") as e:
+        decide(tmp_path, neutral_signals=["copied"])
+    assert e.value.returncode == 2
