@@ -65,6 +65,7 @@ TAXONOMY_READ = "taxonomy.view_failuremode"
 TAXONOMY_GOVERN = "taxonomy.govern_taxonomy"
 TESTSETS_READ = "testsets.view_testset"
 TESTSETS_EXPORT = "testsets.export_testset"
+ASK_GATE = "gate.ask_gate"
 
 # "app_label.codename" -> (model the permission hangs on, its description). Standard model
 # permissions (view_turn, ...) are listed too, so a role never names one that does not exist.
@@ -89,6 +90,9 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     "shadow.add_judgerun": ("judgerun", "Can add judge run"),
     # ... and an offline run (the candidate and the grader are LLM calls).
     "evaluation.add_offlinerun": ("offlinerun", "Can add offline run"),
+    # Asking the release gate records a decision that a CI job acts on: the admin's, or a CI bot
+    # user given this one permission (admin: Users -> permissions).
+    ASK_GATE: ("gatedecision", "Can ask the release gate for a decision (records it)"),
 }
 
 _VIEWER = (DASHBOARDS, TURNS, TAXONOMY_READ, TESTSETS_READ, TESTSETS_EXPORT, "labelling.view_labellingbatch",

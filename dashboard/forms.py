@@ -7,6 +7,7 @@ REQUIRED = {
     "reparent": ("code",),  # no parent: moves the mode to the top level
     "retire": ("code",),
     "merge": ("code", "into"),
+    "critical": ("code", "critical", "reason"),
     "approve": ("proposal", "code", "name"),
     "reject": ("proposal", "reason"),
 }
@@ -20,6 +21,8 @@ class TaxonomyActionForm(forms.Form):
     parent = forms.CharField(required=False, max_length=100)
     into = forms.CharField(required=False, max_length=100)
     proposal = forms.IntegerField(required=False)
+    critical = forms.TypedChoiceField(choices=[("", "—"), ("true", "critical"), ("false", "not critical")],
+                                      coerce=lambda v: v == "true", empty_value=None, required=False)
     reason = forms.CharField(required=False, widget=forms.Textarea)
 
     def clean(self):

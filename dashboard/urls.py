@@ -3,7 +3,7 @@ from django.urls import path
 
 from core.roles import public
 
-from . import shadow_views, views
+from . import gate_views, shadow_views, views
 
 app_name = "dashboard"
 
@@ -19,6 +19,10 @@ urlpatterns = [
     path("taxonomy/", views.taxonomy, name="taxonomy"),
     path("correlation/", views.correlation, name="correlation"),
     path("taxonomy/actions/", views.taxonomy_action, name="taxonomy-action"),
+    path("gate/", gate_views.gate_list, name="gate"),
+    path("gate/ask/", gate_views.gate_ask, name="gate-ask"),
+    path("gate/decisions/<int:pk>/", gate_views.gate_decision, name="gate-decision"),
+    path("gate/releases/<path:name>/", gate_views.gate_release, name="gate-release"),
     path("shadow/", shadow_views.shadow_list, name="shadow"),
     path("shadow/pairs/<int:pk>/", shadow_views.shadow_pair, name="shadow-pair"),
     path("shadow/<path:name>/pairs/", shadow_views.shadow_pairs, name="shadow-pairs"),

@@ -151,7 +151,8 @@ def taxonomy_action(request):
         messages.error(request, f"{fields['action']} not done — {e}")
     else:
         done = {"approve": "approved as", "reject": "rejected", "create": "created", "rename": "renamed",
-                "reparent": "moved", "retire": "retired", "merge": "merged into"}[fields["action"]]
+                "reparent": "moved", "retire": "retired", "merge": "merged into",
+                "critical": "set the critical flag of"}[fields["action"]]
         target = result.get("code") or f"proposal {fields.get('proposal')}"
         messages.success(request, f"{fields['action'].capitalize()}: {done} {target} "
                                   f"(taxonomy v{current_version()}).")

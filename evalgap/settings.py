@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "generation",
     "evaluation",
     "shadow",
+    "gate",
     "dashboard",
 ]
 
@@ -364,3 +365,39 @@ SHADOW_REPORT_DAYS = env.int("SHADOW_REPORT_DAYS", default=7)
 # The monthly human audit of the judge: judged pairs sent to Label Studio as pairwise tasks.
 SHADOW_AUDIT_SAMPLE = env.int("SHADOW_AUDIT_SAMPLE", default=50)
 SHADOW_AUDIT_PROJECT_TITLE = env.str("SHADOW_AUDIT_PROJECT_TITLE", default="evalgap: shadow pairwise audit")
+
+# --- The release gate (gate app): ship / block / insufficient_evidence for a candidate release.
+# These are the policy's defaults; a YAML file (GATE_POLICY_FILE, or release_gate --policy) overrides
+# any of them by key (gate/policy.py validates it: a bad file is an error naming the key). See README
+# "Shipping a model change".
+GATE_POLICY_FILE = env.str("GATE_POLICY_FILE", default="")
+GATE_POLICY = {
+    # The test set the offline scores are read on; empty: the one of the candidate's latest scored run.
+    "testset": env.str("GATE_TESTSET", default="") or None,
+    # Offline: candidate minus baseline (paired by item) may be at most this much below 0.
+    "offline_margin": env.float("GATE_OFFLINE_MARGIN", default=0.02),
+    # Offline scores on an older frozen version than the latest are stale (not evidence) unless allowed.
+    "allow_stale_version": env.bool("GATE_ALLOW_STALE_VERSION", default=False),
+    # The production evidence that can make a release ship: shadow, ab, either, both (offline never alone).
+    "accept": env.str("GATE_ACCEPT", default="either"),
+    # Shadow: no difference passes when the win rate's lower bound reaches 0.5 minus this.
+    "non_inferiority_margin": env.float("GATE_NON_INFERIORITY_MARGIN", default=0.05),
+    # Shadow: the fixed horizon (see README "Shadow evaluation"), over the last N days of pairs.
+    "min_shadow_pairs": env.int("GATE_MIN_SHADOW_PAIRS", default=SHADOW_MIN_PAIRS),
+    "min_shadow_days": env.int("GATE_MIN_SHADOW_DAYS", default=SHADOW_MIN_DAYS),
+    "shadow_window_days": env.int("GATE_SHADOW_WINDOW_DAYS", default=max(14, SHADOW_MIN_DAYS)),
+    # Shadow: a judge that disagrees with itself on more swapped pairs than this is not evidence.
+    "max_inconsistent_rate": env.float("GATE_MAX_INCONSISTENT_RATE", default=0.3),
+    # Shadow: the share of pairs whose served answer the baseline gave (else the pairs compare
+    # the candidate with something else).
+    "min_baseline_share": env.float("GATE_MIN_BASELINE_SHARE", default=0.9),
+    # A/B (a canary): each rate of the candidate may be at most this much worse (absolute).
+    "ab_margin": env.float("GATE_AB_MARGIN", default=0.02),
+    "min_ab_turns": env.int("GATE_MIN_AB_TURNS", default=1000),
+    "min_ab_days": env.int("GATE_MIN_AB_DAYS", default=7),
+    "ab_window_days": env.int("GATE_AB_WINDOW_DAYS", default=14),
+    # Signals where more is better (all others: fewer is better).
+    "higher_is_better": env.list("GATE_HIGHER_IS_BETTER", default=["copied", "thumbs_up"]),
+    # Signals shown but never judged either way (session_ended: the exchange simply ended there).
+    "neutral_signals": env.list("GATE_NEUTRAL_SIGNALS", default=["session_ended"]),
+}

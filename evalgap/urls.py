@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/releases/", include("releases.urls")),
     path("api/evaluation/", include("evaluation.urls")),
     path("api/shadow/", include("shadow.urls")),
+    path("api/gate/", include("gate.urls")),
     path("api/", include("production.urls")),
     path("generation/", include("generation.web_urls")),
     path("", include("dashboard.urls")),

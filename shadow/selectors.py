@@ -20,6 +20,8 @@ from django.db.models.functions import Length
 from core import stats
 from labelling.selectors import pairwise_picks
 from releases.models import Release
+from releases.selectors import release_turns
+from taxonomy.selectors import critical_modes
 
 from .models import (JUDGED, SCORES, JudgeCalibration, JudgeRun, Outcome, ShadowAudit, ShadowAuditItem, ShadowPair,
                      ShadowRun)
@@ -168,6 +170,42 @@ def _by_mode(rows: list[tuple], scores: np.ndarray, clusters: np.ndarray) -> lis
         for row, value in zip(out, q):
             row["q_value"] = None if np.isnan(value) else float(value)
     return out
+
+
+def _judged_in(rel: Release, since: date | None, until: date | None) -> QuerySet[ShadowPair]:
+    qs = ShadowPair.objects.filter(release=rel, outcome__in=JUDGED)
+    if since is not None:
+        qs = qs.filter(day__gte=since)
+    if until is not None:
+        qs = qs.filter(day__lte=until)
+    return qs
+
+
+def critical_mode_counts(release: Release | str, *, since: date | None = None, until: date | None = None) -> dict:
+    """For each critical failure mode of the taxonomy (with its subtree and merged codes): among the
+    release's judged pairs from `since` to `until`, on how many the judge flagged it on the
+    candidate's answer and on the served answer (the release gate compares the two rates).
+    `{"pairs": N, "modes": [{code, name, codes, candidate_flagged, served_flagged}]}`."""
+    rel = _release(release)
+    modes = critical_modes()
+    rows = list(_judged_in(rel, since, until).values_list("candidate_failure_modes", "served_failure_modes"))
+    out = []
+    for mode in modes:
+        codes = set(mode["codes"])
+        out.append({"code": mode["code"], "name": mode["name"], "codes": mode["codes"],
+                    "candidate_flagged": sum(1 for cand, _ in rows if codes & set(cand or ())),
+                    "served_flagged": sum(1 for _, served in rows if codes & set(served or ()))})
+    return {"pairs": len(rows), "modes": out}
+
+
+def pairs_served_by(release: Release | str, baseline: Release, *, since: date | None = None,
+                    until: date | None = None) -> dict:
+    """How many of the release's judged pairs in the window set it against an answer that
+    `baseline` served: a shadow win rate says "better than what was served", which is "better than
+    the baseline" only when the baseline served those turns. `{"pairs": N, "served_by_baseline": K}`."""
+    qs = _judged_in(_release(release), since, until)
+    return {"pairs": qs.count(),
+            "served_by_baseline": qs.filter(turn_id__in=release_turns(baseline).values("id")).count()}
 
 
 def report_for_json(report: dict) -> dict:

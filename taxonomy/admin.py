@@ -6,8 +6,8 @@ from .models import FailureMode
 
 @admin.register(FailureMode)
 class FailureModeAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "parent", "active", "updated_at"]
-    list_filter = ["active", "parent"]
+    list_display = ["code", "name", "parent", "active", "critical", "updated_at"]
+    list_filter = ["active", "critical", "parent"]
     search_fields = ["code", "name", "description"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -22,6 +22,9 @@ class FailureModeAdmin(admin.ModelAdmin):
             services.failure_mode_create(code=obj.code, name=obj.name, description=obj.description,
                                          parent_code=obj.parent.code if obj.parent else None, user=request.user,
                                          reason="created in the admin")
+            if obj.critical:
+                services.failure_mode_set_critical(code=obj.code, critical=True, user=request.user,
+                                                   reason="created as critical in the admin")
 
     def delete_model(self, request, obj):
         services.failure_mode_retire(code=obj.code, user=request.user, reason="deleted in the admin")

@@ -32,18 +32,21 @@ class TaxonomyApi(APIView):
 
 
 class ActionSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(["create", "rename", "reparent", "retire", "merge", "approve", "reject"])
+    action = serializers.ChoiceField(["create", "rename", "reparent", "retire", "merge", "critical", "approve",
+                                      "reject"])
     code = serializers.CharField(required=False, allow_blank=False)
     name = serializers.CharField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
     parent = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     into = serializers.CharField(required=False)
     proposal = serializers.IntegerField(required=False)
+    critical = serializers.BooleanField(required=False)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class TaxonomyActionApi(APIView):
-    """POST one review action: create, rename, reparent, retire, merge, approve (a proposal), reject."""
+    """POST one review action: create, rename, reparent, retire, merge, critical (set or clear the
+    flag: `critical` true/false, a reason required), approve (a proposal), reject."""
 
     permission_classes = [Allow(POST=TAXONOMY_GOVERN)]
 

@@ -15,6 +15,9 @@ class FailureMode(models.Model):
     description = models.TextField(blank=True, default="")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     active = models.BooleanField(default=True)
+    # A regression on a critical mode blocks a release whatever else improved (the release gate
+    # compares its rate, with its subtree, among the candidate's and the served answers).
+    critical = models.BooleanField(default=False, help_text="a regression on this mode blocks a release")
     # Set by a merge: labels with this code now count as the surviving mode.
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -98,6 +98,23 @@ def failure_mode_retire(*, code: str, user=None, reason: str = "") -> FailureMod
 
 
 @transaction.atomic
+def failure_mode_set_critical(*, code: str, critical: bool, user=None, reason: str = "") -> FailureMode:
+    """Flag a mode (and so its subtree) critical, or clear the flag: the release gate blocks a
+    candidate whose rate of a critical mode is higher than the baseline's. Needs a reason: it
+    changes what ships."""
+    if not reason.strip():
+        raise TaxonomyError("reason: say why the mode is (no longer) critical")
+    mode = _mode(code)
+    if mode.critical == critical:
+        return mode
+    mode.critical = critical
+    mode.save(update_fields=["critical", "updated_at"])
+    _record(action="critical" if critical else "not_critical", code=code, user=user, reason=reason,
+            details={"from": not critical, "to": critical})
+    return mode
+
+
+@transaction.atomic
 def failure_mode_merge(*, code: str, into: str, user=None, reason: str = "") -> FailureMode:
     """`code` is folded into `into`: it is retired, and labelled items are re-mapped to `into`."""
     if code == into:
@@ -194,6 +211,9 @@ def failure_mode_update(*, mode: FailureMode, user=None, reason: str = "", **fie
         failure_mode_reparent(code=mode.code, parent_code=parent.code if parent else None, user=user, reason=reason)
     if fields.pop("active", True) is False:
         failure_mode_retire(code=mode.code, user=user, reason=reason)
+    if "critical" in fields:
+        failure_mode_set_critical(code=mode.code, critical=bool(fields.pop("critical")), user=user,
+                                  reason=reason or "edited")
     if "name" in fields or "description" in fields:
         failure_mode_rename(code=mode.code, name=fields.get("name", mode.name),
                             description=fields.get("description"), user=user, reason=reason)
@@ -217,6 +237,9 @@ def taxonomy_action(*, user, action: str, reason: str = "", **d) -> dict:
         mode = failure_mode_retire(code=d["code"], user=user, reason=reason)
     elif action == "merge":
         mode = failure_mode_merge(code=d["code"], into=d["into"], user=user, reason=reason)
+    elif action == "critical":
+        mode = failure_mode_set_critical(code=d["code"], critical=bool(d.get("critical", True)), user=user,
+                                         reason=reason)
     elif action == "approve":
         mode = proposal_approve(proposal=_proposal(d["proposal"]), code=d["code"], name=d["name"],
                                 description=d.get("description", ""), parent_code=parent, user=user, reason=reason)

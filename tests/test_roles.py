@@ -110,6 +110,15 @@ RULES = {
     "evaluation-offline-runs": {"GET": (STAFF, {}), "POST": (("admin",), {"body": {"data": {
         "release": "nope", "testset": "production", "version": 1}, "format": "json"}})},
     "shadow-calibration-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["calibration"].pk}})},
+    # reading decisions: dashboards; asking the gate (it records a decision a CI job acts on): the
+    # admin's (or a CI bot given gate.ask_gate); an unknown candidate: 400 / back to the page once allowed
+    "gate": {"POST": (("admin",), {"body": {"data": {"candidate": "nope", "baseline": "r1"}, "format": "json"}})},
+    "gate-decision-list": {"GET": (STAFF, {})},
+    "gate-decision-detail": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["decision"].pk}})},
+    "dashboard:gate": {"GET": (STAFF, {})},
+    "dashboard:gate-release": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
+    "dashboard:gate-decision": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["decision"].pk}})},
+    "dashboard:gate-ask": {"POST": (("admin",), {"body": {"data": {"candidate": "nope", "baseline": "r1"}}})},
     "dashboard:taxonomy-action": {"POST": (("admin", "taxonomy_admin"),
                                            {"body": {"data": {"action": "create", "code": "TONE",
                                                               "name": "Wrong tone"}}})},
@@ -193,6 +202,7 @@ def world(db, settings, tmp_path):
     from datetime import date
 
     from evaluation.models import OfflineRun
+    from gate.services import gate_decide
     from shadow.models import JudgeCalibration, JudgeRun, ShadowPair, ShadowRun
 
     pair = ShadowPair.objects.create(turn=turn, release=release, origin="replay", session=session, day=date(2026, 10, 1),
@@ -203,6 +213,8 @@ def world(db, settings, tmp_path):
             "judge_run": JudgeRun.objects.create(judge_model="j", prompt_version="v1"),
             "offline_run": OfflineRun.objects.create(release=release, version=TestSetVersion.objects.get(
                 testset__name="production", number=1), mode="served"),
+            "decision": gate_decide(candidate="r1", baseline=Release.objects.create(name="r0", model="m0").name,
+                                    requested_by="u-admin", via="cli"),
             "calibration": JudgeCalibration.objects.create(name="c", sha256="0" * 64, judge_model="j",
                                                            prompt_version="v1")}
 

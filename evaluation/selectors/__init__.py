@@ -4,7 +4,8 @@
 - production_rates_many(releases): the same, post-release window each, one pass over the turns
 - signal_validity(): which signals predict a wrong answer, on the labelled items
 - correlation_data() / correlation_report(): offline vs production (report_json: the exact JSON)
-- offline runs and scores, alarms
+- offline runs and scores, alarms; for the gate: testset_latest_frozen, offline_runs_on,
+  scoring_of, offline_difference (candidate minus baseline, paired by item)
 """
 from .correlation import (  # noqa: F401
     correlation_data,
@@ -19,9 +20,13 @@ from .correlation import (  # noqa: F401
 from .offline import (  # noqa: F401
     alarm_list,
     latest_offline_run,
+    offline_difference,
     offline_run_get,
     offline_run_list,
+    offline_runs_on,
     offline_scores_of,
+    scoring_of,
+    testset_latest_frozen,
 )
 from .rates import common_mix, production_rates, production_rates_many, rollup_state, signal_names  # noqa: F401
 from .validity import human_verdicts, signal_validity, signal_validity_rows  # noqa: F401

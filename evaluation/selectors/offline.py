@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from core import stats
+from testsets.models import TestSet, TestSetVersion
+
 from ..models import Alarm, OfflineRun, OfflineScore
 
 
@@ -27,6 +30,51 @@ def latest_offline_run(*, release: str, testset: str | None = None, version: int
     if version is not None:
         qs = qs.filter(version__number=version)
     return qs.order_by("-version__number", "-id").first()
+
+
+def testset_latest_frozen(*, testset: str) -> dict | None:
+    """None when no test set has that name; else `{"testset": name, "latest_frozen": N or None}` —
+    an offline score on an older version than N is stale."""
+    if not TestSet.objects.filter(name=testset).exists():
+        return None
+    number = (TestSetVersion.objects.filter(testset__name=testset, status=TestSetVersion.Status.FROZEN)
+              .order_by("-number").values_list("number", flat=True).first())
+    return {"testset": testset, "latest_frozen": number}
+
+
+def offline_runs_on(*, release: str, testset: str, version: int) -> list[OfflineRun]:
+    """The release's finished, scored runs on that frozen version, newest first."""
+    return list(OfflineRun.objects.select_related("release", "version__testset")
+                .filter(release__name=release, version__testset__name=testset, version__number=version,
+                        status=OfflineRun.Status.DONE, score__isnull=False).order_by("-id"))
+
+
+def scoring_of(run: OfflineRun) -> str:
+    """What a run's scores mean: two runs compare only when this is the same (the same grader
+    model, or the same imported tool and metric)."""
+    if run.mode == OfflineRun.Mode.IMPORT:
+        return f"import:{run.format}:{run.metric or 'score'}"
+    return f"grader:{run.grader_model}"
+
+
+def offline_difference(candidate: OfflineRun, baseline: OfflineRun) -> dict:
+    """Candidate minus baseline, item by item over the keys both runs scored (runs on one frozen
+    version): the mean difference with a 95 % bootstrap interval that resamples whole
+    conversations, as each run's own interval does. Pairing items removes the items' difficulty
+    from the comparison, so the interval is much narrower than two overlapping run intervals.
+    `{"n", "value", "ci_low", "ci_high", "candidate_only", "baseline_only"}` (None without items)."""
+    def scored(run):
+        return {k: (s, f"s:{src}:{sess}" if sess else f"item:{k}") for k, s, src, sess in
+                run.scores.filter(score__isnull=False)
+                .values_list("key", "score", "item__provenance__source", "item__provenance__session_id")}
+
+    a, b = scored(candidate), scored(baseline)
+    keys = sorted(a.keys() & b.keys())
+    diffs = [a[k][0] - b[k][0] for k in keys]
+    est = stats.guarded(len(keys), 2, stats.cluster_bootstrap_mean, diffs, [a[k][1] for k in keys])
+    value = est.value if est else (sum(diffs) / len(diffs) if diffs else None)
+    return {"n": len(keys), "value": value, "ci_low": est.lo if est else None, "ci_high": est.hi if est else None,
+            "candidate_only": len(a.keys() - b.keys()), "baseline_only": len(b.keys() - a.keys())}
 
 
 def offline_scores_of(run: OfflineRun) -> QuerySet[OfflineScore]:

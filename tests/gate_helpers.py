@@ -1,0 +1,104 @@
+"""Builders for the release-gate tests: two releases, a frozen test set with both scored on it,
+judged shadow pairs, and a canary's served turns next to the baseline's — straight into the
+database (no LLM, no Label Studio), plus a small policy file."""
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+from django.core.management import call_command
+from django.utils import timezone
+
+from evaluation.models import OfflineRun, OfflineScore
+from tests import evaluation_helpers as ev
+from tests.shadow_helpers import make_pairs, taxonomy
+
+DAY0 = date(2026, 10, 1)
+SERVED_MODEL = "served-model"  # the model make_pairs' served turns carry: the baseline's
+
+# Small horizons, so that a test's few hundred pairs and turns are enough to decide.
+TEST_POLICY = {"min_shadow_pairs": 200, "min_shadow_days": 2, "shadow_window_days": 14,
+               "min_ab_turns": 300, "min_ab_days": 2, "ab_window_days": 14}
+
+
+def policy_file(tmp_path: Path, **overrides) -> Path:
+    import yaml
+
+    path = tmp_path / "gate-policy.yaml"
+    path.write_text(yaml.safe_dump({**TEST_POLICY, **overrides}, sort_keys=False))
+    return path
+
+
+SEED_CRITICAL = __import__("importlib").import_module("taxonomy.migrations.0006_seed_critical_modes").seed_critical
+
+
+def critical_taxonomy() -> None:
+    """The migrated taxonomy with its critical modes, also after a transactional test flushed it."""
+    from django.apps import apps as django_apps
+
+    taxonomy()
+    SEED_CRITICAL(django_apps, None)
+
+
+def releases():
+    critical_taxonomy()
+    base = ev.release("base", model=SERVED_MODEL)
+    cand = ev.release("cand", model="cand-model")
+    return cand, base
+
+
+def testset(name: str = "support-qa", items: int = 100):
+    return ev.frozen_version(name, [{"key": f"item-{i:03d}", "query": f"question {i}"} for i in range(items)])
+
+
+def offline_run(release, version, correct: int, *, grader: str = "grader-x") -> OfflineRun:
+    """A finished graded run: the first `correct` items score 1, the rest 0."""
+    items = list(version.items.order_by("key"))
+    scores = [1.0 if i < correct else 0.0 for i in range(len(items))]
+    mean = sum(scores) / len(scores)
+    run = OfflineRun.objects.create(release=release, version=version, mode=OfflineRun.Mode.GENERATE,
+                                    grader_model=grader, status=OfflineRun.Status.DONE, score=mean,
+                                    ci_low=mean - 0.08, ci_high=mean + 0.08, items=len(items),
+                                    finished_at=timezone.now())
+    OfflineScore.objects.bulk_create([OfflineScore(run=run, key=it.key, item=it, score=s,
+                                                   verdict="correct" if s else "incorrect")
+                                      for it, s in zip(items, scores)])
+    return run
+
+
+def shadow_days(release, days: int, wins: int, losses: int, ties: int = 0, *, modes=None, start: date = DAY0):
+    """Each of `days` days: `wins` candidate wins, `losses` served wins, `ties` ties (one pair per
+    conversation). `modes(day_index, i)` -> (candidate codes, served codes) for the i-th pair of a day."""
+    for d in range(days):
+        day = start + timedelta(days=d)
+        outcomes = ["candidate_win"] * wins + ["served_win"] * losses + ["tie"] * ties
+        per = {i: modes(d, i) for i in range(len(outcomes))} if modes else None
+        make_pairs(release, {day: outcomes}, modes=per, source=f"pairs-{d}")
+
+
+def canary(candidate, baseline, days: int, n: int, *, cand_signals=None, base_signals=None, cand_failures=0,
+           base_failures=0, start: date = DAY0):
+    """`n` turns a day for `days` days served by each: the candidate's carry metadata.release."""
+    for d in range(days):
+        day = start + timedelta(days=d)
+        ev.turns(model=candidate.model, n=n, day=day, release=candidate.name, failures=cand_failures,
+                 signals=cand_signals or {}, src="shop")
+        ev.turns(model=baseline.model, n=n, day=day, failures=base_failures, signals=base_signals or {}, src="shop")
+
+
+def gate(*args) -> tuple[int, str]:
+    """Run release_gate; (exit code, stdout)."""
+    out = io.StringIO()
+    code = 0
+    try:
+        call_command("release_gate", *args, stdout=out, stderr=io.StringIO())
+    except SystemExit as e:
+        code = e.code
+    return code, out.getvalue()
+
+
+def gate_json(*args) -> tuple[int, dict]:
+    code, out = gate(*args, "--json")
+    return code, json.loads(out.strip().splitlines()[-1])
