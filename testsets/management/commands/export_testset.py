@@ -26,7 +26,12 @@ class Command(BaseCommand):
                             help="frozen version number N (vN)")
         parser.add_argument("--format", required=True, dest="fmt", metavar="FORMAT",
                             help=f"one of: {', '.join(FORMATS)}")
-        parser.add_argument("--output", required=True, metavar="PATH", help="file (folder for hf) to write")
+        parser.add_argument("--output", required=True, metavar="PATH",
+                            help="file (folder for hf) to write; an existing file is replaced, an existing "
+                                 "directory is refused (never deleted)")
+        parser.add_argument("--csv-raw", action="store_true",
+                            help="csv: write cells as they are (by default a cell starting with = + - @ tab or CR "
+                                 "gets a leading ' so a spreadsheet shows it instead of running it)")
         parser.add_argument("--json", action="store_true",
                             help='print {"testset","version","format","output","items"} as JSON')
 
@@ -39,7 +44,7 @@ class Command(BaseCommand):
         except TestSetError:
             raise CommandError(f"--version: test set {name!r} has no version {number}") from None
         try:
-            out = export_version(version, fmt, Path(opts["output"]))
+            out = export_version(version, fmt, Path(opts["output"]), csv_raw=opts["csv_raw"])
         except TestSetError as e:
             raise CommandError(str(e)) from None
         summary = {"testset": name, "version": number, "format": fmt, "output": str(out),
