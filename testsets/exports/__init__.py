@@ -73,10 +73,12 @@ def check_format(fmt: str) -> None:
 
 
 def export_version(version: TestSetVersion, fmt: str, path: Path, *, allow_draft: bool = False,
-                   csv_raw: bool = False) -> Path:
+                   csv_raw: bool = False, verify: bool = False) -> Path:
     """Write ``version`` in format ``fmt`` to ``path`` (a file, or for ``hf`` a folder unless ``path``
     ends in .zip) and return it. The write is atomic: ``path`` appears only when complete; an existing
-    file there is replaced, an existing directory is refused (never deleted).
+    file there is replaced, an existing directory is refused (never deleted). ``verify`` first checks
+    every file of the version's store against its digest (the canonical bytes against the version's
+    sha256), not only their sizes: what an export job does before its file is recorded.
     Raises TestSetError for an unknown format, a draft version (a draft can still change) or a
     directory in the way."""
     check_format(fmt)
@@ -92,7 +94,7 @@ def export_version(version: TestSetVersion, fmt: str, path: Path, *, allow_draft
     _remove(tmp)
     try:
         if version.status == TestSetVersion.Status.FROZEN:
-            _write(version, fmt, tmp, path, csv_raw)
+            _write(version, fmt, tmp, path, csv_raw, verify=verify)
         else:
             with tempfile.TemporaryDirectory(dir=path.parent, prefix=".draft-store-") as d:
                 sha, _ = store_write(iter_items(version), Path(d))
@@ -106,15 +108,18 @@ def export_version(version: TestSetVersion, fmt: str, path: Path, *, allow_draft
     return path
 
 
-def _write(version, fmt: str, tmp: Path, path: Path, csv_raw: bool, store: Store | None = None) -> None:
+def _write(version, fmt: str, tmp: Path, path: Path, csv_raw: bool, store: Store | None = None,
+           verify: bool = False) -> None:
     if fmt == "jsonl":
-        _write_jsonl(version, tmp, store)
+        _write_jsonl(version, tmp, store)  # always checked: the copy is hashed
         return
     options = {"fmt": fmt, "raw": csv_raw, "testset": version.testset.name, "number": version.number,
                "sha256": version.sha256}
     for attempt in (1, 2):
         try:
             current = store or store_open(version)
+            if verify and store is None:
+                current.verify()
             if fmt == "hf" and path.suffix == ".zip":
                 _write_hf_zip(current, tmp, options)
             else:
@@ -149,9 +154,13 @@ def _write_hf_zip(store: Store, path: Path, options: dict) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent) as d:
         folder = Path(d) / folder_name
         WRITERS["hf"](store, folder, **options)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with zipfile.ZipFile(path, "w") as z:
             for f in sorted(folder.iterdir()):
-                z.write(f, f"{folder_name}/{f.name}")
+                # A fixed date and mode: the same version zips to the same bytes (its recorded sha256 holds).
+                info = zipfile.ZipInfo(f"{folder_name}/{f.name}", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+                with open(f, "rb") as src, z.open(info, "w", force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _remove(p: Path) -> None:

@@ -14,12 +14,12 @@
   canonical bytes, the output is byte-identical to serialising each item with orjson.
 - ``canonical/<sha256>.json``: a manifest (rows, sizes, the Parquet file's sha256) checked before use.
 
-All four are written in one pass by ``StoreWriter`` while the freeze hashes the items. Finding the
-pieces costs no JSON parsing: the length of each value's JSON text is computed from the typed columns
-(a string's length plus its escapes, counted with numpy), and every computed boundary is checked to
-hold the next key (``,"query":``) of the line. A row where that check fails (a conversation message
-with keys other than role/content, a context that is not text) gets its boundaries from orjson and is
-marked not ``_plain``: the JSON writers make those rows one at a time from ``rows.py``.
+All four are written in one pass by ``StoreWriter`` while the freeze hashes the items: each field is
+serialised once with orjson and the canonical line is those pieces between their keys (the same bytes
+as ``orjson.dumps(item, OPT_SORT_KEYS)``), so where every piece sits is known exactly. A writer thread
+encodes, compresses, writes and hashes a batch while the next one is read and serialised. A row whose
+contexts are not a list of text is not ``_plain``: the JSON writers make it one at a time from
+``rows.py``.
 
 A version frozen before the store existed gets it on its first export (written from the database and
 checked against the version's sha256); so does one whose files are missing or do not fit together.
@@ -29,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,25 +41,19 @@ import orjson
 from django.conf import settings
 
 from ..services.versions import ITEM_FIELDS, TestSetError
-from .rows import arrow_row, arrow_schema, dumps
+from .rows import arrow_row, arrow_schema
 
 SORTED = tuple(sorted(ITEM_FIELDS))  # the order of the fields in a canonical line
 MARKERS = tuple((b'{"' if i == 0 else b',"') + f.encode() + b'":' for i, f in enumerate(SORTED))
 PROV = SORTED.index("provenance")
 # Rows per record batch (and per chunk the writers process): bounded memory at freeze and export.
-BATCH_ROWS = 16384
+BATCH_ROWS = 8192
 # A batch's lines must stay addressable with the 32-bit offsets of Arrow string views.
 BATCH_BYTES = 1 << 30
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": ["source", "verdict", "stratum",
                                                              "failure_modes.list.element"]}
-
-# JSON escapes orjson writes: 1 extra byte for \" \\ \b \t \n \f \r, 5 for the other control
-# characters (\u00XX). Nothing else is escaped (not DEL, not U+2028).
-_ESCAPE_EXTRA = np.zeros(256, np.uint8)
-_ESCAPE_EXTRA[:32] = 5
-_ESCAPE_EXTRA[[0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x22, 0x5C]] = 1
-_LISTS = ("contexts", "conversation", "failure_modes")
-_STRINGS = tuple(f for f in SORTED if f not in _LISTS + ("inclusion_probability", "provenance"))
+# The canonical line, with each field's JSON in its place (SORTED order).
+LINE = b"".join(m.replace(b"%", b"%%") + b"%b" for m in MARKERS) + b"}"
 
 
 class StoreDamaged(Exception):
@@ -79,7 +75,25 @@ def store_schema():
                      + [(f"_v_{f}", pa.binary(16)) for f in SORTED] + [("_v_context_items", pa.list_(pa.binary(16)))])
 
 
-# -- writing -------------------------------------------------------------------------------------------
+_SORT = orjson.OPT_SORT_KEYS
+_STR = {str}
+
+
+def fields_json(item: dict) -> tuple[tuple[bytes, ...], list[bytes] | None]:
+    """Each field's canonical JSON, in SORTED order, and when the contexts are a list of text, each
+    context's JSON (the contexts' JSON is then those joined: the same bytes orjson writes)."""
+    dumps = orjson.dumps
+    contexts = item["contexts"]
+    if type(contexts) is list and set(map(type, contexts)) <= _STR:
+        elements = list(map(dumps, contexts))
+        contexts_json = b"[" + b",".join(elements) + b"]"
+    else:
+        elements, contexts_json = None, dumps(contexts, option=_SORT)
+    return (contexts_json, dumps(item["conversation"], option=_SORT), dumps(item["failure_modes"], option=_SORT),
+            dumps(item["inclusion_probability"]), dumps(item["key"]), dumps(item["provenance"], option=_SORT),
+            dumps(item["query"]), dumps(item["reference_answer"]), dumps(item["response"]), dumps(item["source"]),
+            dumps(item["stratum"]), dumps(item["verdict"])), elements
+
 
 class StoreWriter:
     """Takes items in key order; writes the four files under temporary names, hashing the canonical
@@ -94,20 +108,38 @@ class StoreWriter:
         token = uuid.uuid4().hex
         self._tmp = {ext: self.folder / f".store-{token}.{ext}" for ext in ("jsonl", "arrow", "parquet", "json")}
         self._jsonl = open(self._tmp["jsonl"], "wb")
-        self._sink = pa.OSFile(str(self._tmp["arrow"]), "wb")
-        self._arrow = pa.ipc.new_file(self._sink, store_schema())
-        self._parquet = pq.ParquetWriter(str(self._tmp["parquet"]), arrow_schema(), **PARQUET_OPTIONS)
         self._hash = hashlib.sha256()
+        # Native files: Arrow writes them without taking the GIL (a Python file object would make it
+        # wait for this thread at every write).
+        self._arrow_file = pa.OSFile(str(self._tmp["arrow"]), "wb")
+        self._arrow = pa.ipc.new_file(self._arrow_file, store_schema())
+        self._parquet = pq.ParquetWriter(str(self._tmp["parquet"]), arrow_schema(), **PARQUET_OPTIONS)
         self._items: list[dict] = []
         self._lines: list[bytes] = []
+        self._lengths: list[int] = []  # of each field's JSON, SORTED order, row after row
+        self._contexts: list[int] = []  # JSON length of each context of the plain rows
+        self._counts: list[int] = []  # contexts of each row (0 when not plain)
+        self._plain: list[bool] = []
         self._pending = 0
         self._offset = 0
         self.rows = 0
+        # The writer thread: Arrow encodes, compresses and writes the Parquet and Arrow files without the
+        # GIL while this thread reads and serialises the next batch (one batch waits at most).
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_batches, name="store-writer", daemon=True)
+        self._thread.start()
 
     def add(self, item: dict) -> None:
-        line = dumps(item)
+        parts, elements = fields_json(item)
+        line = LINE % parts
         self._items.append(item)
         self._lines.append(line)
+        self._lengths.extend(map(len, parts))
+        self._plain.append(elements is not None)
+        self._counts.append(len(elements) if elements else 0)
+        if elements:
+            self._contexts.extend(map(len, elements))
         self._pending += len(line) + 1
         if len(self._items) >= BATCH_ROWS or self._pending >= BATCH_BYTES:
             self._flush()
@@ -115,52 +147,78 @@ class StoreWriter:
     def _flush(self) -> None:
         import pyarrow as pa
 
-        items, lines = self._items, self._lines
-        if not items:
+        if not self._items:
             return
-        self._items, self._lines, self._pending = [], [], 0
-        blob = b"\n".join(lines) + b"\n"
-        view = memoryview(blob)
-        for at in range(0, len(blob), 1 << 20):  # 1 MB writes: far cheaper here than one of 30 MB
-            self._jsonl.write(view[at:at + (1 << 20)])
-        self._hash.update(blob)
+        items, lines = self._items, self._lines
         n = len(lines)
+        blob = b"\n".join(lines) + b"\n"
         lens = np.fromiter(map(len, lines), np.int64, n)
         starts = np.zeros(n, np.int64)
         np.cumsum(lens[:-1] + 1, out=starts[1:])
-        typed, plain = _typed_columns(items)
-        context_lengths = _string_lengths(typed["contexts"].values)
-        length = {f: _json_lengths(f, typed[f]) for f in SORTED if f not in ("provenance", "contexts")}
-        length["contexts"] = _list_lengths(typed["contexts"], context_lengths)
-        ends, found = _locate(blob, starts, lens, length)
-        for i in np.flatnonzero(~found):
-            ends[i] = _exact_ends(items[i])
-        plain &= found
+        lengths = np.fromiter(self._lengths, np.int64, n * len(SORTED)).reshape(n, len(SORTED))
+        ends = np.cumsum(lengths + np.array([len(m) for m in MARKERS]), axis=1)
+        assert (ends[:, -1] == lens - 1).all(), "a canonical line is its fields' JSON between their keys"
+        plain = np.array(self._plain, bool)
         data = np.frombuffer(blob, np.uint8)
-        views = {f: make_views(data, starts + value_starts(ends, k), ends[:, k] - value_starts(ends, k))
-                 for k, f in enumerate(SORTED)}
-        context_items = _context_items(data, starts, typed["contexts"], context_lengths, plain)
-        typed["provenance"] = from_views(views["provenance"], n, pa.py_buffer(blob)).cast(pa.string())
-        self._parquet.write_batch(pa.record_batch([typed[f] for f in ITEM_FIELDS], schema=arrow_schema()))
+        views = {f: make_views(data, starts + value_starts(ends, k), lengths[:, k]) for k, f in enumerate(SORTED)}
+        context_items = _context_items(data, starts, np.array(self._counts, np.int64), np.array(self._contexts, np.int64))
+        typed = _typed_columns(items)
+        typed["provenance"] = from_views(views["provenance"], n, pa.py_buffer(blob), string=True).cast(pa.string())
         columns = ([typed[f] for f in ITEM_FIELDS]
                    + [pa.array(starts + self._offset), pa.array(lens.astype(np.int32)), pa.array(plain)]
                    + [pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(views[f])])
                       for f in SORTED] + [context_items])
-        self._arrow.write_batch(pa.record_batch(columns, schema=store_schema()))
+        self._items, self._lines, self._lengths, self._contexts, self._counts, self._plain = [], [], [], [], [], []
+        self._pending = 0
+        view = memoryview(blob)
+        for at in range(0, len(blob), 1 << 20):  # 1 MB writes: far cheaper here than one of 30 MB
+            self._jsonl.write(view[at:at + (1 << 20)])
+        self._hash.update(blob)
+        self._put(pa.record_batch(columns, schema=store_schema()))
         self._offset += len(blob)
         self.rows += n
 
+    def _put(self, work) -> None:
+        while True:
+            if self._failed is not None:
+                raise self._failed
+            try:
+                self._queue.put(work, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _write_batches(self) -> None:
+        while (work := self._queue.get()) is not None:
+            if self._failed is not None:
+                continue  # drain: the adding thread raises the error
+            batch = work
+            try:
+                # Two calls that release the GIL for all their work: few hand-overs with the adding thread.
+                self._parquet.write_batch(batch.select(list(ITEM_FIELDS)))
+                self._arrow.write_batch(batch)
+            except BaseException as e:  # noqa: BLE001 - handed to the adding thread
+                self._failed = e
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
     def finish(self) -> str:
         self._flush()
+        self._stop()
+        if self._failed is not None:
+            raise self._failed
         if not self.rows:
             self._parquet.write_table(arrow_schema().empty_table())
         self._arrow.close()
-        self._sink.close()
+        self._arrow_file.close()
         self._parquet.close()
         self._jsonl.close()
         sha = self._hash.hexdigest()
         manifest = {"sha256": sha, "rows": self.rows, "jsonl_bytes": self._offset,
-                    "arrow_bytes": self._tmp["arrow"].stat().st_size,
+                    "arrow_bytes": self._tmp["arrow"].stat().st_size, "arrow_sha256": file_sha256(self._tmp["arrow"]),
                     "parquet_sha256": file_sha256(self._tmp["parquet"])}
         self._tmp["json"].write_text(json.dumps(manifest, sort_keys=True))
         # The content names the files: a freeze that rolls back leaves nothing wrong behind, and two
@@ -170,13 +228,17 @@ class StoreWriter:
         return sha
 
     def abort(self) -> None:
-        for closing in (self._arrow.close, self._sink.close, self._parquet.close, self._jsonl.close):
-            try:
-                closing()
-            except Exception:  # noqa: BLE001 - already failing; the temporary files go below
-                pass
-        for path in self._tmp.values():
-            path.unlink(missing_ok=True)
+        self._failed = self._failed or RuntimeError("aborted")
+        try:
+            self._stop()
+        finally:
+            for closing in (self._arrow.close, self._arrow_file.close, self._parquet.close, self._jsonl.close):
+                try:
+                    closing()
+                except Exception:  # noqa: BLE001 - already failing; the temporary files go below
+                    pass
+            for path in self._tmp.values():
+                path.unlink(missing_ok=True)
 
 
 def store_write(items: Iterable[dict], where: Path | None = None) -> tuple[str, int]:
@@ -199,9 +261,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _typed_columns(items: list[dict]):
-    """The Parquet/HF columns (all but provenance) and which rows are plain (lists of text, messages of
-    exactly role + content). All at once when the values have those types; else one row at a time."""
+def _typed_columns(items: list[dict]) -> dict:
+    """The Parquet/HF columns but provenance: all at once when the values have those types (and every
+    message has a role and a content); else normalised one row at a time, as rows.arrow_row does."""
     import pyarrow as pa
 
     schema = arrow_schema()
@@ -209,70 +271,13 @@ def _typed_columns(items: list[dict]):
     try:
         arrays = {f: pa.array([it[f] for it in items], schema.field(f).type) for f in fields}
         conv = arrays["conversation"]
-        if not any(arrays[f].null_count for f in _LISTS) and not any(
+        if not any(arrays[f].null_count for f in ("contexts", "conversation", "failure_modes")) and not any(
                 conv.values.field(k).null_count for k in ("role", "content")):
-            return arrays, np.ones(len(items), bool)
+            return arrays
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, AttributeError):
         pass
     rows = [arrow_row(it) for it in items]
-    return ({f: pa.array([r[f] for r in rows], schema.field(f).type) for f in fields},
-            np.fromiter((_is_plain(it) for it in items), bool, len(items)))
-
-
-def _is_plain(item: dict) -> bool:
-    for f in ("contexts", "failure_modes"):
-        v = item[f]
-        if type(v) is not list or not all(type(c) is str for c in v):
-            return False
-    conv = item["conversation"]
-    return type(conv) is list and all(
-        type(m) is dict and m.keys() == {"role", "content"} and type(m["role"]) is str
-        and type(m["content"]) is str for m in conv)
-
-
-def _string_lengths(arr) -> np.ndarray:
-    """len(orjson.dumps(s)) of each string of ``arr``, from its buffers: its UTF-8 length, two quotes,
-    and the escapes (counted at the few bytes that need one)."""
-    n = len(arr)
-    _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, np.int32)[arr.offset:arr.offset + n + 1].astype(np.int64)
-    sizes = np.diff(offsets)
-    out = sizes + 2
-    if data_buf is not None and offsets[-1] > offsets[0]:
-        extra = _ESCAPE_EXTRA[np.frombuffer(data_buf, np.uint8)[offsets[0]:offsets[-1]]]
-        # one sum per non-empty string: each runs to the next one's start (empty ones between add nothing)
-        full = np.flatnonzero(sizes)
-        out[full] += np.add.reduceat(extra, offsets[full] - offsets[0], dtype=np.int64)
-    if arr.null_count:
-        out[arr.is_null().to_numpy(zero_copy_only=False)] = 4
-    return out
-
-
-def _list_lengths(arr, element_lengths: np.ndarray) -> np.ndarray:
-    """JSON length of each list: brackets, elements, commas between them."""
-    off = arr.offsets.to_numpy().astype(np.int64)
-    total = np.concatenate([[0], np.cumsum(element_lengths)])
-    count = np.diff(off)
-    return 2 + total[off[1:]] - total[off[:-1]] + np.maximum(count - 1, 0)
-
-
-def _json_lengths(field: str, arr) -> np.ndarray:
-    if field in ("contexts", "failure_modes"):
-        return _list_lengths(arr, _string_lengths(arr.values))
-    if field == "conversation":
-        content, role = arr.values.field("content"), arr.values.field("role")
-        return _list_lengths(arr, len(b'{"content":,"role":}') + _string_lengths(content) + _string_lengths(role))
-    if field == "inclusion_probability":
-        values = arr.to_numpy(zero_copy_only=False)
-        nulls = arr.is_null().to_numpy(zero_copy_only=False)
-        out = np.full(len(arr), 4, np.int64)
-        if (~nulls).any():
-            # by bit pattern: -0.0 and 0.0 are written differently
-            unique, inverse = np.unique(values[~nulls].view(np.int64), return_inverse=True)
-            lengths = [len(orjson.dumps(float(u))) for u in unique.view(np.float64)]
-            out[~nulls] = np.array(lengths, np.int64)[inverse]
-        return out
-    return _string_lengths(arr)
+    return {f: pa.array([r[f] for r in rows], schema.field(f).type) for f in fields}
 
 
 def value_starts(ends: np.ndarray, k: int) -> np.ndarray:
@@ -280,61 +285,18 @@ def value_starts(ends: np.ndarray, k: int) -> np.ndarray:
     return np.full(len(ends), len(MARKERS[0]), np.int64) if k == 0 else ends[:, k - 1] + len(MARKERS[k])
 
 
-def _locate(blob: bytes, starts: np.ndarray, lens: np.ndarray, length: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Where each value ends in its line (n x 12), from the computed JSON lengths: left to right up to
-    provenance, right to left after it (provenance, any JSON, is what lies between). A row is found
-    when every boundary holds the next key, and every string and list value starts and ends with its
-    quote or bracket."""
-    n = len(starts)
-    ends = np.empty((n, len(SORTED)), np.int64)
-    for k in range(PROV):
-        ends[:, k] = value_starts(ends, k) + length[SORTED[k]]
-    ends[:, -1] = lens - 1
-    for k in range(len(SORTED) - 1, PROV, -1):
-        ends[:, k - 1] = ends[:, k] - length[SORTED[k]] - len(MARKERS[k])
-    # Every check is a few bytes expected at a position of the line: gathered and compared at once.
-    at, expected = [], []
-    for k in range(len(SORTED) - 1):
-        at.append(ends[:, k])
-        expected.append(MARKERS[k + 1])
-    for k, f in enumerate(SORTED):
-        if f in _STRINGS or f in _LISTS:
-            first, last = (b'"', b'"') if f in _STRINGS else (b"[", b"]")
-            at += [value_starts(ends, k), ends[:, k] - 1]
-            expected += [first, last]
-    widths = np.array([len(e) for e in expected])
-    where = np.concatenate([a[:, None] + np.arange(w) for a, w in zip(at, widths)], axis=1)
-    inside = ((where >= 0) & (where < lens[:, None])).all(axis=1)
-    data = np.frombuffer(blob, np.uint8)
-    got = data[np.where(inside[:, None], where + starts[:, None], 0)]
-    found = inside & (got == np.frombuffer(b"".join(expected), np.uint8)).all(axis=1)
-    return ends, found & (value_starts(ends, PROV) < ends[:, PROV])
-
-
-def _context_items(data: np.ndarray, starts: np.ndarray, contexts, element_lengths: np.ndarray, plain: np.ndarray):
+def _context_items(data: np.ndarray, starts: np.ndarray, count: np.ndarray, element_lengths: np.ndarray):
     """Views of each context's text inside the quotes of its JSON string, for plain rows (promptfoo
-    joins them): contexts come first in a line, so the first starts at len('{"contexts":["')."""
+    joins them): contexts come first in a line, the first one right after '{"contexts":["'."""
     import pyarrow as pa
 
-    off = contexts.offsets.to_numpy().astype(np.int64)
-    count = np.diff(off)
     row = np.repeat(np.arange(len(count)), count)
+    first = np.concatenate([[0], np.cumsum(count)])
     before = np.concatenate([[0], np.cumsum(element_lengths + 1)])  # each element and its comma
-    within = before[:-1] - before[off[:-1]][row] if len(row) else np.zeros(0, np.int64)
-    start = starts[row] + len(MARKERS[0]) + 1 + within + 1
-    keep = plain[row]
-    views = make_views(data, start[keep], (element_lengths - 2)[keep])
-    kept = np.concatenate([[0], np.cumsum(np.where(plain, count, 0))]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(kept), pa.FixedSizeBinaryArray.from_buffers(
+    within = before[:-1] - before[first[:-1]][row]
+    views = make_views(data, starts[row] + len(MARKERS[0]) + 1 + within + 1, element_lengths - 2)
+    return pa.ListArray.from_arrays(pa.array(first.astype(np.int32)), pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(16), len(views), [None, pa.py_buffer(views)]))
-
-
-def _exact_ends(item: dict) -> list[int]:
-    out, pos = [], 0
-    for f, marker in zip(SORTED, MARKERS):
-        pos += len(marker) + len(dumps(item[f]))
-        out.append(pos)
-    return out
 
 
 # -- Arrow string views ------------------------------------------------------------------------------
@@ -348,8 +310,20 @@ def make_views(data: np.ndarray, start: np.ndarray, length: np.ndarray, buffer_i
     if n == 0:
         return views
     length = length.astype(np.int32)
-    if len(data):
-        head = data[np.minimum(start[:, None] + np.arange(12), len(data) - 1)]
+    if len(data) >= 12:
+        # the 12 bytes from each start (a strided view of data: no index matrix); the last few
+        # starts, within 12 bytes of the end, read a window that ends there and are shifted back
+        windows = np.lib.stride_tricks.sliding_window_view(data, 12)
+        top = len(data) - 12
+        head = windows[np.minimum(start, top)]
+        late = np.flatnonzero(start > top)
+        for i in late:
+            head[i] = np.concatenate([data[start[i]:], np.zeros(12 - (len(data) - start[i]), np.uint8)])
+        head[np.arange(12)[None, :] >= length[:, None]] = 0
+        views[:, 4:16] = head
+    elif len(data):
+        padded = np.concatenate([data, np.zeros(12, np.uint8)])
+        head = padded[start[:, None] + np.arange(12)]
         head[np.arange(12)[None, :] >= length[:, None]] = 0
         views[:, 4:16] = head
     words = views.view(np.int32)
@@ -419,10 +393,11 @@ class Store:
         self.sha256 = sha256
         self.canonical_path = base / f"{sha256}.jsonl"
         self.parquet_path = base / f"{sha256}.parquet"
+        self.arrow_path = base / f"{sha256}.arrow"
         self.manifest = json.loads((base / f"{sha256}.json").read_text())
         self._data = pa.memory_map(str(self.canonical_path)).read_buffer()
-        self._arrow_size = (base / f"{sha256}.arrow").stat().st_size
-        self._reader = pa.ipc.open_file(pa.memory_map(str(base / f"{sha256}.arrow")))
+        self._arrow_size = self.arrow_path.stat().st_size
+        self._reader = pa.ipc.open_file(pa.memory_map(str(self.arrow_path)))
 
     @property
     def rows(self) -> int:
@@ -431,7 +406,7 @@ class Store:
     def consistent(self) -> bool:
         """The files are those the manifest describes, and the last row's line ends where the .jsonl does."""
         m = self.manifest
-        if (m.get("sha256") != self.sha256 or self._reader.schema != store_schema() or m["jsonl_bytes"] != self._data.size
+        if (m.get("sha256") != self.sha256 or "arrow_sha256" not in m or self._reader.schema != store_schema() or m["jsonl_bytes"] != self._data.size
                 or m["arrow_bytes"] != self._arrow_size or not self.parquet_path.exists()):
             return False
         batches = self._reader.num_record_batches
@@ -440,6 +415,14 @@ class Store:
         last = self._reader.get_batch(batches - 1)
         return last.num_rows > 0 and (last.column("_line")[-1].as_py() + last.column("_length")[-1].as_py() + 1
                                       == self._data.size)
+
+    def verify(self) -> None:
+        """Every file against its digest: the .jsonl against the version's sha256 (named by it), the
+        others against the manifest. Raises StoreDamaged."""
+        for path, expected in ((self.canonical_path, self.sha256), (self.arrow_path, self.manifest["arrow_sha256"]),
+                               (self.parquet_path, self.manifest["parquet_sha256"])):
+            if file_sha256(path) != expected:
+                raise StoreDamaged(f"{path.name} no longer has the bytes it was written with")
 
     def chunks(self) -> Iterator[Chunk]:
         for i in range(self._reader.num_record_batches):
