@@ -13,7 +13,6 @@ from taxonomy.api import taxonomy_action as run_taxonomy_action
 from taxonomy.selectors import current_version, failure_mode_tree, pending_proposals
 from taxonomy.services import TaxonomyError
 from testsets import selectors as testsets
-from testsets.exports import FORMATS
 from testsets.services import versions
 
 from . import charts
@@ -58,7 +57,7 @@ def testset_list(request):
     sets = [{"name": t.name, "description": t.description, "versions": sorted(t.versions.all(),
                                                                                key=lambda v: -v.number)}
             for t in testsets.testset_list()]
-    return render(request, "dashboard/testsets.html", {"testsets": sets, "formats": FORMATS})
+    return render(request, "dashboard/testsets.html", {"testsets": sets, "formats": testsets.export_formats()})
 
 
 @login_required
@@ -67,7 +66,7 @@ def testset_detail(request, name: str):
     if not version_rows:
         raise Http404(f"no test set {name!r}")
     return render(request, "dashboard/testset_detail.html", {
-        "name": name, "versions": version_rows, "formats": FORMATS,
+        "name": name, "versions": version_rows, "formats": testsets.export_formats(),
         "numbers": [v.number for v in version_rows]})
 
 
@@ -81,7 +80,7 @@ def version_detail(request, name: str, number: int):
     modes = cov["failure_modes"]
     strata = [s for s in cov["strata"] if s["items"] or s["production_rate"]]
     return render(request, "dashboard/version_detail.html", {
-        "name": name, "version": version, "coverage": cov, "strata": strata, "formats": FORMATS,
+        "name": name, "version": version, "coverage": cov, "strata": strata, "formats": testsets.export_formats(),
         "modes_chart": charts.grouped_bar_chart(
             chart_id="coverage-modes", title=f"{name} v{number}: failure modes in the set vs in production",
             groups=[m["code"] for m in modes],

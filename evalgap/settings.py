@@ -135,6 +135,12 @@ INGEST_SPOOL_DIR = Path(env.str("INGEST_SPOOL_DIR", default=str(MEDIA_ROOT / "in
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=200 * 1024 * 1024)
 INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=20_000)
 
+# --- Test set exports
+# A frozen version of at most this many items is exported inside the request (its JSON formats take
+# well under 0.1 s per 10k items from the column store); a larger one by a worker: POST answers 202
+# and an export job to poll, whose file is then downloaded.
+EXPORT_SYNC_MAX_ITEMS = env.int("EXPORT_SYNC_MAX_ITEMS", default=20_000)
+
 
 # --- Implicit signals
 # A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up);

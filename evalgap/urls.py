@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/releases/", include("releases.urls")),
     path("api/", include("production.urls")),
     path("generation/", include("generation.web_urls")),
+    path("exports/", include("testsets.web_urls")),
     path("", include("dashboard.urls")),
 ]

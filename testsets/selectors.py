@@ -1,4 +1,4 @@
-from .models import TestItem, TestSet, TestSetVersion
+from .models import ExportJob, TestItem, TestSet, TestSetVersion
 
 
 def testset_list():
@@ -17,3 +17,15 @@ def latest_frozen(*, name: str = "production") -> TestSetVersion | None:
 def testset_queries(*, name: str = "production") -> list[str]:
     """Every query in the test set (draft and frozen versions), for de-duplicating new cases."""
     return list(TestItem.objects.filter(version__testset__name=name).values_list("query", flat=True).distinct())
+
+
+def export_formats() -> tuple[str, ...]:
+    from .exports import FORMATS
+
+    return FORMATS
+
+
+def export_latest(*, version: TestSetVersion, fmt: str, options: dict | None = None) -> ExportJob | None:
+    """The most recent export job of this version, format and options."""
+    return (ExportJob.objects.filter(version=version, format=fmt, options=options or {})
+            .select_related("version__testset").order_by("-pk").first())
