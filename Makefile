@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench venv clean
 
-$(STAMP): requirements.txt requirements-test.txt
+# The venv holds what runs (requirements.txt), what builds the encoder's ONNX graph
+# (requirements-build.txt: torch & co., also used by the encoder's agreement test) and the test tools.
+$(STAMP): requirements.txt requirements-build.txt requirements-test.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-test.txt
-	$(PY) -m production.encoder build
+	$(PY) -m pip install -q -r requirements-build.txt -r requirements-test.txt
+	$(PY) -m rephrase.encoder build
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,5 +27,5 @@ bench: $(STAMP)
 	scripts/bench.sh
 
 clean:
-	scripts/services.sh stop || true
+	scripts/services.sh purge || true
 	rm -rf .run db.sqlite3 media

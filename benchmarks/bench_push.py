@@ -19,6 +19,7 @@ from django.conf import settings  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
 from labelling.models import BatchItem, LabellingBatch  # noqa: E402
+from labelling.selectors import turns_before  # noqa: E402
 from labelling.services import push  # noqa: E402
 from labelling.services.projects import current_config, get_client, project_ensure  # noqa: E402
 from labelling.services.selection import query_key  # noqa: E402
@@ -36,7 +37,7 @@ def main(log: str, n: int = 10_000) -> None:
     ], batch_size=2000)
     items = list(BatchItem.objects.filter(batch=batch).select_related("turn__source", "turn__session",
                                                                        "turn__signals").order_by("id"))
-    histories = push._histories(items)
+    histories = turns_before(items)
     payload = [push.task_payload(i, histories[i.pk]) for i in items]
     client = get_client()
 

@@ -170,3 +170,138 @@ def grouped_bar_chart(*, chart_id: str, title: str, groups: list[str], series: l
                      f'<text x="{width - right + 24}" y="{ly + 1}" {FONT} fill="#222">{escape(name[:22])}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def scatter_whiskers(*, chart_id: str, title: str,
+                     points: list[tuple[str, float, tuple, float, tuple]], x_label: str, y_label: str,
+                     fmt_x=lambda v: f"{v:.2f}", fmt_y=percent, width: int = 720, height: int = 360) -> SafeString:
+    """One point per (label, x, (x_lo, x_hi), y, (y_lo, y_hi)) with its intervals as whiskers: a
+    horizontal bar for x's interval, a vertical one for y's (a None bound draws no whisker)."""
+    if not points:
+        return _empty(chart_id, title, width, height)
+    left, right, top, bottom = 56, 24, 14, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def bounds(values):
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.08 or 0.05
+        return max(0.0, lo - pad), (min(1.0, hi + pad) if hi <= 1 else hi + pad)
+
+    xs = [v for _, x, (a, b), _, _ in points for v in (x, a, b) if v is not None]
+    ys = [v for _, _, _, y, (a, b) in points for v in (y, a, b) if v is not None]
+    x0, x1 = bounds(xs)
+    y0, y1 = bounds(ys)
+    x1, y1 = max(x1, x0 + 1e-9), max(y1, y0 + 1e-9)
+
+    def px(v):
+        return left + (v - x0) / (x1 - x0) * plot_w
+
+    def py(v):
+        return top + plot_h - (v - y0) / (y1 - y0) * plot_h
+
+    desc = (f"{len(points)} releases; x: {x_label} from {fmt_x(x0)} to {fmt_x(x1)}; y: {y_label} from "
+            f"{fmt_y(y0)} to {fmt_y(y1)}; whiskers are 95% intervals.")
+    parts = _open(chart_id, title, desc, width, height, len(points))
+    for k in range(5):
+        gx, gy = x0 + (x1 - x0) * k / 4, y0 + (y1 - y0) * k / 4
+        parts.append(f'<line x1="{px(gx):.1f}" x2="{px(gx):.1f}" y1="{top}" y2="{top + plot_h}" stroke="#eee"/>'
+                     f'<text x="{px(gx):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {FONT} fill="#555">'
+                     f'{escape(fmt_x(gx))}</text>'
+                     f'<line x1="{left}" x2="{left + plot_w}" y1="{py(gy):.1f}" y2="{py(gy):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 6}" y="{py(gy) + 4:.1f}" text-anchor="end" {FONT} fill="#555">'
+                     f'{escape(fmt_y(gy))}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" {FONT} fill="#222">'
+                 f'{escape(x_label)}</text><text x="12" y="{top + plot_h / 2:.1f}" text-anchor="middle" {FONT} '
+                 f'fill="#222" transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
+    for i, (label, x, (xa, xb), y, (ya, yb)) in enumerate(points):
+        colour = PALETTE[i % len(PALETTE)]
+        cx, cy = px(x), py(y)
+        tip = (f"{label}: {x_label} {fmt_x(x)}"
+               + (f" [{fmt_x(xa)}, {fmt_x(xb)}]" if None not in (xa, xb) else "")
+               + f"; {y_label} {fmt_y(y)}" + (f" [{fmt_y(ya)}, {fmt_y(yb)}]" if None not in (ya, yb) else ""))
+        parts.append(f'<g class="release" data-label="{_attr(label)}" stroke="{colour}" fill="{colour}">')
+        if None not in (xa, xb):
+            parts.append(f'<line class="whisker-x" x1="{px(xa):.1f}" x2="{px(xb):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                         f'stroke-width="1.5"/>')
+        if None not in (ya, yb):
+            parts.append(f'<line class="whisker-y" x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(ya):.1f}" y2="{py(yb):.1f}" '
+                         f'stroke-width="1.5"/>')
+        parts.append(f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="4" stroke="none" data-x="{x}" '
+                     f'data-value="{y}"><title>{escape(tip)}</title></circle>'
+                     f'<text x="{cx + 6:.1f}" y="{cy - 6:.1f}" {FONT} stroke="none" fill="#222">'
+                     f'{escape(label[:24])}</text></g>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
+def band_chart(*, chart_id: str, title: str, x: list[str], values: list[float | None],
+               lows: list[float | None], highs: list[float | None], counts: list[int] | None = None,
+               reference: float | None = 0.5, width: int = 720, height: int = 260) -> SafeString:
+    """One rate per x (a day) with its interval as a shaded band, on a 0-100 % axis; None leaves a
+    gap (no data that day). `reference` draws a dashed line (0.5: no difference)."""
+    points = sum(v is not None for v in values)
+    if not x or not points:
+        return _empty(chart_id, title, width, height)
+    left, right, top, bottom = 48, 24, 12, 36
+    plot_w, plot_h = width - left - right, height - top - bottom
+    step = plot_w / max(len(x) - 1, 1)
+
+    def px(i: int) -> float:
+        return left + (i * step if len(x) > 1 else plot_w / 2)
+
+    def py(v: float) -> float:
+        return top + plot_h - v * plot_h
+
+    desc = (f"{points} of {len(x)} days with data, from {x[0]} to {x[-1]}; the band is the 95 % interval"
+            + (f", the dashed line {percent(reference)}." if reference is not None else "."))
+    parts = _open(chart_id, title, desc, width, height, points)
+    for k in range(5):
+        v = k / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end" {FONT} fill="#555">'
+                     f'{escape(percent(v))}</text>')
+    every = max(1, math.ceil(len(x) / 8))
+    for i, label in enumerate(x):
+        # The last day is always labelled; the regular label before it is dropped if they would touch.
+        if (i % every == 0 and not (i != len(x) - 1 and len(x) - 1 - i < every)) or i == len(x) - 1:
+            parts.append(f'<text x="{px(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {FONT} '
+                         f'fill="#555">{escape(label[5:] if len(label) == 10 else label)}</text>')
+    colour = PALETTE[0]
+    # The band: one polygon per run of consecutive days with an interval.
+    run: list[int] = []
+    for i in range(len(x) + 1):
+        if i < len(x) and lows[i] is not None and highs[i] is not None:
+            run.append(i)
+            continue
+        if run:
+            upper = " ".join(f"{px(j):.1f},{py(highs[j]):.1f}" for j in run)
+            lower = " ".join(f"{px(j):.1f},{py(lows[j]):.1f}" for j in reversed(run))
+            if len(run) == 1:  # a lone day: a vertical bar for its interval
+                j = run[0]
+                parts.append(f'<rect class="band" x="{px(j) - 3:.1f}" y="{py(highs[j]):.1f}" width="6" '
+                             f'height="{py(lows[j]) - py(highs[j]):.1f}" fill="{colour}" fill-opacity="0.2"/>')
+            else:
+                parts.append(f'<polygon class="band" points="{upper} {lower}" fill="{colour}" fill-opacity="0.2" '
+                             f'stroke="none"/>')
+            run = []
+    if reference is not None:
+        parts.append(f'<line class="reference" x1="{left}" x2="{left + plot_w}" y1="{py(reference):.1f}" '
+                     f'y2="{py(reference):.1f}" stroke="#D55E00" stroke-dasharray="5,4"/>')
+    line: list[str] = []
+    for i, v in enumerate(values + [None]):
+        if v is None:
+            if len(line) > 1:
+                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(line)}"/>')
+            line = []
+        else:
+            line.append(f"{px(i):.1f},{py(v):.1f}")
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        n = f", n = {counts[i]}" if counts else ""
+        parts.append(f'<circle class="point" cx="{px(i):.1f}" cy="{py(v):.1f}" r="3" fill="{colour}" '
+                     f'data-x="{_attr(x[i])}" data-value="{v}" data-low="{lows[i]}" data-high="{highs[i]}">'
+                     f'<title>{escape(x[i])}: {escape(percent(v))} ({escape(percent(lows[i]))}–'
+                     f'{escape(percent(highs[i]))}{n})</title></circle>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

@@ -1,6 +1,6 @@
 from django import forms
 
-# What each review action needs; taxonomy.api.taxonomy_action does the rest.
+# What each review action needs; taxonomy.services.taxonomy_action does the rest.
 REQUIRED = {
     "create": ("code", "name"),
     "rename": ("code", "name"),

@@ -8,12 +8,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from evaluation import selectors as evaluation
+from labelling import selectors as labelling
 from production import selectors as production
-from taxonomy.api import taxonomy_action as run_taxonomy_action
+from taxonomy import services as taxonomy_services
 from taxonomy.selectors import current_version, failure_mode_tree, pending_proposals
-from taxonomy.services import TaxonomyError
 from testsets import selectors as testsets
-from testsets.services import versions
 
 from . import charts
 from . import selectors as dash
@@ -27,8 +27,8 @@ def overview(request):
     daily = dash.signal_series(by_model=False)
     by_model = dash.signal_series(by_model=True)
     overall = production.signal_rates_overall()
-    pareto = dash.failure_mode_pareto()
-    waiting = dash.waiting_failure_candidates()
+    pareto = labelling.failure_mode_pareto()
+    waiting = labelling.failure_candidates_unsent()
     context = {
         "overall": overall,
         "overall_rates": [(label, charts.percent(overall.get(f"{key}_rate", 0.0))) for key, label in dash.SIGNALS],
@@ -43,7 +43,7 @@ def overview(request):
         "candidate_count": production.failure_candidates().count(),
         "waiting": list(waiting.select_related("signals")[:10]),
         "rephrased": production.top_rephrased_failures(limit=5),
-        "progress": dash.labelling_progress(),
+        "progress": labelling.labelling_progress(),
         "pareto": pareto,
         "pareto_chart": charts.bar_chart(chart_id="failure-mode-pareto", title="Failure modes in labelled items "
                                          "(Pareto)", bars=[(p["code"], p["items"]) for p in pareto], pareto=True,
@@ -73,10 +73,10 @@ def testset_detail(request, name: str):
 @login_required
 def version_detail(request, name: str, number: int):
     try:
-        version = versions.version_get(name=name, number=number)
-    except versions.TestSetError as e:
+        version = testsets.version_get(name=name, number=number)
+    except testsets.TestSetError as e:
         raise Http404(str(e)) from None
-    cov = versions.coverage(name=name, number=number)
+    cov = testsets.coverage(name=name, number=number)
     modes = cov["failure_modes"]
     strata = [s for s in cov["strata"] if s["items"] or s["production_rate"]]
     return render(request, "dashboard/version_detail.html", {
@@ -102,7 +102,7 @@ def changelog(request, name: str):
     try:
         old = int(request.GET.get("from") or (numbers[1] if len(numbers) > 1 else numbers[0]))
         new = int(request.GET.get("to") or numbers[0])
-        log = versions.changelog(name=name, old=old, new=new)
+        log = testsets.changelog(name=name, old=old, new=new)
     except ValueError:
         # TestSetError is a ValueError too: an unknown number is a bad request, shown on the page.
         return render(request, "dashboard/changelog.html", {
@@ -150,8 +150,8 @@ def taxonomy_action(request):
         return redirect(reverse("dashboard:taxonomy"))
     fields = form.action_fields()
     try:
-        result = run_taxonomy_action(user=request.user, **fields)
-    except TaxonomyError as e:
+        result = taxonomy_services.taxonomy_action(user=request.user, **fields)
+    except taxonomy_services.TaxonomyError as e:
         messages.error(request, f"{fields['action']} not done — {e}")
     else:
         done = {"approve": "approved as", "reject": "rejected", "create": "created", "rename": "renamed",
@@ -160,3 +160,34 @@ def taxonomy_action(request):
         messages.success(request, f"{fields['action'].capitalize()}: {done} {target} "
                                   f"(taxonomy v{current_version()}).")
     return redirect(reverse("dashboard:taxonomy"))
+
+
+@login_required
+def correlation(request):
+    """Offline score against production failure rate per release, and whether to trust the signals."""
+    try:
+        last = int(request.GET["last"]) if request.GET.get("last") else None
+    except ValueError:
+        last = None
+    data = evaluation.correlation_data(last=last)
+    plotted = [r for r in data["releases"] if r["offline_score"] is not None and r["production_failure_rate"] is not None]
+    weekly = data["item_level_weekly"]
+    return render(request, "dashboard/correlation.html", {
+        "data": data,
+        "rank": data["rank_correlation"],
+        "unplotted": [r["name"] for r in data["releases"] if r not in plotted],
+        "scatter": charts.scatter_whiskers(
+            chart_id="offline-vs-production", title="Offline score vs production failure rate, per release",
+            points=[(r["name"], r["offline_score"], tuple(r["offline_ci"]), r["production_failure_rate"],
+                     tuple(r["production_ci"])) for r in plotted],
+            x_label="offline score", y_label=f"failure rate, days 1–{data['window_days']}", width=1000,
+            height=380),
+        "weekly_chart": charts.line_chart(
+            chart_id="item-auc-weekly", title="Item-level AUC per week (offline grade of served answers vs "
+                                              "failure flag)", x=[w["week"] for w in weekly],
+            series=[("AUC", [w["auc"] for w in weekly]),
+                    ("trailing 4-week mean", [w["trailing_mean"] for w in weekly])],
+            fmt=lambda v: f"{v:.2f}", width=1000, height=240),
+        "alarms": evaluation.alarm_list(limit=50),
+        "current_alarms": data["alarms"],
+    })

@@ -3,6 +3,8 @@
 Defaults give the embedded demo: SQLite, tasks run in-process, a local Label Studio.
 Secrets can also be read from files (`<NAME>_FILE`), as container orchestrators mount them.
 """
+import hashlib
+import os
 from pathlib import Path
 
 import environ
@@ -48,6 +50,8 @@ INSTALLED_APPS = [
     "labelling",
     "testsets",
     "generation",
+    "evaluation",
+    "shadow",
     "dashboard",
 ]
 
@@ -170,6 +174,13 @@ LABEL_STUDIO_WEBHOOK_HEADER = "X-Evalgap-Secret"
 # Where Label Studio reaches evalgap (for the webhook); empty: no webhook, pull only.
 EVALGAP_PUBLIC_URL = env.str("EVALGAP_PUBLIC_URL", default="")
 
+# --- Personal data sent out (core/pii.py redacts; these key the pseudonyms of ids)
+# Session and user ids reach Label Studio as keyed HMAC pseudonyms: the same id always gets the
+# same pseudonym under one key, and without the key a guess cannot be checked. Set a key of its
+# own (or a file) to keep pseudonyms stable across a SECRET_KEY rotation.
+PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
+    b"evalgap-pii-pseudonym\x1f" + SECRET_KEY.encode()).hexdigest()
+
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
@@ -191,6 +202,13 @@ LLM_BACKOFF_SECONDS = env.float("LLM_BACKOFF_SECONDS", default=2.0)
 LLM_BACKOFF_MAX_SECONDS = env.float("LLM_BACKOFF_MAX_SECONDS", default=60.0)
 # Everything sent to an LLM passes the PII redactor (core/pii.py) unless this is off.
 LLM_REDACT_PII = env.bool("LLM_REDACT_PII", default=True)
+# A release names the environment variable that holds its key (Release.api_key_env, so no key is
+# stored in the database); those variables (or their <NAME>_FILE) are read here, at start, like
+# every other setting. Only names ending in _KEY, and none of this project's own secrets: a release
+# record cannot have DJANGO_SECRET_KEY or the Label Studio token sent to its base URL.
+_NOT_RELEASE_KEYS = {"DJANGO_SECRET_KEY", "PII_PSEUDONYM_KEY", "LABEL_STUDIO_API_KEY"}
+RELEASE_API_KEYS = {name: secret(name) for name in {n.removesuffix("_FILE") for n in os.environ}
+                    if name.endswith("_KEY") and name not in _NOT_RELEASE_KEYS}
 
 # --- Targeted case generation
 GENERATION_BASE_URL = env.str("GENERATION_BASE_URL", default="")
@@ -206,3 +224,65 @@ GENERATION_REVIEW_PROJECT_TITLE = env.str("GENERATION_REVIEW_PROJECT_TITLE", def
 # Prices per 1,000 tokens, for the cost recorded on each run (0: unknown).
 GENERATION_PRICE_PER_1K_PROMPT_TOKENS = env.float("GENERATION_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
 GENERATION_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GENERATION_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+
+# --- Offline scores and offline <-> production correlation (evaluation app)
+# The grader compares a release's answer with a test item's reference answer (temperature 0).
+# Its own endpoint, else OPENAI_BASE_URL / OPENAI_API_KEY. No default model: pick a grader from
+# another model family than the releases it grades (self-preference bias).
+GRADER_BASE_URL = env.str("GRADER_BASE_URL", default="")
+GRADER_API_KEY = secret("GRADER_API_KEY")
+GRADER_MODEL = env.str("GRADER_MODEL", default="")
+GRADER_PRICE_PER_1K_PROMPT_TOKENS = env.float("GRADER_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+GRADER_PRICE_PER_1K_COMPLETION_TOKENS = env.float("GRADER_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+# Items answered and graded at once, and the spending cap of one offline run (candidate + grader).
+OFFLINE_CONCURRENCY = env.int("OFFLINE_CONCURRENCY", default=4)
+OFFLINE_MAX_USD = env.float("OFFLINE_MAX_USD", default=5.0)
+# Production quality of a release: its turns on the first N days it served (same post-release
+# window for every release, so seasonality and novelty effects compare like with like).
+CORRELATION_WINDOW_DAYS = env.int("CORRELATION_WINDOW_DAYS", default=7)
+# Releases in the rolling rank correlation, and the fewest for which a number is given at all.
+CORRELATION_LAST_K = env.int("CORRELATION_LAST_K", default=12)
+CORRELATION_MIN_RELEASES = env.int("CORRELATION_MIN_RELEASES", default=8)
+# Item level: a week's AUC needs this many graded served answers (and both outcomes among them).
+CORRELATION_ITEM_MIN_PER_WEEK = env.int("CORRELATION_ITEM_MIN_PER_WEEK", default=20)
+CORRELATION_AUC_DROP = env.float("CORRELATION_AUC_DROP", default=0.05)
+CORRELATION_AUC_FLOOR = env.float("CORRELATION_AUC_FLOOR", default=0.6)
+# Alarms are posted as JSON to this URL (Slack-compatible "text" field); empty: stored and shown only.
+ALARM_WEBHOOK_URL = env.str("ALARM_WEBHOOK_URL", default="")
+ALARM_POST_ATTEMPTS = env.int("ALARM_POST_ATTEMPTS", default=3)  # per try; the beat task tries again later
+ALARM_POST_BACKOFF_SECONDS = env.float("ALARM_POST_BACKOFF_SECONDS", default=2.0)
+ALARM_POST_TIMEOUT_SECONDS = env.float("ALARM_POST_TIMEOUT_SECONDS", default=10.0)
+
+# --- The pairwise judge (shadow evaluation, judge calibration). Its own endpoint and key, else the
+# OPENAI_* ones; a judge from another model family than either side is the documented advice.
+JUDGE_BASE_URL = env.str("JUDGE_BASE_URL", default="")
+JUDGE_API_KEY = secret("JUDGE_API_KEY")
+JUDGE_MODEL = env.str("JUDGE_MODEL", default="")
+JUDGE_PRICE_PER_1K_PROMPT_TOKENS = env.float("JUDGE_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+JUDGE_PRICE_PER_1K_COMPLETION_TOKENS = env.float("JUDGE_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+# Requests in flight at once (each pair is asked twice, in both orders).
+JUDGE_CONCURRENCY = env.int("JUDGE_CONCURRENCY", default=32)
+# The prompt file shadow/prompts/<version>.txt; every verdict records it.
+JUDGE_PROMPT_VERSION = env.str("JUDGE_PROMPT_VERSION", default="judge-v1")
+
+# --- Shadow evaluation (replay: evalgap asks the candidate itself; mirror: the gateway sent its answers)
+SHADOW_SAMPLE_SIZE = env.int("SHADOW_SAMPLE_SIZE", default=150)  # turns per day, whole conversations
+# The salt of the session hash that decides which conversations are replayed; independent of any
+# rollout bucketing. Changing it draws a different sample.
+SHADOW_SAMPLE_SALT = env.str("SHADOW_SAMPLE_SALT", default="evalgap-shadow-v1")
+SHADOW_CONCURRENCY = env.int("SHADOW_CONCURRENCY", default=8)
+# Spend on replayed candidate answers per release per UTC day; empty: no cap.
+_shadow_cap = env.str("SHADOW_MAX_USD_PER_DAY", default="10").strip()
+SHADOW_MAX_USD_PER_DAY = float(_shadow_cap) if _shadow_cap else None
+# Prices of the candidates' tokens (their cost is what the daily budget counts).
+SHADOW_PRICE_PER_1K_PROMPT_TOKENS = env.float("SHADOW_PRICE_PER_1K_PROMPT_TOKENS", default=0.0)
+SHADOW_PRICE_PER_1K_COMPLETION_TOKENS = env.float("SHADOW_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
+SHADOW_CONVERSATION_TURNS = env.int("SHADOW_CONVERSATION_TURNS", default=10)  # earlier turns sent along
+# The fixed horizon of the decision: better/worse only with at least this many judged pairs over
+# at least this many days (see README "Shadow evaluation").
+SHADOW_MIN_PAIRS = env.int("SHADOW_MIN_PAIRS", default=1000)
+SHADOW_MIN_DAYS = env.int("SHADOW_MIN_DAYS", default=7)
+SHADOW_REPORT_DAYS = env.int("SHADOW_REPORT_DAYS", default=7)
+# The monthly human audit of the judge: judged pairs sent to Label Studio as pairwise tasks.
+SHADOW_AUDIT_SAMPLE = env.int("SHADOW_AUDIT_SAMPLE", default=50)
+SHADOW_AUDIT_PROJECT_TITLE = env.str("SHADOW_AUDIT_PROJECT_TITLE", default="evalgap: shadow pairwise audit")

@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/testsets/", include("testsets.urls")),
     path("api/generation/", include("generation.urls")),
     path("api/releases/", include("releases.urls")),
+    path("api/evaluation/", include("evaluation.urls")),
+    path("api/shadow/", include("shadow.urls")),
     path("api/", include("production.urls")),
     path("generation/", include("generation.web_urls")),
     path("exports/", include("testsets.web_urls")),

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timezone as dt_timezone
 
-import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from core.jobs import job_claim
-from labelling.models import BatchItem, LabellingBatch
-from labelling.services.selection import query_key
-from production.models import Turn
-from production.services.ingest import source_get_or_create, turns_ingest_body
-from production.similarity import RephraseDetector
+from labelling.services import review
+from rephrase import RephraseDetector
 from taxonomy.models import FailureMode
 from testsets.selectors import testset_queries
 
@@ -33,7 +28,6 @@ from .selectors import RealFailure, cases_review_outcomes, real_failures
 
 PROMPT_VERSION = "gen-v1"
 OFFLINE_VERSION = "offline-v1"
-GENERATED_SOURCE = "generated"
 logger = logging.getLogger(__name__)
 
 
@@ -190,35 +184,22 @@ def _provenance(case: GeneratedCase, run: GenerationRun) -> dict:
 
 
 def cases_send_for_review(*, run_id: int) -> int | None:
-    """Write the run's accepted cases as turns of source "generated" and put them in a review batch
-    (pushed by the caller). Re-running adds only what is missing. Returns the batch id."""
+    """Hand the run's accepted cases to labelling for review (each becomes a turn of source
+    "generated" in the run's review batch, pushed by the caller). Re-running adds only what is
+    missing. Returns the batch id."""
     run = GenerationRun.objects.get(pk=run_id)
     cases = list(run.cases.exclude(status=GeneratedCase.Status.DUPLICATE).order_by("position"))
     if not cases:
         return run.review_batch_id
-    source = source_get_or_create(name=GENERATED_SOURCE)
-    now = timezone.now().astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    todo = [c for c in cases if not c.turn_id]
-    if todo:
-        body = b"".join(orjson.dumps({
-            "id": c.external_id, "session_id": f"gen-run-{run.pk}", "timestamp": now, "query": c.query,
-            "response": "", "model": run.model or "offline",
-            "metadata": {"generation": _provenance(c, run)}}) + b"\n" for c in todo)
-        # Keyed on (source, id): a re-run after a crash creates no second turn.
-        turns_ingest_body(source=source, body=body)
-    turn_ids = dict(Turn.objects.filter(source=source, external_id__in=[c.external_id for c in cases])
-                    .values_list("external_id", "id"))
     with transaction.atomic():
         run = GenerationRun.objects.select_for_update().get(pk=run_id)
-        if run.review_batch_id is None:
-            batch = LabellingBatch.objects.create(project_title=settings_review_title(), sample_size=0)
-            run.review_batch_id = batch.pk
+        if run.review_batch_id is None:  # one review batch per run, however often this runs
+            run.review_batch_id = review.review_batch_create(project_title=settings_review_title())
             run.save(update_fields=["review_batch_id"])
-        have_item = set(BatchItem.objects.filter(turn_id__in=turn_ids.values()).values_list("turn_id", flat=True))
-        BatchItem.objects.bulk_create([
-            BatchItem(batch_id=run.review_batch_id, turn_id=turn_ids[c.external_id],
-                      stratum=BatchItem.Stratum.GENERATED, inclusion_probability=1.0, query_key=query_key(c.query))
-            for c in cases if turn_ids[c.external_id] not in have_item])
+    turn_ids = review.review_cases_add(batch_id=run.review_batch_id, cases=[
+        review.ReviewCase(key=c.external_id, query=c.query, model=run.model or "offline",
+                          metadata={"generation": _provenance(c, run)}) for c in cases])
+    with transaction.atomic():
         for c in cases:
             GeneratedCase.objects.filter(pk=c.pk, status=GeneratedCase.Status.GENERATED).update(
                 turn_id=turn_ids[c.external_id], status=GeneratedCase.Status.SENT_FOR_REVIEW)

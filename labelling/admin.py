@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from .agreement import agreement_report
-from .models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, TaskLink, WebhookDelivery
+from .models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution, TaskLink, WebhookDelivery
 
 
 @admin.register(LabellingBatch)
@@ -32,7 +32,7 @@ class LabelStudioProjectAdmin(admin.ModelAdmin):
 
     @admin.display(description="annotations")
     def annotations_count(self, obj):
-        return obj.annotations.filter(deleted=False).count()
+        return obj.annotations.live().count()
 
     @admin.display(description="agreement (Krippendorff's alpha)")
     def agreement(self, obj):
@@ -56,3 +56,9 @@ class AnnotationAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = ["id", "action", "received_at", "processed_at", "error"]
     list_filter = ["action"]
+
+
+@admin.register(Resolution)
+class ResolutionAdmin(admin.ModelAdmin):
+    list_display = ["item", "verdict", "resolved_by", "resolved_at"]
+    raw_id_fields = ["item"]

@@ -7,7 +7,7 @@ from collections import defaultdict
 import krippendorff
 import numpy as np
 
-from .label_config import VERDICTS
+from .vocabulary import VERDICTS
 from .models import Annotation
 
 
@@ -37,7 +37,7 @@ def _matrices(annotations: list[Annotation]):
 
 
 def agreement_report(*, project_id: int | None = None) -> dict:
-    qs = Annotation.objects.filter(deleted=False, was_cancelled=False).exclude(verdict="")
+    qs = Annotation.objects.with_verdict()
     if project_id is not None:
         qs = qs.filter(project_id=project_id)
     annotations = list(qs)

@@ -3,6 +3,7 @@ import json
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.http import JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -39,7 +40,7 @@ class WebhookView(View):
 
 
 class BatchSerializer(serializers.ModelSerializer):
-    items = serializers.IntegerField(source="items.count", read_only=True)
+    items = serializers.IntegerField(source="item_count", read_only=True)
 
     class Meta:
         model = LabellingBatch
@@ -48,7 +49,7 @@ class BatchSerializer(serializers.ModelSerializer):
 
 
 class BatchViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = LabellingBatch.objects.order_by("-id")
+    queryset = LabellingBatch.objects.annotate(item_count=Count("items")).order_by("-id")
     serializer_class = BatchSerializer
 
 

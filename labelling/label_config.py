@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-VERDICTS = ("correct", "partially_correct", "incorrect", "cannot_judge")
+from .vocabulary import VERDICTS
+
 _VERDICT_HINTS = {
     "correct": "The served answer is right and complete",
     "partially_correct": "Right in part; something is missing or wrong",
@@ -150,3 +151,61 @@ def validate_annotation(parsed: dict, known_codes) -> None:
     unknown = [c for c in parsed.get(FAILURE_MODES) or [] if c not in known]
     if unknown:
         raise ValueError(f"failure_modes: unknown code(s) {', '.join(map(repr, unknown))}")
+
+
+# --- pairwise comparisons (a project of kind "pairwise") ---------------------------------------
+
+PAIRWISE_PICKS = ("a", "b", "tie")
+PAIRWISE_DATA_KEYS = ("conversation", "query", "contexts_text", "answer_a", "answer_b")
+PICK = "pick"
+
+
+def build_pairwise_config() -> str:
+    """Two answers side by side; people pick A, B or tie. The picks are stored by alias (a/b/tie),
+    so the texts on the buttons can change without touching stored results."""
+    return """<View>
+  <Header value="Conversation before this turn" size="5"/>
+  <Paragraphs name="conversation" value="$conversation" layout="dialogue" nameKey="role" textKey="content"/>
+  <Header value="Query" size="5"/>
+  <Text name="query" value="$query"/>
+  <Header value="Retrieved contexts" size="5"/>
+  <Text name="contexts_text" value="$contexts_text"/>
+  <View style="display: flex; gap: 1em;">
+    <View style="flex: 1;">
+      <Header value="Answer A" size="5"/>
+      <Text name="answer_a" value="$answer_a"/>
+    </View>
+    <View style="flex: 1;">
+      <Header value="Answer B" size="5"/>
+      <Text name="answer_b" value="$answer_b"/>
+    </View>
+  </View>
+  <Header value="Which answer is better for this user?" size="5"/>
+  <Choices name="pick" toName="query" choice="single" required="true" showInline="true">
+    <Choice value="A is better" alias="a"/>
+    <Choice value="B is better" alias="b"/>
+    <Choice value="Tie: equally good or equally bad" alias="tie"/>
+  </Choices>
+  <Header value="Notes" size="5"/>
+  <TextArea name="notes" toName="query" editable="true" maxSubmissions="1" rows="2"/>
+</View>
+"""
+
+
+_PICK_BY_VALUE = {"a is better": "a", "b is better": "b", "tie: equally good or equally bad": "tie"}
+
+
+def parse_pairwise_result(result: list[dict]) -> dict:
+    """LS annotation `result` -> {pick: "a" | "b" | "tie" | None, notes}. Accepts the alias or, from
+    a client that stored display values, the button text."""
+    pick, notes = None, []
+    for item in result or []:
+        name, value = item.get("from_name"), item.get("value") or {}
+        if name == PICK:
+            choices = value.get("choices") or []
+            if choices:
+                raw = str(choices[0])
+                pick = raw if raw in PAIRWISE_PICKS else _PICK_BY_VALUE.get(raw.strip().lower(), raw)
+        elif name == NOTES:
+            notes.extend(str(t) for t in value.get("text") or [])
+    return {"pick": pick, "notes": "\n".join(notes).strip()}

@@ -1,8 +1,11 @@
 """Labelling: batches of production turns sent to Label Studio, and the judgements that come back."""
+from django.conf import settings
 from django.db import models
 
 from core.jobs import Job
 from production.models import Turn
+
+from . import vocabulary
 
 
 class LabellingBatch(Job):
@@ -29,12 +32,8 @@ class LabellingBatch(Job):
 
 
 class BatchItem(models.Model):
-    class Stratum(models.TextChoices):
-        FAILURE = "failure"
-        FOLLOW_UP = "follow_up"
-        ABANDONED = "abandoned"
-        NONE = "none"
-        GENERATED = "generated"  # a generated eval case under review, not a production sample
+    # The strata are defined in labelling.vocabulary; these are their choices.
+    Stratum = models.TextChoices("Stratum", [(s.upper(), s) for s in vocabulary.STRATA])
 
     batch = models.ForeignKey(LabellingBatch, on_delete=models.CASCADE, related_name="items")
     # A turn is sent for labelling once, ever.
@@ -53,7 +52,12 @@ class BatchItem(models.Model):
 
 
 class LabelStudioProject(models.Model):
+    class Kind(models.TextChoices):
+        TURNS = "turns"  # one production answer per task, judged against the taxonomy
+        PAIRWISE = "pairwise"  # two answers per task: people pick A, B or tie
+
     title = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TURNS)
     ls_project_id = models.IntegerField(unique=True)
     config_sha256 = models.CharField(max_length=64, blank=True, default="")
     config_synced_at = models.DateTimeField(null=True, blank=True)
@@ -77,8 +81,25 @@ class TaskLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["project", "ls_task_id"], name="tasklink_project_task_uniq")]
 
 
+def live_q(prefix: str = "") -> models.Q:
+    """The live-annotation condition (not deleted in Label Studio, not cancelled), also across a
+    relation: ``live_q("annotations__")``."""
+    return models.Q(**{f"{prefix}deleted": False, f"{prefix}was_cancelled": False})
+
+
+class AnnotationQuerySet(models.QuerySet):
+    def live(self):
+        """Judgements that count: not deleted in Label Studio, not cancelled (skipped) there."""
+        return self.filter(live_q())
+
+    def with_verdict(self):
+        return self.live().exclude(verdict="")
+
+
 class Annotation(models.Model):
     """One annotator's judgement of one item, as last seen in Label Studio."""
+
+    objects = AnnotationQuerySet.as_manager()
 
     ls_annotation_id = models.IntegerField(unique=True)
     project = models.ForeignKey(LabelStudioProject, on_delete=models.CASCADE, related_name="annotations")
@@ -108,6 +129,19 @@ class Annotation(models.Model):
         return f"annotation {self.ls_annotation_id} on {self.item_id}: {self.verdict}"
 
 
+class Resolution(models.Model):
+    """An admin's decision for an item annotators disagreed on; it is the item's judgement from then
+    on (labelling.selectors.item_judgement). Was testsets.Resolution (same table, moved)."""
+
+    item = models.OneToOneField(BatchItem, on_delete=models.CASCADE, related_name="resolution")
+    verdict = models.CharField(max_length=30)
+    failure_modes = models.JSONField(default=list, blank=True)
+    reference_answer = models.TextField(blank=True, default="")
+    reason = models.TextField()
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    resolved_at = models.DateTimeField(auto_now_add=True)
+
+
 class WebhookDelivery(models.Model):
     """A webhook body as received; processed by a task so Label Studio's 1 s timeout is never hit."""
 
@@ -116,3 +150,48 @@ class WebhookDelivery(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+
+
+class PairwiseTask(models.Model):
+    """One pairwise comparison sent to Label Studio for another app (the shadow audit). Labelling
+    knows nothing of what the two answers are: the caller's stable `key` is all it keeps of them."""
+
+    project = models.ForeignKey(LabelStudioProject, on_delete=models.CASCADE, related_name="pairwise_tasks")
+    key = models.CharField(max_length=200, help_text="the caller's id; sent as data.evalgap_key")
+    # What was sent (already redacted), so a re-push sends the same bytes.
+    data = models.JSONField(default=dict)
+    ls_task_id = models.IntegerField(null=True, blank=True)
+    # As for BatchItem: set before the import request; attempted and unlinked is looked up first.
+    push_attempted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="pairwisetask_project_key_uniq"),
+            models.UniqueConstraint(fields=["project", "ls_task_id"], name="pairwisetask_project_task_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pairwise {self.key} (#{self.ls_task_id})"
+
+
+class PairwiseAnnotation(models.Model):
+    """One person's pick on a pairwise task, as last seen in Label Studio."""
+
+    ls_annotation_id = models.IntegerField(unique=True)
+    task = models.ForeignKey(PairwiseTask, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.CharField(max_length=255, blank=True, default="")
+    pick = models.CharField(max_length=3, blank=True, default="", help_text='"a", "b" or "tie"')
+    notes = models.TextField(blank=True, default="")
+    result = models.JSONField(default=list, blank=True)
+    invalid_reason = models.TextField(blank=True, default="")
+    was_cancelled = models.BooleanField(default=False)
+    lead_time = models.FloatField(null=True, blank=True)
+    ls_updated_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False, db_index=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"pick {self.pick} on {self.task_id}"

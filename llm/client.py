@@ -12,7 +12,6 @@ Generation, the shadow candidates and judge, and the offline grader all call `ch
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -95,9 +94,9 @@ def endpoint(role: str, *, model: str | None = None) -> Endpoint:
 
 
 def endpoint_for(*, role: str, base_url: str, api_key_env: str, model: str, price_in=0, price_out=0) -> Endpoint:
-    """An endpoint described by a record (a release): its key is read from the environment variable
-    the record names, so no key is ever stored in the database."""
-    key = os.environ.get(api_key_env, "") if api_key_env else ""
+    """An endpoint described by a record (a release): its key is the environment variable the record
+    names (settings.RELEASE_API_KEYS), so no key is ever stored in the database."""
+    key = settings.RELEASE_API_KEYS.get(api_key_env, "") if api_key_env else ""
     return Endpoint(role=role, base_url=base_url or settings.OPENAI_BASE_URL, api_key=key or settings.OPENAI_API_KEY,
                     model=model, price_in_per_1k=Decimal(str(price_in)), price_out_per_1k=Decimal(str(price_out)),
                     timeout=float(settings.LLM_TIMEOUT_SECONDS))

@@ -42,3 +42,20 @@ def release_add(*, name: str, model: str, prompt_version: str = "", base_url: st
         raise ReleaseError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in e.message_dict.items())) from None
     release.save()
     return release, existing is None
+
+
+def releases_from_models(*, user: str = "") -> list[tuple[Release, bool]]:
+    """One release per model name that served turns (name = model), for logs that name the model
+    but no release: each model becomes a release its turns belong to. Existing releases are kept."""
+    from production.models import Turn
+
+    out = []
+    models = (Turn.objects.exclude(model="").values_list("model", flat=True).distinct().order_by("model"))
+    for model in models:
+        existing = Release.objects.filter(name=model).first() or Release.objects.filter(model=model).first()
+        if existing is not None:
+            out.append((existing, False))
+            continue
+        out.append(release_add(name=model, model=model, notes="made from the model name in the production log",
+                               user=user))
+    return out

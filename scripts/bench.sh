@@ -14,8 +14,12 @@ unset CELERY_BROKER_URL  # benchmarks time the services themselves, in-process
 OUT=$REPO/benchmarks/out
 mkdir -p "$OUT"
 TURNS=${BENCH_TURNS:-1000000}
+echo "== correlation_report over 1M turns, 20 releases, 10,000 labelled items (builds and removes its own data)"
+"$PY" benchmarks/bench_correlation.py | tee "$OUT/correlation.json"
 echo "== core.stats: AUC / Spearman bootstrap intervals, correlation and shadow report statistics"
 "$PY" benchmarks/bench_stats.py | tee "$OUT/stats.json"
+echo "== shadow judge: 1,000 pairs (2,000 calls) against a local judge answering after 200 ms"
+"$PY" benchmarks/bench_shadow.py | tee "$OUT/shadow.json"
 [ -f "$OUT/log-$TURNS.jsonl" ] || "$PY" benchmarks/gen_log.py --turns "$TURNS" --out "$OUT/log-$TURNS.jsonl"
 echo "== ingest vs raw COPY ($TURNS turns)"
 "$PY" benchmarks/bench_ingest.py "$OUT/log-$TURNS.jsonl" | tee "$OUT/ingest.json"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local PostgreSQL, Redis and one Celery worker on loopback, for tests and benchmarks.
-# Usage: scripts/services.sh start|stop|env   (state lives in .run/, nothing outside the repo)
+# Usage: scripts/services.sh start|stop|env   (state lives in .run/; as root, PostgreSQL's files
+# live where the postgres user can reach them, see PGROOT)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUN=${EVALGAP_RUN_DIR:-$REPO/.run}
@@ -8,12 +9,22 @@ PG_PORT=${PG_PORT:-54329}
 REDIS_PORT=${REDIS_PORT:-63799}
 PG_DB=${PG_DB:-evalgap_test}
 PY=${PY:-$REPO/.venv/bin/python}
-PGDATA=$RUN/pg/data
-PGSOCK=$RUN/pg/sock
+# initdb/postgres refuse to run as root, so as root they run as the postgres user, who may not be
+# able to enter the clone (a home directory of mode 700): the cluster, its socket and its log then
+# live in a directory of postgres' own, one per clone (keyed by a hash of the clone's path).
+if [ -n "${EVALGAP_PG_DIR:-}" ]; then
+  PGROOT=$EVALGAP_PG_DIR
+elif [ "$(id -u)" = 0 ]; then
+  PGROOT=/tmp/evalgap-pg-$(printf '%s' "$REPO" | sha256sum | cut -c1-16)
+else
+  PGROOT=$RUN/pg
+fi
+PGDATA=$PGROOT/data
+PGSOCK=$PGROOT/sock
 
 as_postgres() {
-  # initdb/postgres refuse to run as root.
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / : the postgres user may not be allowed into the current directory (the clone).
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_bin() {
@@ -35,14 +46,14 @@ env_lines() {
 
 pg_start() {
   pg_bin
-  mkdir -p "$RUN/pg"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$RUN/pg"; fi
+  mkdir -p "$PGROOT"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PGROOT"; chmod 700 "$PGROOT"; fi
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     as_postgres initdb -D "$PGDATA" -A trust -U postgres >/dev/null
   fi
   as_postgres mkdir -p "$PGSOCK"
   if as_postgres pg_ctl -D "$PGDATA" status >/dev/null 2>&1; then return; fi
-  as_postgres pg_ctl -D "$PGDATA" -l "$RUN/pg/log" -w -t 60 \
+  as_postgres pg_ctl -D "$PGDATA" -l "$PGROOT/log" -w -t 60 \
     -o "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null
   as_postgres psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1 \
     || as_postgres createdb -h 127.0.0.1 -p "$PG_PORT" -U postgres "$PG_DB"
@@ -107,5 +118,6 @@ case "${1:-}" in
   env) env_lines ;;
   pg) pg_start ;;
   resetdb) pg_resetdb ;;
-  *) echo "usage: $0 start|worker|stop|env|pg|resetdb" >&2; exit 2 ;;
+  purge) worker_stop; redis_stop; pg_stop; rm -rf "$PGROOT" ;;
+  *) echo "usage: $0 start|worker|stop|env|pg|resetdb|purge" >&2; exit 2 ;;
 esac

@@ -18,6 +18,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# The app boundaries (.importlinter) first: a broken contract fails the run before anything starts.
+"$REPO/.venv/bin/lint-imports" --config "$REPO/.importlinter"
+
 # Label Studio installs (~90 s the first time) and starts (~35 s) while the rest is set up.
 (scripts/labelstudio.sh install && scripts/labelstudio.sh start) > .run/labelstudio-setup.log 2>&1 &
 ls_setup=$!
@@ -50,4 +53,21 @@ export EVALGAP_CONSUMERS_PYTHON
 # Browser tests drive Debian's Chromium (Playwright cannot download its own here).
 CHROMIUM_PATH=$(scripts/chromium.sh) || echo "chromium unavailable: browser tests will fail" >&2
 export CHROMIUM_PATH
-"$PY" -m pytest "$@"
+status=0
+"$PY" -m pytest "$@" || status=$?
+
+# The same suite on SQLite, what `make demo` and first-time users run: a private in-memory database,
+# tasks run in-process. Left out: tests that need a PostgreSQL feature, Label Studio, the worker,
+# the browser or the consumers venv (all of them ran above). EVALGAP_TEST_SQLITE=0 skips this pass.
+if [ "${EVALGAP_TEST_SQLITE:-1}" != 0 ]; then
+  echo "--- the suite again on SQLite ---"
+  cleanup  # the services are not needed any more: their memory and CPU go to this pass
+  sqlite_status=0
+  env -u DATABASE_URL -u EVALGAP_TEST_EXISTING_DB -u CELERY_BROKER_URL -u CELERY_RESULT_BACKEND \
+    -u LABEL_STUDIO_URL -u LABEL_STUDIO_API_KEY \
+    "$PY" -m pytest -m "not postgres and not labelstudio and not worker and not browser and not consumers" \
+    --timeout 600 "$@" || sqlite_status=$?
+  # 5: nothing left to run on SQLite among the tests asked for
+  if [ "$sqlite_status" != 0 ] && [ "$sqlite_status" != 5 ]; then status=$sqlite_status; fi
+fi
+exit "$status"

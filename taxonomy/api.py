@@ -55,45 +55,12 @@ class TaxonomyActionApi(APIView):
         s.is_valid(raise_exception=True)
         d = s.validated_data
         try:
-            result = taxonomy_action(user=request.user, **d)
+            result = services.taxonomy_action(user=request.user, **d)
         except services.TaxonomyError as e:
             return Response({"detail": str(e)}, status=status.HTTP_400_BAD_REQUEST)
         except KeyError as e:
             return Response({"detail": f"{e.args[0]}: required for {d['action']}"}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"ok": True, "version": current_version(), **result})
-
-
-def taxonomy_action(*, user, action: str, reason: str = "", **d) -> dict:
-    """Dispatch one review action to its service (shared by the API and the web UI)."""
-    parent = d.get("parent") or None
-    if action == "create":
-        mode = services.failure_mode_create(code=d["code"], name=d["name"], description=d.get("description", ""),
-                                            parent_code=parent, user=user, reason=reason)
-    elif action == "rename":
-        mode = services.failure_mode_rename(code=d["code"], name=d["name"], description=d.get("description"),
-                                            user=user, reason=reason)
-    elif action == "reparent":
-        mode = services.failure_mode_reparent(code=d["code"], parent_code=parent, user=user, reason=reason)
-    elif action == "retire":
-        mode = services.failure_mode_retire(code=d["code"], user=user, reason=reason)
-    elif action == "merge":
-        mode = services.failure_mode_merge(code=d["code"], into=d["into"], user=user, reason=reason)
-    elif action == "approve":
-        proposal = _proposal(d["proposal"])
-        mode = services.proposal_approve(proposal=proposal, code=d["code"], name=d["name"],
-                                         description=d.get("description", ""), parent_code=parent, user=user,
-                                         reason=reason)
-    else:  # reject
-        services.proposal_reject(proposal=_proposal(d["proposal"]), reason=reason, user=user)
-        return {}
-    return {"code": mode.code}
-
-
-def _proposal(pk: int) -> Proposal:
-    try:
-        return Proposal.objects.get(pk=pk)
-    except Proposal.DoesNotExist:
-        raise services.TaxonomyError(f"proposal: no proposal {pk}") from None
 
 
 class ChangeSerializer(serializers.ModelSerializer):

@@ -199,3 +199,35 @@ def failure_mode_update(*, mode: FailureMode, user=None, reason: str = "", **fie
                             description=fields.get("description"), user=user, reason=reason)
     mode.refresh_from_db()
     return mode
+
+
+def taxonomy_action(*, user, action: str, reason: str = "", **d) -> dict:
+    """One review action by name, dispatched to its function above (the API and the web UI both
+    post actions as form data). Returns {"code": the mode's code}, or {} for a rejected proposal."""
+    parent = d.get("parent") or None
+    if action == "create":
+        mode = failure_mode_create(code=d["code"], name=d["name"], description=d.get("description", ""),
+                                   parent_code=parent, user=user, reason=reason)
+    elif action == "rename":
+        mode = failure_mode_rename(code=d["code"], name=d["name"], description=d.get("description"),
+                                   user=user, reason=reason)
+    elif action == "reparent":
+        mode = failure_mode_reparent(code=d["code"], parent_code=parent, user=user, reason=reason)
+    elif action == "retire":
+        mode = failure_mode_retire(code=d["code"], user=user, reason=reason)
+    elif action == "merge":
+        mode = failure_mode_merge(code=d["code"], into=d["into"], user=user, reason=reason)
+    elif action == "approve":
+        mode = proposal_approve(proposal=_proposal(d["proposal"]), code=d["code"], name=d["name"],
+                                description=d.get("description", ""), parent_code=parent, user=user, reason=reason)
+    else:  # reject
+        proposal_reject(proposal=_proposal(d["proposal"]), reason=reason, user=user)
+        return {}
+    return {"code": mode.code}
+
+
+def _proposal(pk: int) -> Proposal:
+    try:
+        return Proposal.objects.get(pk=pk)
+    except Proposal.DoesNotExist:
+        raise TaxonomyError(f"proposal: no proposal {pk}") from None

@@ -20,7 +20,7 @@ from production.selectors import signal_rates_daily
 from taxonomy.models import FailureMode, Proposal
 from test_dashboard import build_world  # tests/ is on sys.path (rootdir conftest, no package)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

@@ -34,3 +34,25 @@ def test_compose_file_describes_the_production_deployment():
     text = (REPO / "docker-compose.yml").read_text()
     assert "${DJANGO_SECRET_KEY:?" in text and "${POSTGRES_PASSWORD:?" in text
     assert (REPO / "Dockerfile").exists()
+
+
+def _pins(name: str) -> set[str]:
+    lines = (REPO / name).read_text().splitlines()
+    return {line.split("==")[0].strip().lower() for line in lines if "==" in line and not line.startswith("#")}
+
+
+def test_the_runtime_image_carries_no_build_only_package():
+    build_only = {"torch", "transformers", "sentence-transformers", "onnx"}
+    assert not build_only & _pins("requirements.txt")
+    assert build_only <= _pins("requirements-build.txt")
+    assert "-r requirements.txt" in (REPO / "requirements-build.txt").read_text()
+    # the Dockerfile builds the encoder's graph in a first stage; the image is the last stage, which
+    # installs requirements.txt alone and copies the built graph
+    stages = (REPO / "Dockerfile").read_text().split("\nFROM ")[1:]  # [0]: the comments before the first
+    assert len(stages) == 2 and "requirements-build.txt" in stages[0] and "rephrase.encoder build" in stages[0]
+    runtime = stages[1]
+    assert "requirements-build" not in runtime and "-r requirements.txt" in runtime
+    assert "COPY --from=encoder" in runtime and "EVALGAP_ENCODER_DIR" in runtime
+    # and make installs the build packages, so a fresh clone still builds the encoder
+    makefile = (REPO / "Makefile").read_text()
+    assert "-r requirements-build.txt" in makefile and "rephrase.encoder build" in makefile

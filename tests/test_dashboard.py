@@ -6,7 +6,7 @@ from itertools import count, islice
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client, override_settings
 
@@ -84,14 +84,9 @@ def world(db, tmp_path):
 
 
 @pytest.fixture
-def personas(db):
-    admins = Group.objects.create(name="taxonomy admins")
-    admins.permissions.add(Permission.objects.get(codename="govern_taxonomy"))
-    admin = User.objects.create_user("alice-admin", password="pw-alice-1")
-    admin.groups.add(admins)
-    annotator = User.objects.create_user("bob-annotator", password="pw-bob-1")
+def personas(taxonomy_admin, annotator):
     clients = {"outsider": Client()}
-    for name, user in (("admin", admin), ("annotator", annotator)):
+    for name, user in (("admin", taxonomy_admin), ("annotator", annotator)):
         clients[name] = Client()
         clients[name].force_login(user)
     return clients
@@ -259,9 +254,9 @@ def test_an_admins_approve_creates_the_mode_and_closes_the_proposal(world, perso
     assert (mode.name, mode.parent.code, mode.description) == ("Wrong language", "FORMAT",
                                                                "Answers in the wrong language")
     proposal.refresh_from_db()
-    assert (proposal.status, proposal.created_mode, proposal.decided_by) == ("approved", mode, "alice-admin")
+    assert (proposal.status, proposal.created_mode, proposal.decided_by) == ("approved", mode, "tara-taxonomy")
     change = TaxonomyChange.objects.get(code="FORMAT.LANGUAGE")
-    assert (change.action, change.actor, change.reason) == ("create", "alice-admin", "seen in three sessions")
+    assert (change.action, change.actor, change.reason) == ("create", "tara-taxonomy", "seen in three sessions")
 
 
 def test_the_admin_form_renames_merges_and_shows_errors_instead_of_failing(world, personas):

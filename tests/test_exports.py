@@ -20,9 +20,10 @@ from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
 
 from testsets.exports import FORMATS, content_type_and_filename, export_version
-from testsets.models import TestItem, TestSet, TestSetVersion
+from testsets.models import ITEM_FIELDS, TestItem, TestSet, TestSetVersion
+from testsets.selectors import TestSetError
 from testsets.services.promotion import canonical
-from testsets.services.versions import ITEM_FIELDS, TestSetError, items_canonical, testset_freeze
+from testsets.services.versions import items_canonical, testset_freeze
 
 NAME = "export-demo"
 TRICKY = 'Ünïcödé — 東京 🚀, "quoted", comma,\nnew line\r\nand CRLF; tab\there'
@@ -87,8 +88,13 @@ def export(version, fmt, tmp_path, name=None):
 def test_jsonl_is_canonical_with_every_field(version, tmp_path):
     path = export(version, "jsonl", tmp_path)
     data = path.read_bytes()
-    assert hashlib.sha256(data).hexdigest() == version.sha256
-    assert data.splitlines() == list(items_canonical(version))
+    # the canonical form, written out here independently of the code under test: one item per line,
+    # by key, keys sorted, compact, UTF-8
+    expected = b"".join(json.dumps(BY_KEY[k], sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+                        + b"\n" for k in sorted(BY_KEY))
+    assert data == expected
+    assert hashlib.sha256(expected).hexdigest() == version.sha256
+    assert b"".join(line + b"\n" for line in items_canonical(version)) == expected
     rows = [json.loads(line) for line in data.decode("utf-8").splitlines()]
     assert [r["key"] for r in rows] == sorted(BY_KEY)
     for r in rows:
@@ -138,16 +144,29 @@ def test_parquet_loads_with_pyarrow_and_pandas(version, tmp_path):
 
 
 @pytest.mark.django_db
-def test_reexport_is_identical(version, tmp_path):
+def test_the_same_items_stored_in_another_order_export_to_the_same_bytes(version, tmp_path):
     import pyarrow.parquet as pq
 
+    # given the same items frozen again in another test set, inserted in reverse order (other row ids)
+    other = TestSet.objects.create(name=f"{NAME}-b")
+    draft = TestSetVersion.objects.create(testset=other, number=1)
+    for i in reversed(ITEMS):
+        TestItem.objects.create(version=draft, content_sha256=hashlib.sha256(canonical(i)).hexdigest(), **i)
+    again = testset_freeze(name=other.name, note="same items, other order")
+    assert again.sha256 == version.sha256
+
+    # then every format has the same bytes (those naming their test set differ in that name only)
     for fmt in ("jsonl", "csv", "ragas", "deepeval", "promptfoo"):
         a = export(version, fmt, tmp_path, f"a-{fmt}").read_bytes()
-        b = export(version, fmt, tmp_path, f"b-{fmt}").read_bytes()
+        b = export(again, fmt, tmp_path, f"b-{fmt}").read_bytes()
+        if fmt in ("ragas", "deepeval", "promptfoo"):
+            assert b.count(b'"testset":"export-demo-b"') == len(ITEMS), fmt
+            b = b.replace(b'"testset":"export-demo-b"', b'"testset":"export-demo"')
         assert a == b, fmt
-    a, b = export(version, "parquet", tmp_path, "a.parquet"), export(version, "parquet", tmp_path, "b.parquet")
+    a, b = export(version, "parquet", tmp_path, "a.parquet"), export(again, "parquet", tmp_path, "b.parquet")
     assert pq.read_table(a).equals(pq.read_table(b))
     assert pq.read_schema(a).equals(pq.read_schema(b))
+    assert pq.read_table(a).column("key").to_pylist() == sorted(BY_KEY)
 
 
 HF_SCRIPT = """
@@ -169,6 +188,7 @@ def check_hf(out):
     assert "List" in out["features"]["contexts"] and "string" in out["features"]["contexts"]
 
 
+@pytest.mark.consumers
 @pytest.mark.django_db
 def test_hf_loads_with_datasets_load_from_disk(version, tmp_path):
     folder = export(version, "hf", tmp_path)
@@ -184,6 +204,7 @@ def test_hf_loads_with_datasets_load_from_disk(version, tmp_path):
     check_hf(run_consumer(HF_SCRIPT, top, tmp_path))
 
 
+@pytest.mark.consumers
 @pytest.mark.django_db
 def test_ragas_loads_as_evaluation_dataset(version, tmp_path):
     path = export(version, "ragas", tmp_path)
@@ -196,12 +217,14 @@ def test_ragas_loads_as_evaluation_dataset(version, tmp_path):
         raw = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
         print(json.dumps({"n": len(ds), "samples": [s.model_dump(exclude_none=True) for s in ds.samples],
                           "sources": [r["metadata"]["source"] for r in raw], "source": [r["source"] for r in raw],
-                          "keys": [r["key"] for r in raw]}))
+                          "keys": [r["key"] for r in raw],
+                          "conversations": [r["metadata"]["conversation"] for r in raw]}))
     """, path, tmp_path)
     assert out["n"] == len(ITEMS)
     assert out["keys"] == sorted(BY_KEY) and out["sources"] == out["source"]
-    for key, sample, source in zip(out["keys"], out["samples"], out["sources"]):
+    for key, sample, source, conversation in zip(out["keys"], out["samples"], out["sources"], out["conversations"]):
         item = BY_KEY[key]
+        assert conversation == item["conversation"]
         assert sample["user_input"] == item["query"]
         assert sample["retrieved_contexts"] == item["contexts"]
         assert sample["response"] == item["response"]
@@ -209,6 +232,7 @@ def test_ragas_loads_as_evaluation_dataset(version, tmp_path):
         assert source == item["source"]
 
 
+@pytest.mark.consumers
 @pytest.mark.django_db
 def test_deepeval_builds_goldens(version, tmp_path):
     path = export(version, "deepeval", tmp_path)
@@ -234,6 +258,7 @@ def test_deepeval_builds_goldens(version, tmp_path):
         meta = g["additional_metadata"]
         assert meta["source"] == item["source"] and meta["key"] == item["key"]
         assert meta["verdict"] == item["verdict"] and meta["provenance"] == item["provenance"]
+        assert meta["conversation"] == item["conversation"]
         assert meta["testset"] == NAME and meta["version"] == 1
 
 
@@ -254,6 +279,8 @@ def test_promptfoo_tests_file_follows_the_documented_schema(version, tmp_path):
         assert all(isinstance(v, str) for v in t["vars"].values()), "vars must be scalars (arrays expand)"
         assert t["vars"]["query"] == item["query"]
         assert t["vars"]["context"] == "\n\n".join(item["contexts"])
+        assert t["vars"]["conversation"] == "\n".join(f"{m['role']}: {m['content']}" for m in item["conversation"])
+        assert t["metadata"]["conversation"] == item["conversation"]
         assert isinstance(t["assert"], list)
         for a in t["assert"]:
             assert isinstance(a, dict) and isinstance(a["type"], str)

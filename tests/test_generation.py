@@ -258,6 +258,7 @@ def test_the_offline_generator_is_deterministic_and_keeps_seeds_and_techniques()
     assert slipped != REAL_FAILURES[2][0] and sorted(slipped) == sorted(REAL_FAILURES[2][0])
 
 
+@pytest.mark.labelstudio
 def test_offline_command_prints_the_json_line_and_pushes_to_the_review_project(failures, review_project, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     out = io.StringIO()

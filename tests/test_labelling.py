@@ -99,7 +99,7 @@ def test_the_same_seed_gives_the_same_sample_with_strata_and_probabilities(taxon
 
     # strata sizes and probabilities: n_h / N_h of the month's turns in each stratum
     in_month = Turn.objects.filter(timestamp__year=int(month[:4]), timestamp__month=int(month[5:]))
-    from labelling.services.selection import stratum_of
+    from labelling.vocabulary import stratum_of
     sizes = {}
     for t in in_month.select_related("signals"):
         sizes[stratum_of(t.signals)] = sizes.get(stratum_of(t.signals), 0) + 1
@@ -147,6 +147,7 @@ def test_near_duplicate_queries_are_sent_once(taxonomy, tmp_path):
 
 # --- push -------------------------------------------------------------------------------------
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_push_then_repush_leaves_exactly_one_task_per_item(taxonomy, tmp_path):
     ingest(tmp_path, canard_sessions(10))
@@ -166,6 +167,7 @@ def test_push_then_repush_leaves_exactly_one_task_per_item(taxonomy, tmp_path):
     assert LabellingBatch.objects.get(pk=batch).status == "done"
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_a_push_that_dies_after_an_import_resumes_without_duplicates_or_gaps(taxonomy, tmp_path):
     ingest(tmp_path, canard_sessions(10))
@@ -190,6 +192,7 @@ def test_a_push_that_dies_after_an_import_resumes_without_duplicates_or_gaps(tax
     assert set(TaskLink.objects.values_list("ls_task_id", flat=True)) == {ids[0] for ids in tasks.values()}
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_pii_is_redacted_unless_turned_off_for_the_source(taxonomy, tmp_path):
     base = {"response": "Noted.", "timestamp": "2026-10-01T10:00:00Z", "events": [{"type": "thumbs_down"}]}
@@ -212,8 +215,68 @@ def test_pii_is_redacted_unless_turned_off_for_the_source(taxonomy, tmp_path):
     assert tasks["p2"]["query"] == pii + " (raw)"
 
 
+PLANTED = {
+    "email": "jane.doe@example.com", "phone": "+44 20 7946 0958", "local phone": "(415) 555-2671",
+    "card": "4111 1111 1111 1111", "iban": "GB82 WEST 1234 5698 7654 32", "ipv4": "192.168.10.20",
+    "ipv6": "2001:db8::8a2e:370:7334", "openai key": "sk-proj-Ab3dEfGhIjKlMnOpQrStUvWxYz0123456789",
+    "aws key id": "AKIAIOSFODNN7EXAMPLE", "github token": "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+}
+
+
+@pytest.mark.labelstudio
+@pytest.mark.django_db(transaction=True)
+def test_no_planted_pii_reaches_label_studio_from_any_field(taxonomy, tmp_path):
+    # given: PII of every kind in the query, the answer, the contexts, the next query (shown as the
+    # rephrase's evidence), an escalation reason, the generated reference answer, the session,
+    # user and turn ids
+    every = " ".join(PLANTED.values())
+    sid = f"sess-{PLANTED['email']}"
+    first = {"id": f"turn-{PLANTED['email']}-1", "session_id": sid, "user_id": PLANTED["email"],
+             "timestamp": "2026-10-01T10:00:00Z", "query": f"How do I reset my password? {every}",
+             "response": f"Write to {every}", "contexts": [f"ctx {every}", f"ctx2 {PLANTED['card']}"],
+             "model": "bot-1", "metadata": {"generation": {"reference_answer": f"Reset it. {every}"}},
+             "events": [{"type": "thumbs_down"}, {"type": "escalation", "reason": f"user gave {every}"}]}
+    second = {"id": f"turn-{PLANTED['email']}-2", "session_id": sid, "user_id": PLANTED["email"],
+              "timestamp": "2026-10-01T10:00:40Z", "query": f"how do i reset my password? {every}",
+              "response": "ok", "model": "bot-1"}
+    ingest(tmp_path, [first, second], source="pii")
+    turn = Turn.objects.get(external_id=first["id"])
+    assert turn.signals.rephrased and PLANTED["email"] in str(turn.signals.evidence)
+
+    # when
+    batch = run_json("select_for_labelling", "--failures", "--sample", "0")["batch"]
+    pushed = run_json("push_to_labelstudio", "--batch", str(batch))
+    again = run_json("push_to_labelstudio", "--batch", str(batch))
+
+    # then: nothing planted in any task's data as Label Studio returns it
+    client = get_client()
+    project = LabelStudioProject.objects.get()
+    tasks = [t.model_dump() if hasattr(t, "model_dump") else t
+             for t in client._ls.tasks.list(project=project.ls_project_id, fields="all")]
+    assert len(tasks) == pushed["pushed"] == again["already_present"] >= 1
+    for task in tasks:
+        blob = json.dumps(task["data"], ensure_ascii=False)
+        leaked = {k: v for k, v in PLANTED.items() if v in blob or v.replace(" ", "") in blob}
+        assert leaked == {}, leaked
+        assert "jane" not in blob and "7946" not in blob and "WEST" not in blob
+    data = next(t["data"] for t in tasks if t["data"]["query"].startswith("How do I reset"))
+    assert "[EMAIL]" in data["query"] and "[CARD]" in data["contexts_text"] and "[SECRET]" in data["response"]
+    assert "next query" in data["signals_text"] and "[PHONE]" in data["signals_text"]
+    assert "[IBAN]" in data["reference_answer_prefill"]
+    # ids: stable keyed pseudonyms; the turn id carried an e-mail, so it went as one too
+    assert data["session_id"].startswith("session-") and data["user_id"].startswith("user-")
+    assert data["evalgap_id"] == push_service.task_evalgap_id(turn) and data["evalgap_id"].startswith("turn-")
+    assert data["source"] == "pii"
+    # the pseudonymised id still finds its item when the link is lost (the annotation fallback)
+    TaskLink.objects.all().delete()
+    from labelling.services.annotations import _item_for
+    assert _item_for(project, {"id": -1, "data": data}).turn_id == turn.pk
+
+
 # --- taxonomy -> config -------------------------------------------------------------------------
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_config_follows_the_taxonomy_and_keeps_existing_annotations(taxonomy, tmp_path):
     client = get_client()
@@ -278,6 +341,7 @@ def pushed(taxonomy, tmp_path):
     return list(TaskLink.objects.select_related("item__turn", "project").order_by("id"))
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_annotations_arrive_by_pull_and_a_deletion_is_kept_as_deleted(pushed):
     client = get_client()
@@ -301,6 +365,8 @@ def test_annotations_arrive_by_pull_and_a_deletion_is_kept_as_deleted(pushed):
     assert Annotation.objects.get(ls_annotation_id=a2).verdict == "partially_correct"
 
 
+@pytest.mark.labelstudio
+@pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_annotations_arrive_by_webhook_through_the_worker(pushed, live_server):
     client = get_client()
@@ -340,6 +406,7 @@ def test_label_studio_down_is_a_clear_error_and_nothing_is_marked_pushed(taxonom
     assert LabellingBatch.objects.get(pk=batch).status == "pending"
 
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_a_project_adopted_after_the_database_was_lost_gets_no_second_copy(taxonomy, tmp_path):
     # given: a batch pushed, then evalgap's record of the project and its tasks lost

@@ -25,6 +25,7 @@ import pytest
 from labelling.client import LabelStudioClient, LabelStudioError, LabelStudioUnavailable
 from labelling.label_config import build_label_config, parse_annotation_result, validate_annotation
 
+pytestmark = pytest.mark.labelstudio
 LS_URL = os.environ.get("LABEL_STUDIO_URL")
 LS_KEY = os.environ.get("LABEL_STUDIO_API_KEY")
 

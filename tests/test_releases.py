@@ -59,3 +59,31 @@ def test_the_api_lists_and_adds_releases(api):
     listing = api.get("/api/releases/").json()
     assert [r["name"] for r in listing["results"]] == ["api-rel"]
     assert api.get("/api/releases/api-rel/").json()["model"] == "m"
+
+
+def test_a_release_key_is_read_by_settings_at_start_and_never_one_of_the_projects_secrets(tmp_path, settings):
+    import os
+    import subprocess
+    import sys
+
+    from llm.client import endpoint_for
+
+    # settings read the variables a release may name once, at start: names ending in _KEY (or their
+    # _FILE), and not this project's own secrets
+    (tmp_path / "key").write_text("sk-from-file\n")
+    env = {**os.environ, "CANDIDATE_KEY": "sk-candidate", "OTHER_KEY_FILE": str(tmp_path / "key"),
+           "DJANGO_SECRET_KEY": "dj-secret", "LABEL_STUDIO_API_KEY": "ls-token", "CANDIDATE_TOKEN": "not-a-key"}
+    out = subprocess.run([sys.executable, "-c", "import django, json; django.setup(); from django.conf import "
+                          "settings; print(json.dumps(settings.RELEASE_API_KEYS))"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    keys = json.loads(out.strip().splitlines()[-1])
+    assert keys["CANDIDATE_KEY"] == "sk-candidate" and keys["OTHER_KEY"] == "sk-from-file"
+    assert not {"DJANGO_SECRET_KEY", "LABEL_STUDIO_API_KEY", "PII_PSEUDONYM_KEY", "CANDIDATE_TOKEN"} & set(keys)
+
+    # and the client takes a release's key from there, never from the environment at call time
+    settings.RELEASE_API_KEYS = {"CANDIDATE_KEY": "sk-candidate"}
+    settings.OPENAI_API_KEY = "sk-default"
+    assert endpoint_for(role="SHADOW", base_url="http://127.0.0.1:9/v1", api_key_env="CANDIDATE_KEY",
+                        model="m").api_key == "sk-candidate"
+    assert endpoint_for(role="SHADOW", base_url="http://127.0.0.1:9/v1", api_key_env="DJANGO_SECRET_KEY",
+                        model="m").api_key == "sk-default"

@@ -64,7 +64,9 @@ def test_each_turn_of_a_real_session_gets_the_signals_of_what_happened_next(saos
     assert flags_of(f"{SAOSIN}-5") == {"followed_up"}
     # Turn 6 -> 7 ("What did they do after the tour?" -> "What band did Anthony Green form after
     # leaving?") is a follow-up that the detector scores as a rephrase: a known false positive,
-    # left out of these checks and reported with the detector's numbers.
+    # pinned here so that a change in it is seen (and counted in the detector's reported numbers).
+    assert flags_of(f"{SAOSIN}-6") == {"rephrased"}
+    assert signals_of(f"{SAOSIN}-6").failure_candidate
     assert saosin["abandoned"] == 1
 
 
@@ -128,8 +130,8 @@ def test_threshold_and_failure_rules_come_from_settings(db, tmp_path):
 
 def test_failures_and_daily_rates_api(saosin, api):
     failures = api.get("/api/failures/").json()["results"]
-    # (turn 6 is the detector's known false positive, see above)
-    assert {f["turn_id"] for f in failures} - {f"{SAOSIN}-6"} == {f"{SAOSIN}-3", f"{SAOSIN}-4", f"{SAOSIN}-4r"}
+    # turn 6 is the detector's known false positive (see above), listed like the true failures
+    assert {f["turn_id"] for f in failures} == {f"{SAOSIN}-3", f"{SAOSIN}-4", f"{SAOSIN}-4r", f"{SAOSIN}-6"}
     f4 = next(f for f in failures if f["turn_id"] == f"{SAOSIN}-4")
     assert f4["signals"]["rephrased"] and f4["evidence"]["rephrased"]["next_turn_id"] == f"{SAOSIN}-4r"
     daily = api.get("/api/signals/daily/").json()

@@ -6,11 +6,11 @@ No Django DB. The MiniLM encoder packages are requirements, so nothing here is s
 
 import pytest
 
-from production.detector_eval import canard_pairs, evaluate, hint3_pairs
-from production.similarity import DEFAULT_THRESHOLD, RephraseDetector, RephraseScore
+from rephrase.evaluate import canard_pairs, evaluate, hint3_pairs
+from rephrase.detector import DEFAULT_THRESHOLD, RephraseDetector, RephraseScore
 
 
-# Taken verbatim from production/eval_data (asserted below), not hand-written.
+# Taken verbatim from rephrase/data (asserted below), not hand-written.
 REPHRASES = [
     # typo fix ("is" -> "his")
     ("Where did Augustus Pugin draw is inspiration ?", "where did Augustus Pugin draw his inspiration ?"),
@@ -107,8 +107,8 @@ def test_onnx_encoder_matches_sentence_transformers_on_real_sentences():
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from production.encoder import model_dir
-    from production.similarity import MAX_SEQ_TOKENS, load_encoder
+    from rephrase.encoder import model_dir
+    from rephrase.detector import MAX_SEQ_TOKENS, load_encoder
 
     texts = _eval_sentences()
     assert len(texts) >= 250
@@ -129,14 +129,14 @@ def test_semantic_stage_runs_without_torch():
     import sys
     from pathlib import Path
 
-    code = ("import sys; from production.similarity import RephraseDetector, load_encoder; load_encoder(); "
+    code = ("import sys; from rephrase.detector import RephraseDetector, load_encoder; load_encoder(); "
             "RephraseDetector().score_pairs([('where is my parcel', 'my parcel has not arrived')]); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, check=True)
 
 
 def test_embedding_cache_across_calls_is_bounded_and_consistent(monkeypatch):
-    import production.similarity as sim
+    import rephrase.detector as sim
 
     monkeypatch.setattr(sim, "EMBED_CACHE_SIZE", 50)
     pairs = _sample_pairs()

@@ -3,19 +3,23 @@ import io
 import json
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
 
-from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
+from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution
+from labelling.selectors import turns_before
+from labelling.services.push import task_payload
 from production.models import Session, Source, Turn
 from taxonomy import services as tax
 from taxonomy.models import FailureMode, Proposal, TaxonomyChange
 from taxonomy.selectors import current_version, resolve_code
-from testsets.models import PromotionHold, Resolution, TestItem, TestSetVersion
+from testsets.models import PromotionHold, TestItem, TestSetVersion
+from testsets.selectors import changelog, coverage
 from testsets.services.promotion import testset_promote
-from testsets.services.versions import changelog, coverage, testset_freeze, version_sha256
+from testsets.services.versions import testset_freeze, version_sha256
+from tests.factories import AnnotationFactory, BatchItemFactory, SessionFactory, SourceFactory, TurnFactory
 
 _n = iter(range(1, 10_000_000))
 
@@ -84,6 +88,30 @@ def test_promotion_rules_promote_what_is_judged_and_hold_back_the_rest_with_reas
     assert draft.items.get(key="turn:bot:agreed").provenance["annotators"] == ["a", "b", "c"]
     # promoting again changes nothing
     assert run_json("promote") == {"promoted": 0, "held_back": 3}
+
+
+def test_a_test_item_keeps_the_conversation_the_annotator_saw(db, settings):
+    # given a four-turn session whose third turn was judged (Label Studio showed the two before it)
+    settings.LABELLING_CONVERSATION_TURNS = 5
+    session = SessionFactory(source=SourceFactory(name="chat", redact_pii=False))
+    first, second, judged, later = (TurnFactory(session=session) for _ in range(4))
+    item = AnnotationFactory(item=BatchItemFactory(turn=judged), verdict="correct").item
+
+    # when it is promoted
+    assert testset_promote() == {"promoted": 1, "held_back": 0}
+
+    # then the test item holds those two turns, as the task pushed to Label Studio showed them
+    kept = TestItem.objects.get(key=f"turn:chat:{judged.external_id}")
+    assert kept.conversation == [
+        {"role": "user", "content": first.query}, {"role": "assistant", "content": first.response},
+        {"role": "user", "content": second.query}, {"role": "assistant", "content": second.response}]
+    shown = task_payload(item, turns_before([item])[item.pk])["data"]["conversation"]
+    assert kept.conversation == shown
+    assert later.query not in str(kept.conversation)
+    # and a first turn keeps an empty conversation (Label Studio shows a note instead)
+    AnnotationFactory(item=BatchItemFactory(turn=first), verdict="correct")
+    testset_promote()
+    assert TestItem.objects.get(key=f"turn:chat:{first.external_id}").conversation == []
 
 
 def test_an_admin_resolution_promotes_a_disputed_item(world):
@@ -216,14 +244,9 @@ def test_proposals_from_annotations_are_grouped_and_approved(world):
 
 
 @pytest.fixture
-def personas(db):
-    admins = Group.objects.create(name="taxonomy admins")
-    admins.permissions.add(Permission.objects.get(codename="govern_taxonomy"))
-    admin = User.objects.create_user("alice-admin", password="pw-alice-1")
-    admin.groups.add(admins)
-    annotator = User.objects.create_user("bob-annotator", password="pw-bob-1")
+def personas(taxonomy_admin, annotator):
     clients = {}
-    for name, user in (("admin", admin), ("annotator", annotator), ("outsider", None)):
+    for name, user in (("admin", taxonomy_admin), ("annotator", annotator), ("outsider", None)):
         c = APIClient()
         if user:
             c.force_authenticate(user)
@@ -231,18 +254,18 @@ def personas(db):
     return clients
 
 
-def test_only_admins_change_the_taxonomy_and_everyone_signed_in_reads_it(personas):
+def test_only_admins_change_the_taxonomy_and_everyone_signed_in_reads_it(personas, taxonomy_admin):
     create = {"action": "create", "code": "TONE", "name": "Wrong tone", "reason": "users complain"}
-    assert personas["outsider"].get("/api/taxonomy/").status_code in (401, 403)
+    assert personas["outsider"].get("/api/taxonomy/").status_code == 401  # no credentials: authenticate first
     assert personas["annotator"].get("/api/taxonomy/").status_code == 200
     assert personas["annotator"].post("/api/taxonomy/actions/", create, format="json").status_code == 403
-    assert personas["outsider"].post("/api/taxonomy/actions/", create, format="json").status_code in (401, 403)
+    assert personas["outsider"].post("/api/taxonomy/actions/", create, format="json").status_code == 401
     assert not FailureMode.objects.filter(code="TONE").exists()
 
     resp = personas["admin"].post("/api/taxonomy/actions/", create, format="json")
     assert resp.status_code == 200, resp.content
     assert FailureMode.objects.filter(code="TONE").exists()
-    assert TaxonomyChange.objects.get(action="create", code="TONE").actor == "alice-admin"
+    assert TaxonomyChange.objects.get(action="create", code="TONE").actor == taxonomy_admin.username
     bad = personas["admin"].post("/api/taxonomy/actions/", {"action": "merge", "code": "TONE", "into": "NOPE"},
                                  format="json")
     assert bad.status_code == 400 and "NOPE" in bad.json()["detail"]

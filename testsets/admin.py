@@ -1,8 +1,9 @@
 from django.contrib import admin, messages
 
-from .models import PromotionHold, Resolution, TestItem, TestSet, TestSetVersion
+from .models import PromotionHold, TestItem, TestSet, TestSetVersion
+from .selectors import TestSetError
 from .services.promotion import testset_promote
-from .services.versions import TestSetError, testset_freeze
+from .services.versions import testset_freeze
 
 
 @admin.register(TestSet)
@@ -52,8 +53,3 @@ class PromotionHoldAdmin(admin.ModelAdmin):
     list_display = ["item", "reason", "checked_at"]
     search_fields = ["reason"]
 
-
-@admin.register(Resolution)
-class ResolutionAdmin(admin.ModelAdmin):
-    list_display = ["item", "verdict", "resolved_by", "resolved_at"]
-    raw_id_fields = ["item"]

@@ -50,8 +50,18 @@ class TestSetVersion(models.Model):
         return self.item_count > settings.EXPORT_SYNC_MAX_ITEMS
 
 
+# A test item's content, in the order of every export's columns: what the version's sha256 covers
+# (each item's canonical JSON), what promotion writes, and what a new draft copies.
+ITEM_FIELDS = ("key", "source", "query", "response", "reference_answer", "contexts", "conversation", "verdict",
+               "failure_modes", "stratum", "inclusion_probability", "provenance")
+# Of those, the ones holding lists or objects (CSV writes them as JSON text).
+NESTED_FIELDS = ("contexts", "conversation", "failure_modes", "provenance")
+
+
 class TestItem(models.Model):
-    """One eval case in one version. `key` is stable across versions (e.g. turn:<source>:<turn id>)."""
+    """One eval case in one version. `key` is stable across versions (e.g. turn:<source>:<turn id>).
+    `conversation` is what came before the query, as the annotator saw it
+    ([{"role": "user" | "assistant", "content": ...}], empty for a first turn)."""
 
     version = models.ForeignKey(TestSetVersion, on_delete=models.PROTECT, related_name="items")
     key = models.CharField(max_length=400)
@@ -74,18 +84,6 @@ class TestItem(models.Model):
 
     def __str__(self) -> str:
         return self.key
-
-
-class Resolution(models.Model):
-    """An admin's decision for an item annotators disagreed on; promotion then uses it."""
-
-    item = models.OneToOneField("labelling.BatchItem", on_delete=models.CASCADE, related_name="resolution")
-    verdict = models.CharField(max_length=30)
-    failure_modes = models.JSONField(default=list, blank=True)
-    reference_answer = models.TextField(blank=True, default="")
-    reason = models.TextField()
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
-    resolved_at = models.DateTimeField(auto_now_add=True)
 
 
 class PromotionHold(models.Model):

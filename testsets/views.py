@@ -7,15 +7,15 @@ from django.views.decorators.http import require_http_methods
 
 from . import selectors, tasks
 from .models import TestSetVersion
-from .services import exports, versions
+from .services import exports
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def export_page(request, name: str, number: int, fmt: str):
     try:
-        version = versions.version_get(name=name, number=number)
-    except versions.TestSetError as e:
+        version = selectors.version_get(name=name, number=number)
+    except selectors.TestSetError as e:
         raise Http404(str(e)) from None
     if version.status != TestSetVersion.Status.FROZEN or fmt not in selectors.export_formats():
         raise Http404("only a frozen version is exported, in one of the formats")

@@ -39,6 +39,8 @@ def project_ensure(*, client: LabelStudioClient, title: str | None = None) -> La
     """The project row, creating the Label Studio project (and its webhook) when missing."""
     title = title or settings.LABEL_STUDIO_PROJECT_TITLE
     project = LabelStudioProject.objects.filter(title=title).first()
+    if project is not None and project.kind != LabelStudioProject.Kind.TURNS:
+        raise LabelStudioError(f"project {title!r} is a {project.kind} project, not one for production turns")
     if project is None:
         config = current_config()
         # A project left by a run whose database was lost is adopted, not duplicated.
@@ -86,7 +88,8 @@ def project_sync_config(*, client: LabelStudioClient, project: LabelStudioProjec
 
 def projects_sync_config() -> int:
     """Bring every project's config in line with the taxonomy; returns how many changed."""
-    projects = list(LabelStudioProject.objects.all())
+    # Pairwise projects have their own fixed config: the taxonomy is not in it.
+    projects = list(LabelStudioProject.objects.filter(kind=LabelStudioProject.Kind.TURNS))
     if not projects:
         return 0
     client, config = get_client(), current_config()

@@ -7,6 +7,7 @@ before anything is imported again; duplicates found there are deleted.
 """
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -14,8 +15,10 @@ from django.utils import timezone
 
 from production.models import Turn
 
+from core.pii import detect, pseudonym, redact, redact_obj
+
 from ..models import BatchItem, LabellingBatch, TaskLink
-from core.pii import redact
+from ..selectors import turns_before
 from .projects import get_client, project_ensure
 
 SIGNAL_LABELS = {
@@ -26,7 +29,7 @@ SIGNAL_LABELS = {
 }
 
 
-def _signals_text(signals) -> str:
+def _signals_text(signals, clean) -> str:
     if signals is None:
         return "No signals detected."
     lines = []
@@ -36,17 +39,41 @@ def _signals_text(signals) -> str:
         ev = signals.evidence.get(name)
         detail = ""
         if isinstance(ev, dict) and "next_query" in ev:
-            detail = f' — next query "{ev["next_query"]}" {ev.get("gap_seconds") or 0:.0f} s later ' \
-                     f'(similarity {ev["similarity"]:.2f})'
+            detail = f' — next query "{clean(_whole_words(ev["next_query"], 300))}" ' \
+                     f'{ev.get("gap_seconds") or 0:.0f} s later (similarity {ev["similarity"]:.2f})'
         elif isinstance(ev, list) and ev and ev[-1].get("reason"):
-            detail = f" — {ev[-1]['reason']}"
+            detail = f" — {clean(str(ev[-1]['reason']))}"
         lines.append(f"• {label}{detail}")
     return "\n".join(lines) or "No signals detected."
+
+
+def _whole_words(text: str, cut_at: int) -> str:
+    """Evidence keeps the first `cut_at` characters of the next query: a word cut there (half an
+    e-mail address no pattern would recognise) is dropped rather than shown."""
+    if len(text) < cut_at:
+        return text
+    head, _, _ = text.rpartition(" ")
+    return (head or "") + " …"
+
+
+def _pseudonym_key() -> bytes:
+    return settings.PII_PSEUDONYM_KEY.encode()
+
+
+def task_evalgap_id(turn: Turn) -> str:
+    """The turn id as Label Studio sees it: the source's own id, unless it carries personal data
+    ("jane@example.com-1"), which then goes as a keyed pseudonym. Reconciliation after a crash and
+    the annotation fallback compute the same value, so they still find the task."""
+    if turn.source.redact_pii and detect(turn.external_id):
+        return pseudonym(f"{turn.source.name}\x1f{turn.external_id}", key=_pseudonym_key(), kind="turn")
+    return turn.external_id
 
 
 def task_payload(item: BatchItem, history: list[Turn]) -> dict:
     turn = item.turn
     clean = redact if turn.source.redact_pii else (lambda text: text)
+    clean_obj = redact_obj if turn.source.redact_pii else (lambda obj: obj)
+    key = _pseudonym_key()
     signals = getattr(turn, "signals", None)
     conversation = []
     for prev in history:
@@ -54,19 +81,22 @@ def task_payload(item: BatchItem, history: list[Turn]) -> dict:
                          {"role": "assistant", "content": clean(prev.response) or "(empty answer)"}]
     if not conversation:
         conversation = [{"role": "note", "content": "(first turn of the conversation)"}]
-    contexts = turn.contexts or []
+    contexts = [c if isinstance(c, str) else json.dumps(c, ensure_ascii=False) for c in clean_obj(turn.contexts or [])]
     return {"data": {
-        "evalgap_id": turn.external_id,
+        # evalgap_id and source are what reconciliation keys on: kept as they are (see task_evalgap_id).
+        "evalgap_id": task_evalgap_id(turn),
         "source": turn.source.name,
-        "session_id": turn.session.external_id,
+        # Session and user ids are always pseudonyms: stable, so turns of one session still group.
+        "session_id": pseudonym(f"{turn.source.name}\x1f{turn.session.external_id}", key=key, kind="session"),
+        "user_id": pseudonym(f"{turn.source.name}\x1f{turn.user_id}", key=key, kind="user") if turn.user_id else "",
         "timestamp": turn.timestamp.isoformat() if turn.timestamp else "",
-        "model": turn.model,
+        "model": clean(turn.model),
         "conversation": conversation,
         "query": clean(turn.query),
         "response": clean(turn.response) or "(empty answer)",
-        "contexts_text": "\n\n".join(f"[{i + 1}] {clean(c)}" for i, c in enumerate(contexts))
+        "contexts_text": "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(contexts))
         or "(no retrieved contexts)",
-        "signals_text": _signals_text(signals),
+        "signals_text": _signals_text(signals, clean),
         # Label Studio requires every $key of the config in every task, so this is always sent.
         "reference_answer_prefill": clean(_prefill(turn, signals)),
         "stratum": item.stratum,
@@ -81,27 +111,12 @@ def _prefill(turn: Turn, signals) -> str:
     return (turn.metadata or {}).get("generation", {}).get("reference_answer") or ""
 
 
-def _histories(items: list[BatchItem]) -> dict[int, list[Turn]]:
-    """The turns before each item's turn in its session (at most LABELLING_CONVERSATION_TURNS)."""
-    keep = settings.LABELLING_CONVERSATION_TURNS
-    by_session: dict[int, list[Turn]] = {}
-    for t in Turn.objects.filter(session_id__in={i.turn.session_id for i in items}).order_by(
-            "session_id", "timestamp", "position", "id"):
-        by_session.setdefault(t.session_id, []).append(t)
-    out = {}
-    for item in items:
-        turns = by_session[item.turn.session_id]
-        idx = next(k for k, t in enumerate(turns) if t.id == item.turn_id)
-        out[item.pk] = turns[max(0, idx - keep):idx]
-    return out
-
-
 def _reconcile(client, project, items: list[BatchItem]) -> int:
     """Link attempted items that did reach Label Studio; delete any second copy. Returns links made."""
     found = client.task_ids_by_key(project.ls_project_id, ("source", "evalgap_id"))
     links = []
     for item in items:
-        ids = sorted(found.get((item.turn.source.name, item.turn.external_id), []))
+        ids = sorted(found.get((item.turn.source.name, task_evalgap_id(item.turn)), []))
         if not ids:
             continue
         for extra in ids[1:]:
@@ -142,7 +157,7 @@ def batch_push(*, batch_id: int, on_chunk_imported=None) -> dict:
             first = min(chunk_size, 500)
             for start in [0, *range(first, len(ids), chunk_size)] if ids else []:
                 chunk = _load_items(ids[start:start + (first if start == 0 else chunk_size)])
-                histories = _histories(chunk)
+                histories = turns_before(chunk)
                 payload = [task_payload(i, histories[i.pk]) for i in chunk]
                 BatchItem.objects.filter(pk__in=[i.pk for i in chunk]).update(push_attempted_at=timezone.now())
                 if in_flight:

@@ -15,8 +15,8 @@ from django.utils import timezone
 from production.models import Turn
 
 from ..models import BatchItem, LabellingBatch
+from ..vocabulary import FAILURE, SAMPLED_STRATA, stratum_of
 
-STRATA = ("failure", "follow_up", "abandoned", "none")
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -24,18 +24,6 @@ def query_key(query: str) -> str:
     """Near-duplicate key: case, punctuation, spacing and word order do not make a new query."""
     words = _NON_WORD.sub(" ", query.lower()).split()
     return " ".join(sorted(words))[:500]
-
-
-def stratum_of(signals) -> str:
-    if signals is None:
-        return "none"
-    if signals.failure_candidate:
-        return "failure"
-    if signals.followed_up:
-        return "follow_up"
-    if signals.abandoned:
-        return "abandoned"
-    return "none"
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -86,19 +74,19 @@ def batch_select(*, failures: bool, sample: int, month: str | None, seed: int | 
 
     if failures:
         for t in unsent.filter(signals__failure_candidate=True).order_by("source_id", "external_id"):
-            chosen.append(_Candidate(t.id, t.external_id, query_key(t.query), "failure", 1.0, from_failures=True))
+            chosen.append(_Candidate(t.id, t.external_id, query_key(t.query), FAILURE, 1.0, from_failures=True))
 
     if sample > 0:
         taken = {c.turn_id for c in chosen}
-        population: dict[str, list[Turn]] = {s: [] for s in STRATA}
+        population: dict[str, list[Turn]] = {s: [] for s in SAMPLED_STRATA}
         for t in unsent.filter(timestamp__gte=start, timestamp__lt=end).order_by("source_id", "external_id"):
             if t.id in taken:
                 continue
             population[stratum_of(getattr(t, "signals", None))].append(t)
         if failures:
-            population["failure"] = []  # already taken in full above
+            population[FAILURE] = []  # already taken in full above
         alloc = _allocate({s: len(v) for s, v in population.items()}, sample)
-        for s in STRATA:
+        for s in SAMPLED_STRATA:
             if not alloc[s]:
                 continue
             rnd = random.Random(f"{seed}:{month}:{s}")

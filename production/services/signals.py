@@ -42,7 +42,7 @@ def get_detector():
     """One detector per process and configuration: the encoder takes seconds to load."""
     key = (settings.SIGNALS_SEMANTIC, settings.SIGNALS_REPHRASE_THRESHOLD)
     if key not in _detectors:
-        from ..similarity import RephraseDetector
+        from rephrase import RephraseDetector
 
         kwargs = {"semantic": settings.SIGNALS_SEMANTIC}
         if settings.SIGNALS_REPHRASE_THRESHOLD is not None:

@@ -41,7 +41,9 @@ import zipfile
 from pathlib import Path
 
 from ..models import TestSetVersion
-from ..services.versions import ITEM_FIELDS, NESTED, TestSetError, iter_items  # noqa: F401 (re-exported)
+from ..models import ITEM_FIELDS, NESTED_FIELDS  # noqa: F401 (re-exported)
+from ..selectors import TestSetError
+from ..services.versions import iter_items  # noqa: F401 (re-exported)
 from .rows import arrow_schema, csv_cell_safe, deepeval_golden, promptfoo_test, ragas_row  # noqa: F401
 from .store import Store, StoreDamaged, canonical_path, file_sha256, store_discard, store_open, store_write
 from .writers import WRITERS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from ..services.versions import ITEM_FIELDS, NESTED
+from ..models import ITEM_FIELDS, NESTED_FIELDS
 
 # A cell starting with one of these is run as a formula by Excel, LibreOffice and Sheets (OWASP: CSV
 # injection); production text is whatever users typed.
@@ -30,7 +30,7 @@ def csv_row(item: dict, raw: bool = False) -> list:
     row = []
     for f in ITEM_FIELDS:
         v = item[f]
-        if f in NESTED:
+        if f in NESTED_FIELDS:
             v = dumps(v).decode()
         elif f == "inclusion_probability":
             v = "" if v is None else repr(float(v))
@@ -92,9 +92,11 @@ def promptfoo_test(testset: str, version: int, item: dict) -> dict:
     # A context that is not text (never written by promotion) joins as its JSON.
     return {"description": item["key"],
             "vars": {"query": item["query"], "context": "\n\n".join(_text(c) for c in item["contexts"] or []),
+                     "conversation": "\n".join(f"{m.get('role', '')}: {m.get('content', '')}"
+                                               for m in item["conversation"] or []),
                      "reference_answer": reference},
             "assert": [{"type": "factuality", "value": reference}] if reference.strip() else [],
-            "metadata": meta(testset, version, item, "response")}
+            "metadata": meta(testset, version, item, "response", "conversation")}
 
 
 JSON_ROWS = {"ragas": ragas_row, "deepeval": deepeval_golden, "promptfoo": promptfoo_test}

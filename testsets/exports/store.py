@@ -18,8 +18,8 @@ All four are written in one pass by ``StoreWriter`` while the freeze hashes the 
 serialised once with orjson and the canonical line is those pieces between their keys (the same bytes
 as ``orjson.dumps(item, OPT_SORT_KEYS)``), so where every piece sits is known exactly. A writer thread
 encodes, compresses, writes and hashes a batch while the next one is read and serialised. A row whose
-contexts are not a list of text is not ``_plain``: the JSON writers make it one at a time from
-``rows.py``.
+contexts are not a list of text, or whose conversation is not a list of {role, content} text messages,
+is not ``_plain``: the JSON writers make it one at a time from ``rows.py``.
 
 A version frozen before the store existed gets it on its first export (written from the database and
 checked against the version's sha256); so does one whose files are missing or do not fit together.
@@ -40,7 +40,8 @@ import numpy as np
 import orjson
 from django.conf import settings
 
-from ..services.versions import ITEM_FIELDS, TestSetError
+from ..models import ITEM_FIELDS
+from ..selectors import TestSetError
 from .rows import arrow_row, arrow_schema
 
 SORTED = tuple(sorted(ITEM_FIELDS))  # the order of the fields in a canonical line
@@ -72,27 +73,37 @@ def store_schema():
     import pyarrow as pa
 
     return pa.schema(list(arrow_schema()) + [("_line", pa.int64()), ("_length", pa.int32()), ("_plain", pa.bool_())]
-                     + [(f"_v_{f}", pa.binary(16)) for f in SORTED] + [("_v_context_items", pa.list_(pa.binary(16)))])
+                     + [(f"_v_{f}", pa.binary(16)) for f in SORTED]
+                     + [("_v_context_items", pa.list_(pa.binary(16))), ("_v_message_items", pa.list_(pa.binary(16)))])
 
 
 _SORT = orjson.OPT_SORT_KEYS
 _STR = {str}
+_MESSAGE = {"role", "content"}
 
 
-def fields_json(item: dict) -> tuple[tuple[bytes, ...], list[bytes] | None]:
-    """Each field's canonical JSON, in SORTED order, and when the contexts are a list of text, each
-    context's JSON (the contexts' JSON is then those joined: the same bytes orjson writes)."""
+def fields_json(item: dict) -> tuple[tuple[bytes, ...], tuple[list[int], list[int]] | None]:
+    """Each field's canonical JSON, in SORTED order; and, when the item is plain (its contexts a list of
+    text, its conversation a list of {role, content} text messages), the JSON length of each context
+    and of each message's content and role. The JSON of those lists is then made from its elements:
+    the same bytes orjson writes for them."""
     dumps = orjson.dumps
-    contexts = item["contexts"]
-    if type(contexts) is list and set(map(type, contexts)) <= _STR:
+    contexts, conversation = item["contexts"], item["conversation"]
+    plain = (type(contexts) is list and set(map(type, contexts)) <= _STR and type(conversation) is list
+             and all(type(m) is dict and m.keys() == _MESSAGE and type(m["role"]) is str
+                     and type(m["content"]) is str for m in conversation))
+    if plain:
         elements = list(map(dumps, contexts))
         contexts_json = b"[" + b",".join(elements) + b"]"
+        messages = [(dumps(m["content"]), dumps(m["role"])) for m in conversation]
+        conversation_json = b"[" + b",".join(b'{"content":%b,"role":%b}' % m for m in messages) + b"]"
+        lengths = (list(map(len, elements)), [len(part) for m in messages for part in m])
     else:
-        elements, contexts_json = None, dumps(contexts, option=_SORT)
-    return (contexts_json, dumps(item["conversation"], option=_SORT), dumps(item["failure_modes"], option=_SORT),
+        contexts_json, conversation_json, lengths = dumps(contexts, option=_SORT), dumps(conversation, option=_SORT), None
+    return (contexts_json, conversation_json, dumps(item["failure_modes"], option=_SORT),
             dumps(item["inclusion_probability"]), dumps(item["key"]), dumps(item["provenance"], option=_SORT),
             dumps(item["query"]), dumps(item["reference_answer"]), dumps(item["response"]), dumps(item["source"]),
-            dumps(item["stratum"]), dumps(item["verdict"])), elements
+            dumps(item["stratum"]), dumps(item["verdict"])), lengths
 
 
 class StoreWriter:
@@ -117,8 +128,12 @@ class StoreWriter:
         self._items: list[dict] = []
         self._lines: list[bytes] = []
         self._lengths: list[int] = []  # of each field's JSON, SORTED order, row after row
-        self._contexts: list[int] = []  # JSON length of each context of the plain rows
-        self._counts: list[int] = []  # contexts of each row (0 when not plain)
+        # Of plain rows: the JSON length of each context, then of each message's content and role, and
+        # how many of each a row has (0 for rows not plain).
+        self._contexts: list[int] = []
+        self._context_counts: list[int] = []
+        self._messages: list[int] = []
+        self._message_counts: list[int] = []
         self._plain: list[bool] = []
         self._pending = 0
         self._offset = 0
@@ -131,15 +146,17 @@ class StoreWriter:
         self._thread.start()
 
     def add(self, item: dict) -> None:
-        parts, elements = fields_json(item)
+        parts, lengths = fields_json(item)
         line = LINE % parts
         self._items.append(item)
         self._lines.append(line)
         self._lengths.extend(map(len, parts))
-        self._plain.append(elements is not None)
-        self._counts.append(len(elements) if elements else 0)
-        if elements:
-            self._contexts.extend(map(len, elements))
+        self._plain.append(lengths is not None)
+        contexts, messages = lengths or ((), ())
+        self._contexts.extend(contexts)
+        self._context_counts.append(len(contexts))
+        self._messages.extend(messages)
+        self._message_counts.append(len(messages) // 2)
         self._pending += len(line) + 1
         if len(self._items) >= BATCH_ROWS or self._pending >= BATCH_BYTES:
             self._flush()
@@ -161,14 +178,16 @@ class StoreWriter:
         plain = np.array(self._plain, bool)
         data = np.frombuffer(blob, np.uint8)
         views = {f: make_views(data, starts + value_starts(ends, k), lengths[:, k]) for k, f in enumerate(SORTED)}
-        context_items = _context_items(data, starts, np.array(self._counts, np.int64), np.array(self._contexts, np.int64))
+        context_items = _context_items(data, starts + value_starts(ends, 0), self._context_counts, self._contexts)
+        message_items = _message_items(data, starts + value_starts(ends, 1), self._message_counts, self._messages)
         typed = _typed_columns(items)
         typed["provenance"] = from_views(views["provenance"], n, pa.py_buffer(blob), string=True).cast(pa.string())
         columns = ([typed[f] for f in ITEM_FIELDS]
                    + [pa.array(starts + self._offset), pa.array(lens.astype(np.int32)), pa.array(plain)]
                    + [pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(views[f])])
-                      for f in SORTED] + [context_items])
-        self._items, self._lines, self._lengths, self._contexts, self._counts, self._plain = [], [], [], [], [], []
+                      for f in SORTED] + [context_items, message_items])
+        self._items, self._lines, self._lengths, self._plain = [], [], [], []
+        self._contexts, self._context_counts, self._messages, self._message_counts = [], [], [], []
         self._pending = 0
         view = memoryview(blob)
         for at in range(0, len(blob), 1 << 20):  # 1 MB writes: far cheaper here than one of 30 MB
@@ -285,18 +304,41 @@ def value_starts(ends: np.ndarray, k: int) -> np.ndarray:
     return np.full(len(ends), len(MARKERS[0]), np.int64) if k == 0 else ends[:, k - 1] + len(MARKERS[k])
 
 
-def _context_items(data: np.ndarray, starts: np.ndarray, count: np.ndarray, element_lengths: np.ndarray):
-    """Views of each context's text inside the quotes of its JSON string, for plain rows (promptfoo
-    joins them): contexts come first in a line, the first one right after '{"contexts":["'."""
+def _items_list(counts: np.ndarray, views: np.ndarray):
     import pyarrow as pa
 
-    row = np.repeat(np.arange(len(count)), count)
-    first = np.concatenate([[0], np.cumsum(count)])
-    before = np.concatenate([[0], np.cumsum(element_lengths + 1)])  # each element and its comma
-    within = before[:-1] - before[first[:-1]][row]
-    views = make_views(data, starts[row] + len(MARKERS[0]) + 1 + within + 1, element_lengths - 2)
-    return pa.ListArray.from_arrays(pa.array(first.astype(np.int32)), pa.FixedSizeBinaryArray.from_buffers(
+    first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(first), pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(16), len(views), [None, pa.py_buffer(views)]))
+
+
+def _element_starts(list_starts: np.ndarray, counts: np.ndarray, lengths: np.ndarray):
+    """Where each element of each row's JSON list starts ("[" then elements with a comma between),
+    and its row."""
+    row = np.repeat(np.arange(len(counts)), counts)
+    first = np.concatenate([[0], np.cumsum(counts)])
+    before = np.concatenate([[0], np.cumsum(lengths + 1)])  # each element and its comma
+    return list_starts[row] + 1 + before[:-1] - before[first[:-1]][row]
+
+
+def _context_items(data: np.ndarray, list_starts: np.ndarray, counts: list[int], lengths: list[int]):
+    """Views of each context's text, inside the quotes of its JSON string (promptfoo joins them)."""
+    counts, lengths = np.array(counts, np.int64), np.array(lengths, np.int64)
+    at = _element_starts(list_starts, counts, lengths)
+    return _items_list(counts, make_views(data, at + 1, lengths - 2))
+
+
+def _message_items(data: np.ndarray, list_starts: np.ndarray, counts: list[int], lengths: list[int]):
+    """Views of each message's role then content text, inside their quotes (promptfoo writes them
+    "role: content"): a message is {"content":C,"role":R}."""
+    counts = np.array(counts, np.int64)
+    content, role = np.array(lengths, np.int64).reshape(-1, 2).T
+    at = _element_starts(list_starts, counts, content + role + len(b'{"content":,"role":}'))
+    content_at, role_at = at + len(b'{"content":') + 1, at + len(b'{"content":') + content + len(b',"role":') + 1
+    views = np.empty((len(at), 2, 16), np.uint8)
+    views[:, 0] = make_views(data, role_at, role - 2)
+    views[:, 1] = make_views(data, content_at, content - 2)
+    return _items_list(counts * 2, views.reshape(-1, 16))
 
 
 # -- Arrow string views ------------------------------------------------------------------------------
@@ -369,9 +411,10 @@ class Chunk:
         text = as_type is not None and pa.types.is_string(as_type)
         return from_views(self.views(field), len(self), self.data, string=text).cast(as_type or pa.binary())
 
-    def context_items(self) -> tuple[np.ndarray, np.ndarray]:
-        """(offsets per row, (m, 16) views): each context's text inside its JSON quotes (plain rows)."""
-        col = self.batch.column("_v_context_items")
+    def items(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets per row, (m, 16) views) of a list-of-views column: ``_v_context_items`` (each
+        context's text) or ``_v_message_items`` (each message's role, then its content)."""
+        col = self.batch.column(column)
         offsets = col.offsets.to_numpy().astype(np.int64)
         values = col.values
         views = np.frombuffer(values.buffers()[1], np.uint8)[values.offset * 16:(values.offset + len(values)) * 16]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from ..services.versions import ITEM_FIELDS, NESTED
+from ..models import ITEM_FIELDS, NESTED_FIELDS
 from . import rows
 from .store import Chunk, Store, StoreDamaged, file_sha256, from_views, make_views
 
@@ -57,7 +57,7 @@ def _csv_batch(chunk: Chunk, raw: bool):
 
     columns = []
     for f in ITEM_FIELDS:
-        if f in NESTED:
+        if f in NESTED_FIELDS:
             columns.append(chunk.fragment(f, pa.string()))
         elif f == "inclusion_probability":
             columns.append(_float_text(chunk.column(f), repr))
@@ -224,8 +224,9 @@ def _deepeval(layout: _Layout, ts: bytes, number: int) -> list:
 
 
 def _promptfoo(layout: _Layout, ts: bytes, number: int) -> list:
-    """{"assert","description","metadata":{failure_modes, inclusion_probability, key, response, source,
-    stratum, testset, verdict, version},"vars":{"context","query","reference_answer"}}"""
+    """{"assert","description","metadata":{conversation, failure_modes, inclusion_probability, key,
+    response, source, stratum, testset, verdict, version},"vars":{"context","conversation","query",
+    "reference_answer"}}"""
     import pyarrow.compute as pc
 
     blank = pc.match_substring_regex(layout.chunk.column("reference_answer"), _BLANK).to_numpy(zero_copy_only=False)
@@ -233,31 +234,37 @@ def _promptfoo(layout: _Layout, ts: bytes, number: int) -> list:
     return [b',\n{"assert":', layout.choose(blank, layout.const(b"[]"), layout.const(b'[{"type":"factuality","value":')),
             layout.choose(blank, nothing, layout.field("reference_answer")),
             layout.choose(blank, nothing, layout.const(b"}]")),
-            b',"description":', "key", b',"metadata":{"failure_modes":', "failure_modes",
-            b',"inclusion_probability":', "inclusion_probability", b',"key":', "key", b',"response":', "response",
-            b',"source":', "source", b',"stratum":', "stratum", b',"testset":' + ts + b',"verdict":', "verdict",
-            b',"version":%d},"vars":{"context":' % number, layout.array(_joined_contexts(layout.chunk)), b',"query":',
-            "query", b',"reference_answer":', "reference_answer", b"}}"]
+            b',"description":', "key", b',"metadata":{"conversation":', "conversation", b',"failure_modes":',
+            "failure_modes", b',"inclusion_probability":', "inclusion_probability", b',"key":', "key",
+            b',"response":', "response", b',"source":', "source", b',"stratum":', "stratum",
+            b',"testset":' + ts + b',"verdict":', "verdict", b',"version":%d},"vars":{"context":' % number,
+            layout.array(_joined(layout.chunk, "_v_context_items", (b"\\n\\n",))), b',"conversation":',
+            layout.array(_joined(layout.chunk, "_v_message_items", (b": ", b"\\n"))), b',"query":', "query",
+            b',"reference_answer":', "reference_answer", b"}}"]
 
 
-def _joined_contexts(chunk: Chunk):
-    """Each row's contexts joined by a blank line, as a JSON string: "e1\n\ne2" from the escaped text
-    of each context (views kept at freeze), one Arrow copy for the whole chunk."""
+def _joined(chunk: Chunk, column: str, separators: tuple[bytes, ...]):
+    """Each row's items (views of JSON-escaped text kept at freeze) joined into one JSON string:
+    "a<sep>b<sep>c" — the separator after item k is separators[k % len(separators)] — copied by Arrow
+    for the whole chunk at once. Contexts: "c1\\n\\nc2"; messages: "role: content\\nrole: content"."""
     import pyarrow as pa
 
-    offsets, items = chunk.context_items()
+    offsets, items = chunk.items(column)
     n, count = len(chunk), np.diff(offsets)
-    pieces = np.where(count > 0, 2 * count + 1, 1)  # " e1 SEP e2 … ek "  or  ""
+    pieces = np.where(count > 0, 2 * count + 1, 1)  # " i1 s1 i2 … ik "  or  ""
     first = np.concatenate([[0], np.cumsum(pieces)])
-    sep, quote, empty = (_view(b"\\n\\n", 1, 0), _view(b'"', 1, 0), _view(b'""', 1, 0))
-    table = np.empty((int(first[-1]), 16), np.uint8)
-    table[:] = sep
+    table = np.zeros((int(first[-1]), 16), np.uint8)
     has = count > 0
-    table[first[:-1][~has]] = empty
-    table[first[:-1][has]] = quote
-    table[first[1:][has] - 1] = quote
+    table[first[:-1][~has]] = _view(b'""', 1, 0)
+    table[first[:-1][has]] = _view(b'"', 1, 0)
+    table[first[1:][has] - 1] = _view(b'"', 1, 0)
     row = np.repeat(np.arange(n), count)
-    table[first[:-1][row] + 1 + 2 * (np.arange(len(row)) - offsets[:-1][row])] = items
+    k = np.arange(len(row)) - offsets[:-1][row]  # the item's place in its row
+    at = first[:-1][row] + 1 + 2 * k
+    table[at] = items
+    between = k < count[row] - 1
+    for j, sep in enumerate(separators):
+        table[at[between & (k % len(separators) == j)] + 1] = _view(sep, 1, 0)
     joined = from_views(table, len(table), chunk.data, pa.py_buffer(b"")).cast(pa.large_binary())
     lengths = table[:, :4].copy().view(np.int32)[:, 0].astype(np.int64)
     row_offsets = np.concatenate([[0], np.cumsum(lengths)])[first]

@@ -18,7 +18,7 @@ from django.db import DatabaseError
 from core.jobs import JobStatus, job_claim, job_fail, job_finish
 
 from ..models import ExportJob, TestSetVersion
-from .versions import TestSetError
+from ..selectors import TestSetError
 
 
 class ExportFileChanged(Exception):

@@ -1,77 +1,39 @@
 """Promotion: judged items become test items in the draft version, under explicit rules.
 
 Rules, in order (the first that fails holds the item back, with that reason):
-1. a verdict exists (an admin resolution, or at least one annotation that is not deleted/cancelled);
-2. the verdict can be used: `cannot_judge` is held back;
-3. where several annotators judged, their agreement on the verdict (share agreeing with the
-   majority) is at least PROMOTION_MIN_AGREEMENT — or an admin resolved the item;
-4. `incorrect` / `partially_correct` items have a reference answer.
+1. a judgement exists (labelling.selectors.item_judgement): an admin's resolution, or live
+   annotations with a verdict whose agreement (share agreeing with the majority) is at least
+   PROMOTION_MIN_AGREEMENT where several annotators judged;
+2. the verdict can be used: `cannot_judge` is held back (testsets.selectors.promotion_hold_reason);
+3. `incorrect` / `partially_correct` items have a reference answer (same place).
+
+A test item keeps the conversation the annotator saw before the query.
 """
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from dataclasses import dataclass
 
 import orjson
-from django.conf import settings
 from django.db import transaction
 
-from labelling.models import Annotation, BatchItem
-from taxonomy.selectors import resolve_code
+from labelling import selectors as labelling
+from labelling.models import BatchItem
+from labelling.selectors import Judgement
+from labelling.vocabulary import CORRECT
 
-from ..models import PromotionHold, TestItem, TestSet, TestSetVersion
-
-NEEDS_REFERENCE = ("incorrect", "partially_correct")
-
-
-@dataclass
-class Judgement:
-    verdict: str
-    failure_modes: list[str]
-    reference_answer: str
-    annotations: list[Annotation]
-    resolved_by: str = ""
+from ..models import ITEM_FIELDS, PromotionHold, TestItem, TestSet, TestSetVersion
+from ..selectors import promotion_hold_reason
 
 
 def item_key(item: BatchItem) -> str:
     return f"turn:{item.turn.source.name}:{item.turn.external_id}"
 
 
-def judge(item: BatchItem, annotations: list[Annotation]) -> tuple[Judgement | None, str]:
-    """The item's judgement, or the reason it cannot be promoted."""
-    resolution = getattr(item, "resolution", None)
-    if resolution is not None:
-        j = Judgement(resolution.verdict, [resolve_code(c) for c in resolution.failure_modes],
-                      resolution.reference_answer, annotations, resolved_by=resolution.resolved_by.username)
-    else:
-        usable = [a for a in annotations if a.verdict]
-        if not usable:
-            return None, "no verdict yet"
-        votes = Counter(a.verdict for a in usable)
-        verdict, n = votes.most_common(1)[0]
-        if len(usable) > 1:
-            agreement = n / len(usable)
-            if list(votes.values()).count(n) > 1 or agreement < settings.PROMOTION_MIN_AGREEMENT:
-                return None, (f"annotators disagree on the verdict ({dict(votes)}; agreement {agreement:.2f} < "
-                              f"{settings.PROMOTION_MIN_AGREEMENT}): an admin must resolve it")
-        agreeing = sorted((a for a in usable if a.verdict == verdict), key=lambda a: (a.ls_updated_at is None,
-                                                                                       a.ls_updated_at), reverse=True)
-        modes = list(dict.fromkeys(resolve_code(c) for a in agreeing for c in a.failure_modes))
-        reference = next((a.reference_answer for a in agreeing if a.reference_answer.strip()), "")
-        j = Judgement(verdict, modes, reference, annotations)
-    if j.verdict == "cannot_judge":
-        return None, "verdict is cannot_judge"
-    if j.verdict in NEEDS_REFERENCE and not j.reference_answer.strip():
-        return None, f"verdict is {j.verdict} but there is no reference answer"
-    return j, ""
-
-
 def canonical(fields: dict) -> bytes:
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-def _item_fields(item: BatchItem, j: Judgement) -> dict:
+def _item_fields(item: BatchItem, j: Judgement, conversation: list[dict]) -> dict:
     turn = item.turn
     signals = getattr(turn, "signals", None)
     task = getattr(item, "task", None)
@@ -80,8 +42,9 @@ def _item_fields(item: BatchItem, j: Judgement) -> dict:
         "source": turn.source.name,
         "query": turn.query,
         "response": turn.response,
-        "reference_answer": j.reference_answer or (turn.response if j.verdict == "correct" else ""),
+        "reference_answer": j.reference_answer or (turn.response if j.verdict == CORRECT else ""),
         "contexts": turn.contexts or [],
+        "conversation": conversation,
         "verdict": j.verdict,
         "failure_modes": sorted(j.failure_modes),
         "stratum": item.stratum,
@@ -117,8 +80,7 @@ def draft_for(testset: TestSet) -> TestSetVersion:
     return draft
 
 
-COPY_FIELDS = ("key", "source", "query", "response", "reference_answer", "contexts", "conversation", "verdict",
-               "failure_modes", "stratum", "inclusion_probability", "provenance", "content_sha256")
+COPY_FIELDS = (*ITEM_FIELDS, "content_sha256")
 
 
 @transaction.atomic
@@ -127,20 +89,20 @@ def testset_promote(*, name: str = "production") -> dict:
     testset, _ = TestSet.objects.get_or_create(name=name)
     draft = draft_for(testset)
     existing = dict(draft.items.values_list("key", "content_sha256"))
-    annotations: dict[int, list[Annotation]] = {}
-    for a in Annotation.objects.filter(deleted=False, was_cancelled=False).order_by("id"):
-        annotations.setdefault(a.item_id, []).append(a)
-    items = (BatchItem.objects.filter(pk__in=annotations.keys()) | BatchItem.objects.filter(resolution__isnull=False))
     promoted = held = 0
-    holds, rows, updates = [], [], []
-    for item in items.distinct().select_related("turn__source", "turn__session", "turn__signals", "task__project",
-                                                "resolution__resolved_by"):
-        j, reason = judge(item, annotations.get(item.pk, []))
-        if j is None:
+    holds, judged, rows, updates = [], [], [], []
+    for item, j, reason in labelling.judged_items():
+        reason = reason or promotion_hold_reason(j)
+        if reason:
             holds.append(PromotionHold(item=item, reason=reason))
             held += 1
-            continue
-        fields = _item_fields(item, j)
+        else:
+            judged.append((item, j))
+    conversations = {}
+    for start in range(0, len(judged), 1000):
+        conversations.update(labelling.conversations([item for item, _ in judged[start:start + 1000]]))
+    for item, j in judged:
+        fields = _item_fields(item, j, conversations[item.pk])
         if fields["key"] not in existing:
             rows.append(TestItem(version=draft, **fields))
             promoted += 1

@@ -1,35 +1,20 @@
-"""Freezing drafts into content-addressed versions, changelogs between versions, and coverage."""
+"""Freezing drafts into content-addressed versions, and reading a version's items as the bytes its
+hash covers (changelog and coverage are reads: testsets.selectors)."""
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
-from ..models import TestItem, TestSet, TestSetVersion
+from ..models import ITEM_FIELDS, NESTED_FIELDS, TestItem, TestSet, TestSetVersion
+from ..selectors import TestSetError
 from .promotion import canonical
 
-
-class TestSetError(ValueError):
-    pass
-
-
-def version_get(*, name: str, number: int) -> TestSetVersion:
-    try:
-        return TestSetVersion.objects.select_related("testset").get(testset__name=name, number=number)
-    except TestSetVersion.DoesNotExist:
-        raise TestSetError(f"version: test set {name!r} has no version {number}") from None
-
-
-ITEM_FIELDS = ("key", "source", "query", "response", "reference_answer", "contexts", "conversation", "verdict",
-               "failure_modes", "stratum", "inclusion_probability", "provenance")
-NESTED = ("contexts", "conversation", "failure_modes", "provenance")
 CHUNK = 2000
 
 
@@ -45,7 +30,7 @@ def iter_items(version: TestSetVersion) -> Iterator[dict]:
         yield from version.items.order_by("key").values(*ITEM_FIELDS).iterator(chunk_size=CHUNK)
         return
     fields = ITEM_FIELDS
-    json_at = [i for i, f in enumerate(fields) if f in NESTED]
+    json_at = [i for i, f in enumerate(fields) if f in NESTED_FIELDS]
     prob_at = fields.index("inclusion_probability")
     table = connection.ops.quote_name(TestItem._meta.db_table)
     key_at = fields.index("key")
@@ -131,74 +116,3 @@ def testset_freeze(*, name: str, note: str = "", user=None) -> TestSetVersion:
     draft.frozen_by = user if getattr(user, "pk", None) else None
     draft.save()
     return draft
-
-
-def changelog(*, name: str, old: int, new: int) -> dict:
-    a, b = version_get(name=name, number=old), version_get(name=name, number=new)
-    before = dict(a.items.values_list("key", "content_sha256"))
-    after = dict(b.items.values_list("key", "content_sha256"))
-    added = sorted(after.keys() - before.keys())
-    removed = sorted(before.keys() - after.keys())
-    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
-
-    def counts(version):
-        modes, strata = Counter(), Counter()
-        for fm, stratum in version.items.values_list("failure_modes", "stratum"):
-            modes.update(fm)
-            strata[stratum] += 1
-        return modes, strata
-
-    (ma, sa), (mb, sb) = counts(a), counts(b)
-    return {
-        "testset": name, "from": old, "to": new, "added": added, "removed": removed, "changed": changed,
-        "failure_modes": {m: {"from": ma[m], "to": mb[m], "delta": mb[m] - ma[m]} for m in sorted(ma | mb)},
-        "strata": {s: {"from": sa[s], "to": sb[s], "delta": sb[s] - sa[s]} for s in sorted(sa | sb)},
-    }
-
-
-def coverage(*, name: str, number: int) -> dict:
-    """Failure modes and strata in the version next to their estimated rates in production.
-
-    Production rates of failure modes are Horvitz–Thompson estimates from every judged sampled
-    item (weight 1 / inclusion probability); strata rates are shares of all detected turns.
-    """
-    from labelling.models import Annotation
-    from production.models import TurnSignals
-
-    version = version_get(name=name, number=number)
-    n = version.items.count()
-    in_set_modes, in_set_strata = Counter(), Counter()
-    for fm, stratum in version.items.values_list("failure_modes", "stratum"):
-        in_set_modes.update(fm)
-        in_set_strata[stratum] += 1
-
-    weights: dict[int, float] = {}
-    item_modes: dict[int, set] = {}
-    for item_id, p, modes in (Annotation.objects.filter(deleted=False).exclude(verdict="")
-                              .exclude(item__stratum="generated")
-                              .values_list("item_id", "item__inclusion_probability", "failure_modes")):
-        weights[item_id] = 1.0 / p if p else 0.0
-        item_modes.setdefault(item_id, set()).update(modes)
-    total_w = sum(weights.values())
-    prod_modes = Counter()
-    for item_id, modes in item_modes.items():
-        for m in modes:
-            prod_modes[m] += weights[item_id]
-
-    turns = TurnSignals.objects.count()
-    strata_prod = TurnSignals.objects.aggregate(
-        failure=Count("turn_id", filter=Q(failure_candidate=True)),
-        follow_up=Count("turn_id", filter=Q(failure_candidate=False, followed_up=True)),
-        abandoned=Count("turn_id", filter=Q(failure_candidate=False, followed_up=False, abandoned=True)),
-    )
-    strata_prod["none"] = turns - sum(strata_prod.values())
-    modes = sorted(set(in_set_modes) | set(prod_modes))
-    return {
-        "testset": name, "version": number, "items": n,
-        "failure_modes": [{"code": m, "items": in_set_modes[m], "share_in_set": round(in_set_modes[m] / n, 4) if n else 0,
-                           "production_rate": round(prod_modes[m] / total_w, 4) if total_w else None}
-                          for m in modes],
-        "strata": [{"stratum": s, "items": in_set_strata[s], "share_in_set": round(in_set_strata[s] / n, 4) if n else 0,
-                    "production_rate": round(strata_prod.get(s, 0) / turns, 4) if turns else None}
-                   for s in ("failure", "follow_up", "abandoned", "none", "generated")],
-    }

@@ -6,7 +6,7 @@ from production.detector_eval import evaluate, format_report
 
 
 class Command(BaseCommand):
-    help = ("Measure the rephrase detector on real human-labelled data shipped in production/eval_data "
+    help = ("Measure the rephrase detector on real human-labelled data shipped in rephrase/data "
             "(CANARD re-asks vs follow-ups, HINT3 same-intent queries): precision, recall, F1 per set.")
 
     def add_arguments(self, parser):

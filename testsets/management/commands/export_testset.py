@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from testsets.exports import FORMATS, export_version
-from testsets.services.versions import TestSetError, version_get
+from testsets.selectors import TestSetError, version_get
 
 
 class Command(BaseCommand):

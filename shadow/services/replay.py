@@ -1,0 +1,196 @@
+"""Replay: evalgap asks a candidate release the queries production answered, never showing users.
+
+The sample is whole conversations: sessions ordered by sha256(salt ‖ source ‖ session id) and
+taken in that order until N turns of the day are in, so the same salt always draws the same
+conversations (and a conversation spanning days is in or out on every day), independent of any
+rollout bucket. Each sampled turn is sent with the conversation before it (the answers users saw)
+and the contexts retrieval logged for it, so only generation differs between the two answers.
+No tools are sent: a candidate that would call tools answers in text and cannot act.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from core.jobs import job_claim, job_fail, job_finish, job_progress, safe_error
+from llm import client as llm
+from production.models import Turn
+from releases.models import Release
+from releases.selectors import release_turn_filter
+
+from ..models import ShadowPair, ShadowRun
+from .context import conversation, histories
+
+log = logging.getLogger(__name__)
+
+
+class ShadowError(Exception):
+    """The run cannot be done as asked (unknown release, bad day); the message says which."""
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def session_rank(salt: str, source: str, session: str) -> str:
+    return hashlib.sha256(f"{salt}\x1f{source}\x1f{session}".encode()).hexdigest()
+
+
+def sample_turn_ids(*, release: Release, day: date, n: int, salt: str) -> list[int]:
+    """The turns of `day` a replay of `release` asks about: whole conversations in salted-hash order
+    until at least n turns (the last conversation is taken whole, so the count may pass n by less
+    than its length). Turns the release served itself, and turns without an answer, are left out."""
+    if n <= 0:
+        return []
+    start, end = day_bounds(day)
+    of_day = Turn.objects.filter(timestamp__gte=start, timestamp__lt=end).exclude(response="")
+    # Not `.exclude(release_turn_filter(...))`: on a turn without metadata.release the negated
+    # JSON comparison is NULL, and SQL would drop the turn.
+    own = set(of_day.filter(release_turn_filter(release)).values_list("id", flat=True))
+    rows = of_day.values_list("id", "session_id", "source__name", "session__external_id")
+    by_session: dict[int, list[int]] = {}
+    keys: dict[int, str] = {}
+    for turn_id, session_id, source, session in rows:
+        if turn_id in own:
+            continue
+        by_session.setdefault(session_id, []).append(turn_id)
+        keys[session_id] = session_rank(salt, source, session)
+    picked: list[int] = []
+    for session_id in sorted(by_session, key=lambda s: (keys[s], s)):
+        if len(picked) >= n:
+            break
+        picked.extend(sorted(by_session[session_id]))
+    return picked
+
+
+def candidate_messages(release: Release, turn: Turn, history: list[Turn]) -> list[dict]:
+    """What the candidate is sent: its system prompt, the conversation as the user saw it, the
+    logged contexts, the query."""
+    messages = [{"role": "system", "content": release.system_prompt}] if release.system_prompt else []
+    messages += conversation(history)
+    if turn.contexts:
+        messages.append({"role": "system", "content": "Retrieved context for the next user message:\n\n" +
+                         "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(turn.contexts))})
+    messages.append({"role": "user", "content": turn.query})
+    return messages
+
+
+def release_endpoint(release: Release) -> llm.Endpoint:
+    return llm.endpoint_for(role=f"release:{release.name}", base_url=release.base_url,
+                            api_key_env=release.api_key_env, model=release.model,
+                            price_in=settings.SHADOW_PRICE_PER_1K_PROMPT_TOKENS,
+                            price_out=settings.SHADOW_PRICE_PER_1K_COMPLETION_TOKENS)
+
+
+def spent_today(release: Release, *, now: datetime | None = None, exclude_run: int | None = None) -> Decimal:
+    """What replays of this release cost on the current UTC day (the daily budget counts it)."""
+    start, end = day_bounds((now or timezone.now()).astimezone(dt_timezone.utc).date())
+    qs = ShadowRun.objects.filter(release=release, created_at__gte=start, created_at__lt=end)
+    if exclude_run:
+        qs = qs.exclude(pk=exclude_run)
+    return qs.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+
+
+def shadow_run_create(*, release: str, day: date | None = None, sample: int | None = None,
+                      user: str = "") -> ShadowRun:
+    rel = Release.objects.filter(name=release).first()
+    if rel is None:
+        raise ShadowError(f"--release: no release named {release!r} (python manage.py release_add NAME --model M)")
+    day = day or (timezone.now().astimezone(dt_timezone.utc).date() - timedelta(days=1))
+    n = settings.SHADOW_SAMPLE_SIZE if sample is None else sample
+    if n < 0:
+        raise ShadowError("--sample: must be 0 or more")
+    return ShadowRun.objects.create(release=rel, day=day, sample_size=n, salt=settings.SHADOW_SAMPLE_SALT,
+                                    created_by=user)
+
+
+def shadow_run_execute(*, run_id: int, progress=None) -> ShadowRun:
+    """Replay one run's sample. Safe to run twice: pairs are (turn, release) once; a turn already
+    answered (by replay or mirror) is not asked again, one that failed is.
+
+    `progress(done, total)` is called as answers arrive (the command's progress bar).
+    """
+    if not job_claim(ShadowRun, run_id):
+        return ShadowRun.objects.get(pk=run_id)
+    run = ShadowRun.objects.select_related("release").get(pk=run_id)
+    try:
+        _execute(run, progress)
+    except Exception as e:
+        job_fail(ShadowRun, run_id, e)
+        raise
+    return ShadowRun.objects.select_related("release").get(pk=run_id)
+
+
+def _execute(run: ShadowRun, progress) -> None:
+    release = run.release
+    ids = sample_turn_ids(release=release, day=run.day, n=run.sample_size, salt=run.salt)
+    answered_before = set(ShadowPair.objects.filter(release=release, turn_id__in=ids, error="")
+                          .values_list("turn_id", flat=True))
+    todo = [t for t in ids if t not in answered_before]
+    job_progress(ShadowRun, run.pk, sampled=len(ids))
+    ep = release_endpoint(release)
+    if todo and ep.missing():
+        raise llm.LLMNotConfigured(llm.not_configured_message(ep, hint=f" (release {release.name}: --base-url / "
+                                                                       f"--api-key-env, or OPENAI_*)"))
+    cap = settings.SHADOW_MAX_USD_PER_DAY
+    budget = llm.Budget(cap, spent=spent_today(release, exclude_run=run.pk)) if cap is not None else None
+    usage = llm.Usage()
+    turns = {t.pk: t for t in Turn.objects.filter(pk__in=todo)}
+    before = histories(list(turns.values()), settings.SHADOW_CONVERSATION_TURNS)
+    done = 0
+
+    def ask(turn_id: int):
+        return llm.chat_text(ep, candidate_messages(release, turns[turn_id], before[turn_id]), usage=usage,
+                             budget=budget)
+
+    failed = not_sent = 0
+    # Chunks keep the database writes in this thread and the job's heartbeat going on long runs.
+    chunk = max(1, settings.SHADOW_CONCURRENCY * 8)
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        results = llm.map_concurrent(ask, part, concurrency=settings.SHADOW_CONCURRENCY)
+        for turn_id, result in zip(part, results):
+            if isinstance(result, llm.BudgetExceeded):
+                not_sent += 1
+                continue
+            turn = turns[turn_id]
+            fields = {"origin": ShadowPair.Origin.REPLAY, "run": run, "session_id": turn.session_id,
+                      "day": run.day}
+            if isinstance(result, Exception):
+                failed += 1
+                fields.update(error=safe_error(result) or "failed", candidate_answer="")
+            else:
+                fields.update(candidate_answer=result.content, latency_ms=result.latency_ms, error="",
+                              prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                              cost_usd=result.cost_usd, outcome="", outcome_reason="")
+            ShadowPair.objects.update_or_create(turn=turn, release=release, defaults=fields)
+        done += len(part)
+        job_progress(ShadowRun, run.pk, cost_usd=usage.cost_usd, requests=usage.attempts,
+                     prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        if progress:
+            progress(done, len(todo))
+    answered = ShadowPair.objects.filter(release=release, turn_id__in=ids, error="").count()
+    stopped = bool(budget and budget.stopped)
+    reason = ""
+    if stopped:
+        reason = (f"daily budget of ${budget.max_usd} for {release.name} reached (${budget.spent:.4f} spent today): "
+                  f"{not_sent} of {len(ids)} sampled turns not sent")
+        log.warning("shadow run %s: %s", run.pk, reason)
+    job_finish(ShadowRun, run.pk, sampled=len(ids), answered=answered, failed=failed, not_sent=not_sent,
+               cost_usd=usage.cost_usd, requests=usage.attempts, prompt_tokens=usage.prompt_tokens,
+               completion_tokens=usage.completion_tokens, budget_usd=budget.max_usd if budget else None,
+               budget_stopped=stopped, budget_reason=reason)
+
+
+def shadow_runs_daily(*, day: date | None = None) -> list[int]:
+    """The beat's daily work: one run per release marked for shadowing, for the day before."""
+    return [shadow_run_create(release=r.name, day=day, user="beat").pk
+            for r in Release.objects.filter(shadow_enabled=True).order_by("name")]
