@@ -184,7 +184,10 @@ PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
-LABELLING_PUSH_CHUNK = 2500  # tasks per import request: fewer round trips, bounded request size
+# Tasks per import request, at most: each request costs Label Studio ~0.1 s besides its tasks, so
+# few and large (its import of 10k tasks peaks at ~720 MB); the first one small, so it starts at once.
+LABELLING_PUSH_CHUNK = 10_000
+LABELLING_PUSH_FIRST_CHUNK = 400
 
 # --- Promotion to test sets
 # With several annotators, the share agreeing with the majority verdict needed to promote
