@@ -389,7 +389,7 @@ PLAIN_EXTRA = [
     {"provenance": [1, {"a": "b"}]},
     {"contexts": ["only one"]},
 ]
-# the first two have contexts that are not all text; the others only nested fields of other shapes
+# rows the JSON writers make one at a time (but the last, whose failure modes they copy as they are)
 NOT_PLAIN = [
     {"contexts": ["a", 3, {"x": "y"}]},
     {"contexts": ["a", ["x", "y", "z"], "b"]},
@@ -405,8 +405,8 @@ def awkward_items() -> list[dict]:
     out = []
     for i, text in enumerate(AWKWARD_TEXT):
         out.append({**base, "key": f"awk:{i:03d}:{text}", "source": text or "s", "query": text, "response": text[::-1],
-                    "reference_answer": text, "contexts": [text, text + "!"], "verdict": text or "v",
-                    "failure_modes": [text], "stratum": text, "inclusion_probability": i / 7,
+                    "reference_answer": text, "contexts": [text, text + "!"], "verdict": text[:30] or "v",
+                    "failure_modes": [text], "stratum": text[:20], "inclusion_probability": i / 7,
                     "conversation": [{"role": text, "content": text}], "provenance": {text: text, "n": i}})
     for j, extra in enumerate(PLAIN_EXTRA + NOT_PLAIN):
         out.append({**base, "key": f"odd:{j:03d}", **extra})
@@ -446,9 +446,12 @@ def test_store_cuts_every_fields_json_exactly_where_the_canonical_line_has_it(aw
     (chunk,) = store.chunks()
     for field in SORTED:
         assert chunk.fragment(field).to_pylist() == [rows.dumps(i[field]) for i in items], field
-    # rows whose contexts are not all text are made one at a time by the JSON writers
-    assert list(chunk.plain) == [all(isinstance(c, str) for c in i["contexts"]) for i in items]
-    assert not all(chunk.plain)
+    # rows whose contexts are not all text, or whose messages are not exactly {role, content} text, are
+    # made one at a time by the JSON writers
+    assert list(chunk.plain) == [all(isinstance(c, str) for c in i["contexts"]) and all(
+        set(m) == {"role", "content"} and all(isinstance(v, str) for v in m.values()) for m in i["conversation"])
+        for i in items]
+    assert sum(not p for p in chunk.plain) == len(NOT_PLAIN) - 1  # failure_modes ["A", 2] is plain
 
 
 @pytest.mark.django_db
