@@ -28,11 +28,12 @@ from production.services.ingest import turns_ingest_path  # noqa: E402
 
 
 def main(log: str, n: int = 10_000) -> None:
-    turns_ingest_path(source_name="bench-push", path=log)
+    source = f"bench-push-{uuid.uuid4().hex[:8]}"  # a fresh source: run again, it pushes n new turns
+    turns_ingest_path(source_name=source, path=log)
     batch = LabellingBatch.objects.create(month="bench")
     BatchItem.objects.bulk_create([
         BatchItem(batch=batch, turn_id=tid, stratum="none", inclusion_probability=1.0, query_key=query_key(q))
-        for tid, q in Turn.objects.filter(source__name="bench-push", labelling_item__isnull=True)
+        for tid, q in Turn.objects.filter(source__name=source, labelling_item__isnull=True)
         .order_by("id").values_list("id", "query")[:n]
     ], batch_size=2000)
     items = list(BatchItem.objects.filter(batch=batch).select_related("turn__source", "turn__session",

@@ -200,6 +200,12 @@ INGEST_BATCH_SIZE = env.int("INGEST_BATCH_SIZE", default=20_000)
 INGEST_MAX_LINE_BYTES = env.int("INGEST_MAX_LINE_BYTES", default=16 * 1024 * 1024)
 INGEST_MAX_FIELD_CHARS = env.int("INGEST_MAX_FIELD_CHARS", default=1_000_000)
 
+# --- Test set exports
+# A frozen version of at most this many items is exported inside the request (its JSON formats take
+# well under 0.1 s per 10k items from the column store); a larger one by a worker: POST answers 202
+# and an export job to poll, whose file is then downloaded.
+EXPORT_SYNC_MAX_ITEMS = env.int("EXPORT_SYNC_MAX_ITEMS", default=20_000)
+
 
 # --- Implicit signals (definitions: production/signal_definitions.py, docs/signals.md)
 # A next query within this many seconds of the answer is a reaction to it (rephrase/follow-up).
@@ -262,8 +268,10 @@ PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
 # --- Selection for labelling
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
-LABELLING_PUSH_CHUNK = env.int("LABELLING_PUSH_CHUNK", default=2500)  # tasks per import request: fewer round
-# trips, bounded request size
+# Tasks per import request, at most: each request costs Label Studio ~0.1 s besides its tasks, so
+# few and large (its import of 10k tasks peaks at ~720 MB); the first one small, so it starts at once.
+LABELLING_PUSH_CHUNK = env.int("LABELLING_PUSH_CHUNK", default=10_000)
+LABELLING_PUSH_FIRST_CHUNK = env.int("LABELLING_PUSH_FIRST_CHUNK", default=400)
 
 # --- Promotion to test sets
 # With several annotators, the share agreeing with the majority verdict needed to promote

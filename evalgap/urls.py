@@ -24,5 +24,6 @@ urlpatterns = [
     path("api/gate/", include("gate.urls")),
     path("api/", include("production.urls")),
     path("generation/", include("generation.web_urls")),
+    path("exports/", include("testsets.web_urls")),
     path("", include("dashboard.urls")),
 ]

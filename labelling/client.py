@@ -20,7 +20,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
-IMPORT_CHUNK = 5000  # LS documents 250k tasks / 200 MB per POST; smaller chunks bound memory and request time.
+IMPORT_CHUNK = 10_000  # LS documents 250k tasks / 200 MB per POST; smaller chunks bound memory and request time.
 LIST_PAGE_SIZE = 5000  # Community has no max page size (TASK_API_PAGE_SIZE_MAX unset).
 
 

@@ -207,6 +207,7 @@ def test_a_killed_worker_child_and_parent_leave_no_job_running_and_no_turn_twice
 
 # --- two pushes of one batch at once, against the real Label Studio ------------------------------
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_pushes_of_one_batch_create_one_task_per_item(settings):
     from labelling.services.projects import get_client
@@ -321,6 +322,7 @@ def test_concurrent_deliveries_of_one_annotation_end_with_the_newest(labelled):
 
 # --- a pull and what arrives while it runs ---------------------------------------------------------
 
+@pytest.mark.labelstudio
 @pytest.mark.django_db(transaction=True)
 def test_a_pull_never_marks_deleted_an_annotation_that_arrived_after_its_snapshot(settings, monkeypatch):
     from labelling.services.projects import get_client, project_ensure

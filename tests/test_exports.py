@@ -371,3 +371,158 @@ def test_jsonl_written_at_freeze_and_written_anew_are_the_same_bytes(version, tm
     fresh = export_version(version, "jsonl", tmp_path / "b.jsonl").read_bytes()
     assert from_cache == fresh
     assert hashlib.sha256(fresh).hexdigest() == version.sha256
+
+
+# --- the column writers against the row-by-row definitions (testsets/exports/rows.py) ---------------------
+
+AWKWARD_TEXT = ['', 'plain', 'ends in a quote and comma ",', '"', '\\', 'a\\",\\"b', '","",', 'quote " and backslash \\ and both \\"', 'ctl \x01\x07\x08\x0b\x0c\x1b\x1f end',
+                'tab\tnl\ncr\r', 'del \x7f ls \u2028 ps \u2029 nbsp \xa0', '東京 🚀 ünï', '\u3000 \x85',
+                '","', '["a","b"]', ',"query":"x"', '=1+1', '-2', '@x', '\ttab first', ' ', '\x1c\x1d']
+PLAIN_EXTRA = [
+    # nested fields whose JSON holds the keys of the item itself
+    {"contexts": [',"conversation":', '","', "", '\\'], "conversation": [{"role": "user", "content": ',"key":'}],
+     "provenance": {"query": ',"query":', "source": {"key": "k"}, "verdict": [1, 2.5, None, True], "z": ""}},
+    {"contexts": [], "conversation": [], "failure_modes": [], "provenance": {}, "inclusion_probability": -0.0},
+    {"inclusion_probability": 1e-05, "reference_answer": " \t\n"},
+    {"inclusion_probability": 1e16, "reference_answer": "\u2003"},
+    {"provenance": "a string", "inclusion_probability": 2},
+    {"provenance": [1, {"a": "b"}]},
+    {"contexts": ["only one"]},
+]
+# rows the JSON writers make one at a time (but the last, whose failure modes they copy as they are)
+NOT_PLAIN = [
+    {"contexts": ["a", 3, {"x": "y"}]},
+    {"contexts": ["a", ["x", "y", "z"], "b"]},
+    {"conversation": [{"role": "user", "content": "c", "name": "extra key"}]},
+    {"conversation": [{"role": "user"}]},
+    {"conversation": [{"role": 1, "content": "c"}]},
+    {"failure_modes": ["A", 2]},
+]
+
+
+def awkward_items() -> list[dict]:
+    base = ITEMS[0]
+    out = []
+    for i, text in enumerate(AWKWARD_TEXT):
+        out.append({**base, "key": f"awk:{i:03d}:{text}", "source": text or "s", "query": text, "response": text[::-1],
+                    "reference_answer": text, "contexts": [text, text + "!"], "verdict": text[:30] or "v",
+                    "failure_modes": [text], "stratum": text[:20], "inclusion_probability": i / 7,
+                    "conversation": [{"role": text, "content": text}], "provenance": {text: text, "n": i}})
+    for j, extra in enumerate(PLAIN_EXTRA + NOT_PLAIN):
+        out.append({**base, "key": f"odd:{j:03d}", **extra})
+    return out
+
+
+@pytest.fixture
+def awkward_version(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    testset = TestSet.objects.create(name="awkward")
+    draft = TestSetVersion.objects.create(testset=testset, number=3)
+    TestItem.objects.bulk_create([
+        TestItem(version=draft, content_sha256=hashlib.sha256(canonical(i)).hexdigest(), **i) for i in awkward_items()
+    ])
+    return testset_freeze(name="awkward")
+
+
+def reference_output(version, fmt: str) -> bytes:
+    """The export made one item at a time from the database, as the writers before the column store did."""
+    from testsets.exports import iter_items, rows
+
+    items = list(iter_items(version))
+    row = rows.JSON_ROWS[fmt]
+    dumped = [rows.dumps(row(version.testset.name, version.number, item)) for item in items]
+    if fmt == "ragas":
+        return b"".join(d + b"\n" for d in dumped)
+    return b"[" + b"".join((b"\n" if k == 0 else b",\n") + d for k, d in enumerate(dumped)) + b"\n]\n"
+
+
+@pytest.mark.django_db
+def test_store_cuts_every_fields_json_exactly_where_the_canonical_line_has_it(awkward_version):
+    from testsets.exports import iter_items, rows
+    from testsets.exports.store import SORTED, store_open
+
+    items = list(iter_items(awkward_version))
+    store = store_open(awkward_version)
+    (chunk,) = store.chunks()
+    for field in SORTED:
+        assert chunk.fragment(field).to_pylist() == [rows.dumps(i[field]) for i in items], field
+    # rows whose contexts are not all text, or whose messages are not exactly {role, content} text, are
+    # made one at a time by the JSON writers
+    assert list(chunk.plain) == [all(isinstance(c, str) for c in i["contexts"]) and all(
+        set(m) == {"role", "content"} and all(isinstance(v, str) for v in m.values()) for m in i["conversation"])
+        for i in items]
+    assert sum(not p for p in chunk.plain) == len(NOT_PLAIN) - 1  # failure_modes ["A", 2] is plain
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["ragas", "deepeval", "promptfoo"])
+def test_json_formats_are_the_bytes_of_the_row_by_row_definition(awkward_version, fmt, tmp_path):
+    new = export_version(awkward_version, fmt, tmp_path / fmt).read_bytes()
+    assert new == reference_output(awkward_version, fmt)
+    json.loads(new) if fmt != "ragas" else [json.loads(line) for line in new.splitlines()]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", [False, True])
+def test_csv_cells_are_those_of_the_row_by_row_definition(awkward_version, raw, tmp_path):
+    from testsets.exports import iter_items, rows
+
+    path = export_version(awkward_version, "csv", tmp_path / "x.csv", csv_raw=raw)
+    with open(path, encoding="utf-8", newline="") as f:
+        got = list(csv.reader(f))
+    assert got[0] == list(ITEM_FIELDS)
+    assert got[1:] == [rows.csv_row(item, raw) for item in iter_items(awkward_version)]
+
+
+@pytest.mark.django_db
+def test_parquet_and_hf_columns_are_those_of_the_row_by_row_definition(awkward_version, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from testsets.exports import iter_items, rows
+
+    expected = pa.Table.from_pylist([rows.arrow_row(i) for i in iter_items(awkward_version)],
+                                    schema=rows.arrow_schema())
+    assert pq.read_table(export_version(awkward_version, "parquet", tmp_path / "x.parquet")).equals(expected)
+    folder = export_version(awkward_version, "hf", tmp_path / "hf")
+    with pa.memory_map(str(folder / "data-00000-of-00001.arrow")) as source:
+        assert pa.ipc.open_stream(source).read_all().replace_schema_metadata(None).equals(expected)
+
+
+@pytest.mark.django_db
+def test_a_missing_cut_or_changed_store_is_written_again_from_the_database(awkward_version, tmp_path):
+    from testsets.exports.store import folder
+
+    def store_file(ext):
+        return folder() / f"{awkward_version.sha256}.{ext}"
+
+    first = {fmt: export_version(awkward_version, fmt, tmp_path / f"a-{fmt}").read_bytes()
+             for fmt in ("deepeval", "parquet")}
+    kept = {ext: store_file(ext).read_bytes() for ext in ("jsonl", "arrow", "parquet", "json")}
+    store_file("arrow").unlink()  # missing
+    assert export_version(awkward_version, "deepeval", tmp_path / "b").read_bytes() == first["deepeval"]
+    store_file("jsonl").write_bytes(kept["jsonl"][:-10])  # cut
+    assert export_version(awkward_version, "deepeval", tmp_path / "c").read_bytes() == first["deepeval"]
+    parquet = bytearray(kept["parquet"])
+    parquet[len(parquet) // 2] ^= 0xFF  # one byte changed: same size, another digest
+    store_file("parquet").write_bytes(bytes(parquet))
+    assert export_version(awkward_version, "parquet", tmp_path / "d").read_bytes() == first["parquet"]
+    assert {ext: store_file(ext).read_bytes() for ext in kept} == kept
+    assert not [p for p in folder().iterdir() if p.name.startswith(".store-")]
+
+
+@pytest.mark.django_db
+def test_a_draft_exports_through_a_store_of_its_own(awkward_version, tmp_path):
+    draft = TestSetVersion.objects.create(testset=awkward_version.testset, number=4)
+    TestItem.objects.bulk_create([TestItem(version=draft, content_sha256="0", **i) for i in awkward_items()[:5]])
+    out = export_version(draft, "promptfoo", tmp_path / "d.json", allow_draft=True).read_bytes()
+    assert out == reference_output(draft, "promptfoo")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".draft-store-")]
+
+
+@pytest.mark.parametrize("item", awkward_items(), ids=lambda i: i["key"][:12])
+def test_a_canonical_line_is_its_fields_json_between_their_keys(item):
+    from testsets.exports.store import LINE, fields_json
+
+    parts, _ = fields_json(item)
+    assert LINE % parts == canonical(item)

@@ -19,6 +19,7 @@ from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioP
 from production.models import Event, IngestJob, RejectedLine, Session, Source, Turn, TurnSignals
 from releases.models import Release
 from testsets.models import TestItem, TestSet, TestSetVersion
+from testsets.services.exports import export_now
 from testsets.services.versions import testset_freeze
 
 STAFF = ("admin", "taxonomy_admin", "viewer")  # who reads dashboards, redacted turns and frozen exports
@@ -52,6 +53,11 @@ RULES = {
     "testset-changelog": {"GET": (STAFF, {"kwargs": {"name": "production"}, "query": "?from=1&to=1"})},
     "testset-coverage": {"GET": (STAFF, {"kwargs": {"name": "production", "number": 1}})},
     "testset-export": {"GET": (STAFF, {"kwargs": {"name": "production", "number": 1, "fmt": "jsonl"}})},
+    "testset-exports": {"POST": (STAFF, {"kwargs": {"name": "production", "number": 1},
+                                         "body": {"data": {"format": "jsonl"}, "format": "json"}})},
+    "testset-export-job": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["export_job"].pk}})},
+    "testset-export-download": {"GET": (STAFF, {"kwargs": lambda w: {"pk": w["export_job"].pk}})},
+    "testsets-web:export": {"GET": (STAFF, {"kwargs": {"name": "production", "number": 1, "fmt": "jsonl"}})},
     "generation:report": {"GET": (STAFF, {})},
     "generation:report-mode": {"GET": (STAFF, {"kwargs": {"code": "INTENT"}})},
     "release-list": {"GET": (STAFF, {}),
@@ -198,6 +204,7 @@ def world(db, settings, tmp_path):
     TestItem.objects.create(version=draft, key="turn:bot:t-1", source="bot", query="q", verdict="correct",
                             content_sha256="0")
     testset_freeze(name="production")
+    export_job = export_now(version=TestSetVersion.objects.get(testset=testset, number=1), fmt="jsonl")
     release = Release.objects.create(name="r1", model="m")
     from datetime import date
 
@@ -208,7 +215,7 @@ def world(db, settings, tmp_path):
     pair = ShadowPair.objects.create(turn=turn, release=release, origin="replay", session=session, day=date(2026, 10, 1),
                                      candidate_answer="write to jane.doe@example.com")
     return {"users": users, "turn": turn, "event": event, "job": job, "reject": reject, "batch": batch,
-            "annotation": annotation, "pair": pair,
+            "annotation": annotation, "pair": pair, "export_job": export_job,
             "shadow_run": ShadowRun.objects.create(release=release, day=date(2026, 10, 1), sample_size=1, salt="s"),
             "judge_run": JudgeRun.objects.create(judge_model="j", prompt_version="v1"),
             "offline_run": OfflineRun.objects.create(release=release, version=TestSetVersion.objects.get(

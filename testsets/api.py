@@ -1,18 +1,19 @@
-import uuid
-from pathlib import Path
-
-from django.conf import settings
 from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.roles import TESTSETS_EXPORT, TESTSETS_READ, Allow
 
-from . import selectors
+from . import selectors, tasks
+from .exports import FORMATS, content_type_and_filename
+from .models import ExportJob
+from .services import exports
 
 
 class VersionSerializer(serializers.Serializer):
@@ -61,50 +62,120 @@ class CoverageApi(APIView):
             raise NotFound(str(e)) from None
 
 
+class ExportJobSerializer(serializers.ModelSerializer):
+    testset = serializers.CharField(source="version.testset.name")
+    version = serializers.IntegerField(source="version.number")
+    url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField(help_text="when the export is done")
+
+    class Meta:
+        model = ExportJob
+        fields = ["id", "testset", "version", "format", "options", "status", "error", "attempts", "created_at",
+                  "started_at", "finished_at", "sha256", "size", "url", "download_url"]
+
+    def get_url(self, job) -> str:
+        return self.context["request"].build_absolute_uri(reverse("testset-export-job", args=[job.pk]))
+
+    def get_download_url(self, job) -> str | None:
+        if job.status != ExportJob.Status.DONE:
+            return None
+        return self.context["request"].build_absolute_uri(reverse("testset-export-download", args=[job.pk]))
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=FORMATS)
+    csv_raw = serializers.BooleanField(default=False, help_text="csv: cells as they are (formulas not neutralised)")
+
+
+def _frozen_version(name: str, number: int):
+    try:
+        version = selectors.version_get(name=name, number=number)
+    except selectors.TestSetError as e:
+        raise NotFound(str(e)) from None
+    if version.status != version.Status.FROZEN:
+        raise ValidationError({"version": f"v{number} is a draft: only frozen versions are exported"})
+    return version
+
+
+def _accepted(request, job) -> Response:
+    """202: the export runs in a worker; poll the job (Location), then download it."""
+    tasks.export_job_enqueue(job)
+    data = ExportJobSerializer(job, context={"request": request}).data
+    return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+
+def _file_response(request, job):
+    """The job's file, checked against its recorded sha256; a small version whose file changed is
+    exported again here, a large one by a new job (202)."""
+    try:
+        f = exports.export_open(job)
+    except exports.ExportFileChanged:
+        if exports.exported_in_background(job.version):
+            return _accepted(request, exports.export_redo(job=job))
+        job = exports.export_redo(job=job, now=True)
+        if job.status != job.Status.DONE:
+            raise APIException(f"the export failed: {job.error}")
+        f = exports.export_open(job)
+    content_type, _ = content_type_and_filename(job.version, job.format)
+    return FileResponse(f, as_attachment=True, filename=exports.export_path(job).name, content_type=content_type)
+
+
 class ExportApi(APIView):
     permission_classes = [Allow(GET=TESTSETS_EXPORT)]
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(responses={200: OpenApiTypes.BINARY, 202: ExportJobSerializer},
+                   description="The export file of a frozen version. A version of more than EXPORT_SYNC_MAX_ITEMS "
+                               "items is exported by a worker: 202 and its export job (poll it, then download).")
     def get(self, request, name: str, number: int, fmt: str):
-        from .exports import FORMATS, content_type_and_filename
-
         if fmt not in FORMATS:
             raise ValidationError({"format": f"one of {', '.join(FORMATS)}"})
-        try:
-            version = selectors.version_get(name=name, number=number)
-        except selectors.TestSetError as e:
-            raise NotFound(str(e)) from None
-        if version.status != version.Status.FROZEN:
-            raise ValidationError({"version": f"v{number} is a draft: only frozen versions are exported"})
-        content_type, filename = content_type_and_filename(version, fmt)
-        return FileResponse(open(export_cached(version, fmt, filename), "rb"), as_attachment=True, filename=filename,
-                            content_type=content_type)
+        version = _frozen_version(name, number)
+        csv_raw = request.query_params.get("csv_raw") in ("1", "true")
+        if exports.exported_in_background(version):
+            return _accepted(request, exports.export_request(version=version, fmt=fmt, csv_raw=csv_raw,
+                                                             user=request.user))
+        job = exports.export_now(version=version, fmt=fmt, csv_raw=csv_raw, user=request.user)
+        if job.status != job.Status.DONE:
+            raise APIException(f"the export failed: {job.error}")
+        return _file_response(request, job)
 
 
-def export_cached(version, fmt: str, filename: str) -> Path:
-    """A frozen version never changes, so its export is written once and served from disk — after
-    checking the file still has the bytes it was written with (the JSONL export must hash to the
-    version's sha256; every other file to the digest kept next to it when it was written). A file
-    that does not is written again."""
-    from .exports import export_version, file_sha256
+class ExportsApi(APIView):
+    permission_classes = [Allow(POST=TESTSETS_EXPORT)]
 
-    root = (Path(settings.MEDIA_ROOT) / "exports").resolve()
-    path = (root / version.sha256 / filename).resolve()
-    if not version.sha256 or path.parent != root / version.sha256:
-        # Names come from the database (test set names are slugs); never let one lead out of the folder.
-        raise ValidationError({"version": "this version cannot be exported here (unsafe name or no sha256)"})
-    digest = path.with_name(f"{filename}.sha256")
-    if path.exists():
-        expected = version.sha256 if fmt == "jsonl" else (digest.read_text().strip() if digest.exists() else "")
-        if expected and file_sha256(path) == expected:
-            return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{filename}.{uuid.uuid4().hex}")
-    written = export_version(version, fmt, tmp)
-    sha = file_sha256(written)
-    if fmt == "jsonl" and sha != version.sha256:
-        written.unlink()
-        raise APIException("the version's items no longer hash to its sha256: not served")
-    digest.write_text(sha + "\n")
-    written.replace(path)
-    return path
+    @extend_schema(request=ExportRequestSerializer, responses={200: ExportJobSerializer, 202: ExportJobSerializer},
+                   description="Export a frozen version: 202 and an export job to poll for a version of more than "
+                               "EXPORT_SYNC_MAX_ITEMS items; the finished job (with its download_url) for a smaller "
+                               "one. A finished export whose file is intact is reused.")
+    def post(self, request, name: str, number: int):
+        params = ExportRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        version = _frozen_version(name, number)
+        fmt, csv_raw = params.validated_data["format"], params.validated_data["csv_raw"]
+        if exports.exported_in_background(version):
+            return _accepted(request, exports.export_request(version=version, fmt=fmt, csv_raw=csv_raw,
+                                                             user=request.user))
+        job = exports.export_now(version=version, fmt=fmt, csv_raw=csv_raw, user=request.user)
+        code = status.HTTP_200_OK if job.status == job.Status.DONE else status.HTTP_500_INTERNAL_SERVER_ERROR
+        return Response(ExportJobSerializer(job, context={"request": request}).data, status=code)
+
+
+class ExportJobApi(APIView):
+    permission_classes = [Allow(GET=TESTSETS_EXPORT)]
+
+    @extend_schema(responses={200: ExportJobSerializer})
+    def get(self, request, pk: int):
+        job = get_object_or_404(ExportJob.objects.select_related("version__testset"), pk=pk)
+        return Response(ExportJobSerializer(job, context={"request": request}).data)
+
+
+class ExportDownloadApi(APIView):
+    permission_classes = [Allow(GET=TESTSETS_EXPORT)]
+
+    @extend_schema(responses={200: OpenApiTypes.BINARY, 202: ExportJobSerializer, 409: ExportJobSerializer})
+    def get(self, request, pk: int):
+        job = get_object_or_404(ExportJob.objects.select_related("version__testset"), pk=pk)
+        if job.status != job.Status.DONE:
+            return Response(ExportJobSerializer(job, context={"request": request}).data,
+                            status=status.HTTP_409_CONFLICT)
+        return _file_response(request, job)

@@ -6,6 +6,8 @@ enforced by database triggers (migration 0002), not only here.
 from django.conf import settings
 from django.db import models
 
+from core.jobs import Job
+
 
 class TestSet(models.Model):
     name = models.SlugField(max_length=100, unique=True)
@@ -41,6 +43,11 @@ class TestSetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.testset.name} v{self.number}{' (draft)' if self.status == 'draft' else ''}"
+
+    @property
+    def exported_in_background(self) -> bool:
+        """Exports of this version run as jobs (202 and a job to poll), not inside the request."""
+        return self.item_count > settings.EXPORT_SYNC_MAX_ITEMS
 
 
 # A test item's content, in the order of every export's columns: what the version's sha256 covers
@@ -85,3 +92,25 @@ class PromotionHold(models.Model):
     item = models.OneToOneField("labelling.BatchItem", on_delete=models.CASCADE, related_name="promotion_hold")
     reason = models.TextField()
     checked_at = models.DateTimeField(auto_now=True)
+
+
+class ExportJob(Job):
+    """One export of a frozen version in one format, written to a file under MEDIA_ROOT by a worker
+    (or in the request, for a version of at most EXPORT_SYNC_MAX_ITEMS items); the file's sha256 is
+    recorded, and checked before the file is served."""
+
+    task_name = "testsets.tasks.export_job_run"
+
+    version = models.ForeignKey(TestSetVersion, on_delete=models.PROTECT, related_name="export_jobs")
+    format = models.CharField(max_length=20)
+    options = models.JSONField(default=dict, blank=True, help_text='e.g. {"csv_raw": true}')
+    path = models.CharField(max_length=500, blank=True, default="", help_text="relative to MEDIA_ROOT")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    size = models.BigIntegerField(null=True, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        indexes = [models.Index(fields=["version", "format"], name="exportjob_version_format")]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.format} ({self.status})"

@@ -7,7 +7,7 @@ from collections import Counter
 from labelling import selectors as labelling
 from labelling.vocabulary import FAILED_VERDICTS, STRATA
 
-from .models import TestItem, TestSet, TestSetVersion
+from .models import ExportJob, TestItem, TestSet, TestSetVersion
 
 
 class TestSetError(ValueError):
@@ -101,3 +101,9 @@ def coverage(*, name: str, number: int) -> dict:
                     "production_rate": round(strata_prod.get(s, 0) / turns, 4) if turns else None}
                    for s in STRATA],
     }
+
+
+def export_latest(*, version: TestSetVersion, fmt: str, options: dict | None = None) -> ExportJob | None:
+    """The most recent export job of this version, format and options."""
+    return (ExportJob.objects.filter(version=version, format=fmt, options=options or {})
+            .select_related("version__testset").order_by("-pk").first())

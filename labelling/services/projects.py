@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import lru_cache
 
 from django.conf import settings
 from django.utils import timezone
@@ -20,7 +21,14 @@ def get_client() -> LabelStudioClient:
     if not settings.LABEL_STUDIO_URL or not settings.LABEL_STUDIO_API_KEY:
         raise LabelStudioError("Label Studio is not configured: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
                                "(scripts/labelstudio.sh env prints them for the local instance)")
-    return LabelStudioClient(settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY)
+    return _client(settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY)
+
+
+@lru_cache(maxsize=8)
+def _client(url: str, api_key: str) -> LabelStudioClient:
+    # One per process and instance: building the SDK client takes ~0.1 s, paid at the start of
+    # every push otherwise (its HTTP connections are then reused too).
+    return LabelStudioClient(url, api_key)
 
 
 def current_config() -> str:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import orjson
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -85,22 +82,19 @@ def version_sha256(version: TestSetVersion, copy_to=None) -> str:
 
 
 def canonical_cache_path(sha256: str) -> Path:
-    return Path(settings.MEDIA_ROOT) / "exports" / "canonical" / f"{sha256}.jsonl"
+    from ..exports.store import canonical_path
+
+    return canonical_path(sha256)
 
 
 def _hash_and_cache(version: TestSetVersion) -> str:
-    """Hash the draft and keep its canonical bytes under their hash: a frozen version never changes,
-    so its JSONL export is then a copy of this file (content-addressed, so a freeze that rolls back
-    leaves nothing wrong behind)."""
-    folder = canonical_cache_path("x").parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".freeze-{version.pk}-{uuid.uuid4().hex}"
-    try:
-        with open(tmp, "wb") as f:
-            sha = version_sha256(version, copy_to=f)
-        os.replace(tmp, canonical_cache_path(sha))
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Hash the draft and keep, under that hash, its canonical bytes (exactly its JSONL export) and its
+    column store (from which the other exports are made): a frozen version never changes, so its
+    exports are derived from these files (content-addressed, so a freeze that rolls back leaves nothing
+    wrong behind)."""
+    from ..exports.store import store_write
+
+    sha, _ = store_write(iter_items(version))
     return sha
 
 
