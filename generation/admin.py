@@ -3,7 +3,6 @@ from django.contrib import admin, messages
 from taxonomy.admin import FailureModeAdmin
 from taxonomy.models import FailureMode
 
-from . import prompting
 from .models import GeneratedCase, GenerationRun
 
 
@@ -39,6 +38,7 @@ class GeneratedCaseAdmin(admin.ModelAdmin):
 
 
 def _enqueue(modeladmin, request, queryset, offline: bool):
+    from . import prompting  # here, not at import: it loads the OpenAI SDK (~1.5 s), and every process loads admin
     from .services import GenerationError
     from .tasks import generate_for_failure_mode
 

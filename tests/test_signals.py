@@ -335,3 +335,29 @@ def test_detection_outside_a_transaction_commits_each_batch(tmp_path, settings):
     before = dict(TurnSignals.objects.values_list("turn_id", "failure_probability"))
     assert signals_detect().sessions == 0
     assert dict(TurnSignals.objects.values_list("turn_id", "failure_probability")) == before
+
+
+@pytest.mark.parametrize("mode", ["lexical", "semantic"])
+def test_signals_on_the_example_logs_are_those_recorded_before_the_speed_work(mode):
+    """detect_rows on the three example logs and an eventful copy of the CANARD one (every event
+    kind, untimed turns, texts to escape) against tests/fixtures/detector_decisions.json: with the
+    lexical model every row exactly (flags, probability bits, evidence and its key order); with the
+    semantic one every turn's flags, but a pair within 1e-4 of the threshold may move with batching."""
+    from tests.detector_snapshot import FIXTURE, MARGIN, _sha, flags_string, log_rows, row_dump
+
+    want = json.loads(FIXTURE.read_text(encoding="utf-8"))["logs"][mode]
+    got = log_rows(mode == "semantic")
+    assert set(got) == set(want)
+    for name, (det, rows) in got.items():
+        w = want[name]
+        assert len(rows) == w["turns"], name
+        if mode == "lexical":
+            assert flags_string(rows) == w["flags"], name
+            assert _sha([row_dump(r) for r in rows]) == w["sha256"], name
+            continue
+        flags = flags_string(rows)
+        moved = [i for i in range(len(rows)) if flags[2 * i:2 * i + 2] != w["flags"][2 * i:2 * i + 2]]
+        for i in moved:
+            ev = rows[i].evidence.get("rephrased") or rows[i].evidence.get("followed_up")
+            assert ev is not None and abs(ev["probability"] - det.threshold) <= MARGIN, (name, i, rows[i])
+        assert len(moved) <= 2, (name, moved)

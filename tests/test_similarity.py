@@ -4,6 +4,7 @@ keeps the shipped threshold honest.
 
 No Django DB. The MiniLM encoder packages are requirements, so nothing here is skipped.
 """
+import json
 import math
 
 import numpy as np
@@ -211,3 +212,23 @@ def test_embedding_cache_across_calls_is_bounded_and_consistent(monkeypatch):
     for a, b in zip(first, again):
         assert a.stage == b.stage and a.score == pytest.approx(b.score, abs=1e-4)
     assert not any(math.isnan(s.score) for s in again)
+
+
+@pytest.mark.parametrize("mode", ["lexical", "semantic"])
+def test_decisions_on_the_eval_sets_are_those_recorded_before_the_speed_work(mode):
+    """tests/detector_snapshot.py: the lexical model exactly (every score's bits), the semantic one
+    decision by decision (a pair within 1e-4 of the threshold may move with encoder batching)."""
+    from tests.detector_snapshot import FIXTURE, MARGIN, _sha, eval_set_scores
+
+    want = json.loads(FIXTURE.read_text(encoding="utf-8"))["eval_sets"][mode]
+    got = eval_set_scores(mode == "semantic")
+    assert set(got) == set(want)
+    for name, (det, scored) in got.items():
+        w = want[name]
+        assert len(scored) == len(w["decisions"])
+        assert "".join(s.stage[0] for s in scored) == w["stages"], name
+        if mode == "lexical":
+            assert _sha([[repr(s.score), repr(s.probability)] for s in scored]) == w["sha256"], name
+        moved = [i for i, s in enumerate(scored) if ("1" if det.is_rephrase(s) else "0") != w["decisions"][i]]
+        assert all(abs(scored[i].probability - det.threshold) <= MARGIN for i in moved), (name, moved[:10])
+        assert len(moved) <= 2, (name, moved)

@@ -9,6 +9,8 @@ from production.services.signals import signals_detect
 
 
 class Command(BaseCommand):
+    # As for ingest: the system checks import every app's URLs (seconds of start-up per run).
+    requires_system_checks = []
     help = ("Set each turn's implicit signals (rephrased, followed_up, abandoned, copied, thumbs, escalated, "
             "human_override) from what happened after its answer. Incremental: only changed sessions.")
 
