@@ -74,6 +74,38 @@ else
 fi
 
 echo
+echo "== shadow evaluation: a candidate release answered the same queries, never shown to users"
+echo "   (mirrored answers from real pairwise data; its human preferences stand in for the LLM judge)"
+"$PY" examples/shadow_demo_log.py --out-dir .run/demo
+"$PY" manage.py release_add demo-candidate --model demo-candidate-model >/dev/null 2>&1 \
+  || echo "release demo-candidate exists"
+"$PY" manage.py ingest .run/demo/shadow_log.jsonl --source shadow-demo
+# One release per model that served the logs (the shadow demo's served model is the baseline).
+"$PY" manage.py releases_from_models
+"$PY" manage.py shadow_judge --release demo-candidate --humans-from .run/demo/shadow_prefs.jsonl
+"$PY" manage.py shadow_report --release demo-candidate
+
+echo
+echo "== offline scores against production signal rates, per release"
+"$PY" manage.py correlation_report
+
+echo
+echo "== the release gate: may demo-candidate replace demo-served-model? (exit 0 ship, 1 block, 3 insufficient evidence)"
+gate_status=0
+"$PY" manage.py release_gate --candidate demo-candidate --baseline demo-served-model || gate_status=$?
+echo "release_gate exited $gate_status"
+if [ -z "${JUDGE_MODEL:-}${OPENAI_BASE_URL:-}" ]; then
+  echo
+  echo "No LLM endpoint is set, so nothing above pretended to be one: human preferences judged the shadow pairs,"
+  echo "and there are no offline scores. To run them with a model (any OpenAI-compatible endpoint):"
+  echo "  export OPENAI_BASE_URL=... OPENAI_API_KEY=...     # default endpoint for every role"
+  echo "  export JUDGE_MODEL=... [JUDGE_BASE_URL=... JUDGE_API_KEY=...]   # the pairwise judge (shadow_judge)"
+  echo "  export GRADER_MODEL=...                            # offline grading (offline_run)"
+  echo "  .venv/bin/python manage.py shadow_judge --release demo-candidate"
+  echo "  .venv/bin/python manage.py offline_run --release demo-candidate --testset production --version ${VERSION:-1}"
+fi
+
+echo
 echo "Label Studio is running; open the project and label:"
 echo "  $LABEL_STUDIO_URL/projects/$PROJECT/data"
 echo "  login: $LABEL_STUDIO_USERNAME  password: $LABEL_STUDIO_PASSWORD"
