@@ -7,6 +7,7 @@ import time
 import pytest
 from django.test import override_settings
 
+from conftest import user_with_role
 from testsets.models import ExportJob, TestItem, TestSet, TestSetVersion
 from testsets.services.exports import export_job_run, export_path
 from testsets.services.promotion import canonical
@@ -156,10 +157,9 @@ def test_an_export_that_fails_marks_its_job_failed_with_the_reason(api, monkeypa
 
 
 @pytest.mark.django_db
-def test_the_dashboard_links_a_large_version_to_its_export_page(client, django_user_model,
-                                                               django_capture_on_commit_callbacks):
+def test_the_dashboard_links_a_large_version_to_its_export_page(client, django_capture_on_commit_callbacks):
     version = freeze()
-    client.force_login(django_user_model.objects.create_user("viewer", password="pw-viewer-1"))
+    client.force_login(user_with_role("viewer", "viewer", password="pw-viewer-1"))
     listing = client.get("/testsets/").content.decode()
     assert f'href="/api/testsets/{NAME}/versions/1/export/parquet/"' in listing  # small: a direct download
     with override_settings(EXPORT_SYNC_MAX_ITEMS=5):
