@@ -399,22 +399,7 @@ class CopyWriter(_Base):
                 raise
         else:
             return len(unique), []
-        try:
-            with transaction.atomic():
-                return self._insert_events_on_conflict(events), []
-        except Exception as e:
-            if not _is_row_error(e):
-                raise
-        inserted, refusals = 0, []
-        for event, line_no in zip(events, lines):
-            try:
-                with transaction.atomic():
-                    inserted += self._insert_events_on_conflict([event])
-            except Exception as e:
-                if not _is_row_error(e):
-                    raise
-                refusals.append(refused(line_no, "event", e))
-        return inserted, refusals
+        return _all_or_each(events, lines, self._insert_events_on_conflict, "event")
 
     def _insert_events_on_conflict(self, events: list[ParsedEvent]) -> int:
         from psycopg2.extras import execute_values
@@ -437,22 +422,7 @@ class CopyWriter(_Base):
     def _insert_shadows(self, shadows: list[ParsedShadow], lines: list[int]) -> tuple[int, list[Reject]]:
         """Store mirrored answers, the first of each (turn, release) winning, attached at once to turns
         already stored (this chunk's included); the rest wait for `finish`."""
-        try:
-            with transaction.atomic():
-                return self._insert_shadows_on_conflict(shadows), []
-        except Exception as e:
-            if not _is_row_error(e):
-                raise
-        inserted, refusals = 0, []
-        for shadow, line_no in zip(shadows, lines):
-            try:
-                with transaction.atomic():
-                    inserted += self._insert_shadows_on_conflict([shadow])
-            except Exception as e:
-                if not _is_row_error(e):
-                    raise
-                refusals.append(refused(line_no, "shadow", e))
-        return inserted, refusals
+        return _all_or_each(shadows, lines, self._insert_shadows_on_conflict, "shadow")
 
     def _insert_shadows_on_conflict(self, shadows: list[ParsedShadow]) -> int:
         from psycopg2.extras import execute_values
@@ -547,3 +517,24 @@ def _is_row_error(e: BaseException) -> bool:
     """An error about a row's data: data exceptions (22: too long, bad encoding, bad value), integrity
     (23: a constraint or trigger refusing it), program limits (54: e.g. an index row too large)."""
     return _pgcode(e)[:2] in ("22", "23", "54")
+
+
+def _all_or_each(rows: list, lines: list[int], insert, kind: str) -> tuple[int, list[Reject]]:
+    """`insert(rows)` in one savepoint; if the database refuses a row, each row in its own savepoint,
+    the refused ones rejected with their line number (the rest are kept)."""
+    try:
+        with transaction.atomic():
+            return insert(rows), []
+    except Exception as e:
+        if not _is_row_error(e):
+            raise
+    inserted, refusals = 0, []
+    for row, line_no in zip(rows, lines):
+        try:
+            with transaction.atomic():
+                inserted += insert([row])
+        except Exception as e:
+            if not _is_row_error(e):
+                raise
+            refusals.append(refused(line_no, kind, e))
+    return inserted, refusals
