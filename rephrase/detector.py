@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .features import FEATURES, TextFeatures, pair_features, text_features
+from .features import BLANK, FEATURES, TextTable, pair_matrix
 from .trees import Trees
 
 MODEL_PATH = Path(__file__).resolve().parent / "model.json"
@@ -109,31 +109,24 @@ class RephraseDetector:
         self.text_cache = text_cache
         self._shift = _logit(prior)
         self._cut = _logit(self.threshold) - self._shift  # balanced logit at which the flag turns on
-        self._text: dict[str, TextFeatures] = {}
+        self._table = TextTable(text_cache)  # per-text features, shared by every call (thread-safe)
         # Re-asked and popular queries recur across calls: their embeddings are kept (bounded LRU).
         self._emb: OrderedDict = OrderedDict()
         self._emb_lock = threading.Lock()
-
-    def _features(self, text: str) -> TextFeatures:
-        f = self._text.get(text)
-        if f is None:
-            if len(self._text) >= self.text_cache:
-                self._text.clear()
-            f = self._text[text] = text_features(text)
-        return f
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[RephraseScore]:
         n = len(pairs)
         if not n:
             return []
-        cache, tf = self._text, self._features
+        ids, table = self._table.lookup([t for pair in pairs for t in pair])
+        A, B = ids[0::2], ids[1::2]
         X = np.empty((n, len(FEATURES) + 1))
-        X[:, :-1] = [pair_features(cache.get(a) or tf(a or ""), cache.get(b) or tf(b or "")) for a, b in pairs]
+        X[:, :-1] = pair_matrix(table, A, B)
         X[:, -1] = 1.0  # cosine at its maximum: the semantic model's upper bound
         logit = self.lexical.logit(X[:, :-1])
         cosine: list[float | None] = [None] * n
         stage = ["lexical"] * n
-        empty = np.fromiter((not (a and a.strip() and b and b.strip()) for a, b in pairs), dtype=bool, count=n)
+        empty = (table.num[A, BLANK] != 0) | (table.num[B, BLANK] != 0)
         if self.semantic:
             upper = self.semantic_model.logit(X)
             np.minimum(logit, upper, out=logit)  # a skipped pair never scores above what the encoder could give

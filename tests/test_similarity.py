@@ -232,3 +232,23 @@ def test_decisions_on_the_eval_sets_are_those_recorded_before_the_speed_work(mod
         moved = [i for i, s in enumerate(scored) if ("1" if det.is_rephrase(s) else "0") != w["decisions"][i]]
         assert all(abs(scored[i].probability - det.threshold) <= MARGIN for i in moved), (name, moved[:10])
         assert len(moved) <= 2, (name, moved)
+
+
+def test_batched_pair_features_are_those_of_one_pair_at_a_time():
+    """``pair_matrix`` (numpy over a batch, per-text rows in a ``TextTable``) gives every feature of
+    ``pair_features`` bit for bit: on the eval sets' pairs, awkward texts (empty, blank, numbers,
+    names, long), and across the table being cleared between and within calls."""
+    from rephrase.features import TextTable, pair_features, pair_matrix, text_features
+
+    odd = ["", "   ", "In 1929?", "in 1930 and 1929", "What did Zappa and Beefheart do in 1975 ?",
+           "x " * 200 + "why", "naïve café — 東京?", "What ELSE did he do?", "it", "Is it 3 or 4"]
+    pairs = [(a, b) for a, b, _, _ in canard_pairs()[:1500]] + [(a, b) for a, b, _, _ in hint3_pairs()[:1500]]
+    pairs += [(a, b) for a in odd for b in odd]
+    want = np.array([pair_features(text_features(a), text_features(b)) for a, b in pairs])
+    for cap in (10**6, 37):  # 37: the table is cleared again and again
+        table = TextTable(cap)
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start:start + 500]
+            ids, view = table.lookup([t for p in chunk for t in p])
+            got = pair_matrix(view, ids[0::2], ids[1::2])
+            assert got.tobytes() == want[start:start + len(chunk)].tobytes()

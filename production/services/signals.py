@@ -136,7 +136,9 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
     # Leave events of each session (on any of its turns): evidence for `abandoned`.
     leaves: dict[int, list] = defaultdict(list)
     if events:
-        ext_of = {t[ID]: (t[EXT], t[SESSION]) for t in turns}
+        # Only the turns that carry a leave event are looked up (a pass over the batch, no tuple per turn).
+        need = {turn_id for turn_id, evs in events.items() if any(ev[E_TYPE] in LEAVE_EVENTS for ev in evs)}
+        ext_of = {t[ID]: (t[EXT], t[SESSION]) for t in turns if t[ID] in need} if need else {}
         for turn_id, evs in events.items():
             for ev in evs:
                 if ev[E_TYPE] in LEAVE_EVENTS and turn_id in ext_of:
@@ -146,62 +148,74 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
     p_event = cfg.failure_probability
     counted = {"human_override": True, "thumbs_down": cfg.failure_on_thumbs_down,
                "escalated": cfg.failure_on_escalation}
+    counted_on = [name for name, on in counted.items() if on]  # in this order: the product's order
+    on_thumbs_down, on_escalation = cfg.failure_on_thumbs_down, cfg.failure_on_escalation
     threshold, prior = detector.threshold, detector.prior
+    is_rephrase = detector.is_rephrase
+    abandon_seconds = cfg.abandon_seconds
     blank = dict.fromkeys(SIGNAL_NAMES, False)
+    events_get, scored_get, nexts_get = events.get, scored.get, nexts.get
     out = []
+    append = out.append
     for turn in turns:
+        tid = turn[ID]
         flags = blank.copy()
         evidence: dict = {}
         corrected = ""
-        for ev in events.get(turn[ID], ()):
-            name = EVENT_SIGNALS.get(ev[E_TYPE])
-            if name is None:
-                continue
-            flags[name] = True
-            item = {"event_id": ev[E_ID]}
-            if ev[E_TS] is not None:
-                item["timestamp"] = _iso(ev[E_TS])
-            if ev[E_ACTOR]:
-                item["actor"] = ev[E_ACTOR]
-            if ev[E_REASON]:
-                item["reason"] = ev[E_REASON]
-            evidence.setdefault(name, []).append(item)
-            if name == "human_override":
-                corrected = ev[E_CORRECTED]  # the latest override wins (events are in time order)
+        evs = events_get(tid)
+        if evs:
+            for ev in evs:
+                name = EVENT_SIGNALS.get(ev[E_TYPE])
+                if name is None:
+                    continue
+                flags[name] = True
+                item = {"event_id": ev[E_ID]}
+                if ev[E_TS] is not None:
+                    item["timestamp"] = _iso(ev[E_TS])
+                if ev[E_ACTOR]:
+                    item["actor"] = ev[E_ACTOR]
+                if ev[E_REASON]:
+                    item["reason"] = ev[E_REASON]
+                evidence.setdefault(name, []).append(item)
+                if name == "human_override":
+                    corrected = ev[E_CORRECTED]  # the latest override wins (events are in time order)
         not_failed = 1.0
-        hit = scored.get(turn[ID])
+        hit = scored_get(tid)
         if hit is not None:
             nxt, gap, s = hit
-            name = "rephrased" if detector.is_rephrase(s) else "followed_up"
+            name = "rephrased" if is_rephrase(s) else "followed_up"
             flags[name] = True
+            cos = s.cosine
             evidence[name] = {"next_turn_id": nxt[EXT], "probability": round(s.probability, 4),
                               "score": round(s.score, 4),
-                              "cosine": None if s.cosine is None else round(s.cosine, 4),
+                              "cosine": None if cos is None else round(cos, 4),
                               "stage": s.stage, "gap_seconds": gap, "threshold": threshold, "prior": prior,
                               "next_query": nxt[QUERY][:300]}
             not_failed *= 1.0 - s.probability
         elif not (flags["copied"] or flags["thumbs_up"]):
-            following = nexts.get(turn[ID])
+            following = nexts_get(tid)
             answered = turn[RESP_TS] or turn[TS]
-            leave = (_leave_after(answered, following[0][TS] if following else None, leaves[turn[SESSION]],
-                                  cfg.abandon_seconds) if turn[SESSION] in leaves else None)
+            session = turn[SESSION]
+            leave = (_leave_after(answered, following[0][TS] if following else None, leaves[session],
+                                  abandon_seconds) if session in leaves else None)
             if leave is not None:
                 ev, on_turn, dt = leave
                 flags["abandoned"] = True
                 evidence["abandoned"] = {"event_id": ev[E_ID], "event": ev[E_TYPE], "on_turn_id": on_turn,
-                                         "seconds_after_answer": dt, "abandon_seconds": cfg.abandon_seconds}
+                                         "seconds_after_answer": dt, "abandon_seconds": abandon_seconds}
             else:
                 flags["session_ended"] = True
                 evidence["session_ended"] = (
                     {"last_turn_of_session": True} if following is None
                     else {"next_turn_id": following[0][EXT], "gap_seconds": following[1], "window_seconds": window})
-        for name, on in counted.items():
-            if on and flags[name]:
-                not_failed *= 1.0 - p_event[name]
+        if evs:  # only events set the flags counted here
+            for name in counted_on:
+                if flags[name]:
+                    not_failed *= 1.0 - p_event[name]
         flags["failure_candidate"] = (flags["human_override"] or flags["rephrased"]
-                                      or (cfg.failure_on_thumbs_down and flags["thumbs_down"])
-                                      or (cfg.failure_on_escalation and flags["escalated"]))
-        out.append(SignalRow(turn[ID], flags, corrected, evidence, 1.0 - not_failed))
+                                      or (on_thumbs_down and flags["thumbs_down"])
+                                      or (on_escalation and flags["escalated"]))
+        append(SignalRow(tid, flags, corrected, evidence, 1.0 - not_failed))
     return out
 
 

@@ -12,11 +12,11 @@ COPY text: datetime and model objects cost more than detection itself (measured:
 """
 from __future__ import annotations
 
-import csv
 import io
 import queue
 import threading
 from collections import defaultdict
+from operator import itemgetter
 
 import orjson
 from django.db import connection, transaction
@@ -96,6 +96,7 @@ _EVENTS = ("SELECT e.turn_id, e.id, e.type, EXTRACT(EPOCH FROM e.timestamp)::flo
            "WHERE t.session_id = ANY(%s) ORDER BY e.timestamp, e.id")
 _COPY = (f"COPY production_turnsignals (turn_id, {', '.join(FLAG_COLUMNS)}, failure_probability, "
          f"definition_version, corrected_response, evidence, detected_at) FROM STDIN")
+_flag_values = itemgetter(*FLAG_COLUMNS)
 _TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -104,11 +105,15 @@ def _copy_rows(cur, rows: list[SignalRow]) -> None:
     now = timezone.now().isoformat()
     tail = f"\t{DEFINITION_VERSION}\t"
     lines = []
+    flag_text: dict[tuple, str] = {}  # a row's flags as COPY text, per combination (a few dozen occur)
     for r in rows:
-        f = r.flags
+        f = _flag_values(r.flags)
+        ft = flag_text.get(f)
+        if ft is None:
+            ft = flag_text[f] = chr(9).join("t" if on else "f" for on in f)
         # orjson escapes control characters inside strings; only backslashes need doubling for COPY text.
         ev = orjson.dumps(r.evidence).decode().replace("\\", "\\\\")
-        lines.append(f"{r.turn_id}\t{chr(9).join('t' if f[c] else 'f' for c in FLAG_COLUMNS)}\t"
+        lines.append(f"{r.turn_id}\t{ft}\t"
                      f"{r.failure_probability!r}{tail}{r.corrected_response.translate(_TEXT_ESCAPES)}\t{ev}\t{now}\n")
     cur.execute("DELETE FROM production_turnsignals WHERE turn_id = ANY(%s)", [[r.turn_id for r in rows]])
     cur.copy_expert(_COPY, io.StringIO("".join(lines)))
