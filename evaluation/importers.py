@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.jsonl import JsonLineError, json_objects
+
 FORMATS = ("scores-jsonl", "ragas", "deepeval", "promptfoo")
 
 # Columns of a RAGAS sample (SingleTurnSample / MultiTurnSample) and of our ragas export: never metrics.
@@ -88,19 +90,10 @@ def _load_json(path: Path):
 
 
 def _json_lines(path: Path) -> list[tuple[int, dict]]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as e:
-                raise ImportFormatError(f"line {n}: not JSON ({e})") from None
-            if not isinstance(obj, dict):
-                raise ImportFormatError(f"line {n}: expected a JSON object")
-            out.append((n, obj))
-    return out
+    try:
+        return list(json_objects(path))
+    except JsonLineError as e:
+        raise ImportFormatError(str(e)) from None
 
 
 # --- scores-jsonl ----------------------------------------------------------------------------

@@ -8,12 +8,12 @@ could not be reached for, leaves the pair out (counted in `missing`).
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from django.conf import settings
 
 from core import stats
+from core.jsonl import JsonLineError, json_objects
 from llm import client as llm
 
 from ..models import JudgeCalibration
@@ -33,16 +33,8 @@ def read_preferences(path: str | Path, limit: int | None = None) -> list[dict]:
     if not path.exists():
         raise CalibrationError(f"PATH: no file {path}")
     out = []
-    with path.open(encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise CalibrationError(f"{path}:{no}: not JSON ({e})") from None
-            if not isinstance(rec, dict):
-                raise CalibrationError(f"{path}:{no}: expected a JSON object")
+    try:
+        for no, rec in json_objects(path):
             for key in ("query", "response_a", "response_b"):
                 if not isinstance(rec.get(key), str):
                     raise CalibrationError(f"{path}:{no}: {key!r} must be a string")
@@ -51,6 +43,8 @@ def read_preferences(path: str | Path, limit: int | None = None) -> list[dict]:
             out.append(rec)
             if limit and len(out) >= limit:
                 break
+    except JsonLineError as e:
+        raise CalibrationError(f"{path}:{e.line_no}: {e.reason}") from None
     if not out:
         raise CalibrationError(f"{path}: no pairs")
     return out

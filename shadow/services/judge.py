@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.jobs import job_claim, job_fail, job_finish, job_progress
+from core.jsonl import JsonLineError, json_objects
 from llm import client as llm
 from releases.models import Release
 from taxonomy.selectors import failure_mode_tree
@@ -248,15 +249,14 @@ def shadow_judge_from_humans(*, path: str | Path, release: str | None = None) ->
     """
     path = Path(path)
     lines = {}
-    with path.open(encoding="utf-8") as f:
-        for no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            rec = json.loads(line)
+    try:
+        for no, rec in json_objects(path):
             if rec.get("human") not in ("a", "b", "tie") or "id" not in rec:
                 raise JudgeError(f"{path}:{no}: expected {{\"id\", \"response_a\", \"response_b\", "
                                  f"\"human\": \"a\" | \"b\" | \"tie\"}}")
             lines[str(rec["id"])] = rec
+    except JsonLineError as e:
+        raise JudgeError(f"{path}:{e.line_no}: {e.reason}") from None
     rel = Release.objects.filter(name=release).first() if release else None
     if release and rel is None:
         raise JudgeError(f"--release: no release named {release!r}")
