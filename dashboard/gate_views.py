@@ -11,14 +11,11 @@ from core.roles import ASK_GATE, DASHBOARDS, require_perm
 from gate import selectors as gate
 from gate.services import GateUsageError, gate_decide
 
-ASK = ASK_GATE
-
-
 @require_perm(DASHBOARDS)
 def gate_list(request):
     return render(request, "dashboard/gate_list.html", {
         "decisions": list(gate.decision_list()[:50]), "releases": gate.gate_releases(),
-        "can_ask": request.user.has_perm(ASK)})
+        "can_ask": request.user.has_perm(ASK_GATE)})
 
 
 @require_perm(DASHBOARDS)
@@ -28,7 +25,7 @@ def gate_release(request, name: str):
         raise Http404(f"no release {name!r}")
     return render(request, "dashboard/gate_release.html", {
         "release": release, "decisions": list(gate.decision_list(release=name)[:100]),
-        "releases": [r for r in gate.gate_releases() if r.pk != release.pk], "can_ask": request.user.has_perm(ASK)})
+        "releases": [r for r in gate.gate_releases() if r.pk != release.pk], "can_ask": request.user.has_perm(ASK_GATE)})
 
 
 @require_perm(DASHBOARDS)

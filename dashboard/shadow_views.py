@@ -6,7 +6,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
 
-from core.roles import DASHBOARDS, TURNS, require_perm
+from core.roles import ASK_GATE, DASHBOARDS, TURNS, require_perm
 from gate import selectors as gate
 from shadow import selectors as shadow
 
@@ -61,7 +61,7 @@ def shadow_release(request, name: str):
         "runs": list(shadow.run_list(name)[:10]), "judge_runs": list(shadow.judge_run_list()[:5]),
         "outcomes": OUTCOMES,
         # The release gate's button: this is the candidate's page.
-        "gate_releases": gate.gate_releases(), "can_ask_gate": request.user.has_perm("gate.ask_gate"),
+        "gate_releases": gate.gate_releases(), "can_ask_gate": request.user.has_perm(ASK_GATE),
         "gate_last": gate.decision_list(release=name, as_candidate_only=True).first(),
     })
 

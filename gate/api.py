@@ -8,7 +8,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.roles import ASK_GATE, DASHBOARDS, Allow, CappedPagination
+from core.roles import ASK_GATE, DASHBOARDS, Allow
 
 from . import selectors
 from .models import GateDecision
@@ -89,7 +89,6 @@ class DecisionListApi(ListAPIView):
     """GET ?release=NAME (as candidate or baseline), newest first."""
 
     permission_classes = [READ]
-    pagination_class = CappedPagination
     serializer_class = DecisionSerializer
 
     def get_queryset(self):

@@ -32,16 +32,13 @@ from ..client import LabelStudioUnavailable
 from ..models import BatchItem, LabellingBatch, TaskLink
 from .projects import get_client, project_ensure
 
-# The flags shown to the annotator, each with its description (production's one vocabulary).
-SIGNAL_LABELS = SIGNAL_DESCRIPTIONS
-
 
 def _signals_text(signals: dict | None, clean) -> str:
     """`signals`: the turn's flags by name and their `evidence`, or None when it has no signals row."""
     if signals is None:
         return "No signals detected."
     lines = []
-    for name, label in SIGNAL_LABELS.items():
+    for name, label in SIGNAL_DESCRIPTIONS.items():
         if not signals[name]:
             continue
         ev = (signals["evidence"] or {}).get(name)
@@ -90,7 +87,7 @@ ROW_FIELDS = ("id", "stratum", "inclusion_probability", "turn_id", "turn__sessio
               "turn__source__name", "turn__source__redact_pii", "turn__session__external_id", "turn__user_id",
               "turn__timestamp", "turn__model", "turn__query", "turn__response", "turn__contexts", "turn__metadata",
               "turn__signals__turn", "turn__signals__evidence", "turn__signals__corrected_response",
-              *(f"turn__signals__{name}" for name in SIGNAL_LABELS))
+              *(f"turn__signals__{name}" for name in SIGNAL_DESCRIPTIONS))
 
 
 def _row_of(item: BatchItem) -> dict:
@@ -105,7 +102,7 @@ def _row_of(item: BatchItem) -> dict:
            "turn__signals__turn": signals.pk if signals is not None else None,
            "turn__signals__evidence": signals.evidence if signals is not None else None,
            "turn__signals__corrected_response": signals.corrected_response if signals is not None else None}
-    for name in SIGNAL_LABELS:
+    for name in SIGNAL_DESCRIPTIONS:
         row[f"turn__signals__{name}"] = getattr(signals, name) if signals is not None else None
     return row
 
@@ -123,7 +120,7 @@ def task_data(row: dict, history: list[tuple[str, str]]) -> dict:
     source = row["turn__source__name"]
     signals = None
     if row["turn__signals__turn"] is not None:
-        signals = {name: row[f"turn__signals__{name}"] for name in SIGNAL_LABELS}
+        signals = {name: row[f"turn__signals__{name}"] for name in SIGNAL_DESCRIPTIONS}
         signals["evidence"] = row["turn__signals__evidence"]
     conversation = []
     for query, response in history:
