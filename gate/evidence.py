@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta, timezone
 
 from core import stats
+from core.fmt import pct
 from evaluation import selectors as evaluation
 from releases.models import Release
 from releases.selectors import release_serving_span, release_turn_filter, release_turns
@@ -27,10 +28,6 @@ from .policy import GateUsageError, Policy
 
 PASS, WORSE, INCONCLUSIVE, MISSING, STALE = "pass", "worse", "inconclusive", "missing", "stale"
 FAILURE = "failure_candidate"
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def pp(x: float | None) -> str:

@@ -2,7 +2,9 @@
 CI job summary."""
 from __future__ import annotations
 
-from .evidence import num, pct
+from core.fmt import pct
+
+from .evidence import num
 from .models import EXIT_CODES
 
 VERDICT_WORDS = {"pass": "pass", "worse": "worse", "inconclusive": "inconclusive", "missing": "missing",

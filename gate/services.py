@@ -15,6 +15,7 @@ import json
 
 from django.db import transaction
 
+from core.fmt import pct
 from releases.models import Release
 from releases.selectors import release_get
 
@@ -90,7 +91,7 @@ def _critical_summary(critical: list[dict]) -> str:
         return "; ".join(m["reason"] for m in worse)
     if not critical[0]["pairs"]:
         return "critical modes: no judged pairs to compare the candidate's critical failure modes on"
-    parts = [f"{m['code']} {ev.pct(m['candidate']['rate'])} vs {ev.pct(m['baseline']['rate'])}" for m in critical]
+    parts = [f"{m['code']} {pct(m['candidate']['rate'])} vs {pct(m['baseline']['rate'])}" for m in critical]
     return (f"critical modes: none higher on the candidate with intervals apart over {critical[0]['pairs']} "
             f"judged pairs ({'; '.join(parts)})")
 

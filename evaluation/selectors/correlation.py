@@ -19,6 +19,7 @@ import numpy as np
 from django.conf import settings
 
 from core import stats
+from core.fmt import pct
 from releases.models import Release
 from testsets.models import TestSetVersion
 
@@ -148,10 +149,6 @@ def item_alarms(weekly: list[dict]) -> list[dict]:
 
 # --- release level ---------------------------------------------------------------------------------
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v * 100:.1f}%"
-
-
 def discordant_pairs(rows: list[dict]) -> list[dict]:
     """Alarms for releases whose offline score is better than the previous release's while their
     production failure rate is worse, both with intervals apart (rows in serving order)."""
@@ -171,10 +168,10 @@ def discordant_pairs(rows: list[dict]) -> list[dict]:
                                f"[{row['offline_ci'][0]:.3f}, {row['offline_ci'][1]:.3f}] is better than "
                                f"{prev['name']}'s {prev['offline_score']:.3f} [{prev['offline_ci'][0]:.3f}, "
                                f"{prev['offline_ci'][1]:.3f}], but its production failure rate "
-                               f"{_pct(row['production_failure_rate'])} [{_pct(row['production_ci'][0])}, "
-                               f"{_pct(row['production_ci'][1])}] is worse than "
-                               f"{_pct(prev['production_failure_rate'])} [{_pct(prev['production_ci'][0])}, "
-                               f"{_pct(prev['production_ci'][1])}]: the test set no longer ranks releases as "
+                               f"{pct(row['production_failure_rate'])} [{pct(row['production_ci'][0])}, "
+                               f"{pct(row['production_ci'][1])}] is worse than "
+                               f"{pct(prev['production_failure_rate'])} [{pct(prev['production_ci'][0])}, "
+                               f"{pct(prev['production_ci'][1])}]: the test set no longer ranks releases as "
                                f"production does"),
                     "evidence": {"release": {k: row[k] for k in REPORT_RELEASE_KEYS},
                                  "previous": {k: prev[k] for k in REPORT_RELEASE_KEYS}},

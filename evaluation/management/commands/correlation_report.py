@@ -2,13 +2,14 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from core.fmt import pct
 from evaluation import selectors
 from evaluation.services.alarms import alarms_record
 from evaluation.services.rollup import turn_day_counts_refresh
 
 
 def _pct(v):
-    return "—" if v is None else f"{v * 100:.1f}%"
+    return pct(v, missing="—")
 
 
 def _num(v, fmt=".3f"):

@@ -2,15 +2,12 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.fmt import pct
 from llm import client as llm
 from shadow.services import calibration
 from shadow.services.judging import PromptMissing
 
 from ._progress import Progress
-
-
-def pct(v):
-    return "n/a" if v is None else f"{v * 100:.1f}%"
 
 
 class Command(BaseCommand):

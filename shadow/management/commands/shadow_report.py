@@ -2,11 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.fmt import pct
 from shadow import selectors
-
-
-def pct(v):
-    return "n/a" if v is None else f"{v * 100:.1f}%"
 
 
 class Command(BaseCommand):
