@@ -332,3 +332,32 @@ def test_the_reading_thread_stops_when_the_writer_leaves_early():
     chunks.close()  # the writer stops (an error, or the caller is done)
     assert not any(t.name == "ingest-reader" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 4  # it stopped soon, never ran ahead of its small queue
+
+
+@pytest.mark.detect_after_ingest
+@pytest.mark.django_db(transaction=True)
+def test_the_ingest_command_chains_one_detection_run_when_it_stored_something(tmp_path, settings):
+    from evalgap.celery import app
+    from production.models import TurnSignals
+
+    # given: chaining on, and the chained task run in this process (so it ends before the test does)
+    settings.SIGNALS_DETECT_AFTER_INGEST = True
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        path = tmp_path / "log.jsonl"
+        path.write_bytes(line(id="t-1") + line(id="t-2", timestamp="2026-10-01T09:01:00Z"))
+
+        # when
+        ingest(path)
+        # then: both turns were scored and the session is clean
+        assert TurnSignals.objects.count() == 2
+        assert not Session.objects.filter(dirty=True).exists()
+
+        # when: the same file again (nothing stored), with the signals removed to show no run follows
+        TurnSignals.objects.all().delete()
+        ingest(path)
+        # then
+        assert not TurnSignals.objects.exists()
+    finally:
+        app.conf.task_always_eager = eager
