@@ -2,6 +2,7 @@
 then a re-push of the unchanged batch. Run through `make bench` (Postgres and Label Studio up)."""
 import json
 import os
+import resource
 import sys
 import time
 import uuid
@@ -27,6 +28,75 @@ from production.models import Turn  # noqa: E402
 from production.services.ingest import turns_ingest_path  # noqa: E402
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from the 3rd on (the name may hold spaces)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_of(match) -> float:
+    """CPU seconds of the live processes `match(pid, fields)` selects, with the children they
+    have reaped (utime + stime + cutime + cstime): Label Studio's or PostgreSQL's whole tree."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        f = _stat(pid)
+        if f is None:
+            continue
+        if match(pid, f):
+            total += sum(int(x) for x in f[11:15])
+    return total / TICK
+
+
+def servers() -> dict:
+    """Where the CPU of a push goes besides this process: Label Studio's process group (its pid file
+    holds the group leader) and the PostgreSQL cluster on DATABASE's port (postmaster and backends)."""
+    ls_port = settings.LABEL_STUDIO_URL.rsplit(":", 1)[-1].strip("/")
+    ls_pgid = (REPO / ".run" / f"labelstudio-{ls_port}.pid").read_text().strip()
+    pg_port = str(settings.DATABASES["default"]["PORT"])
+    postmaster = next(pid for pid in filter(str.isdigit, os.listdir("/proc"))
+                      if "/postgres -D " in (c := _cmdline(pid)) and f" -p {pg_port} " in c)
+    return {"label_studio": cpu_of(lambda pid, f: f[2] == ls_pgid),
+            "postgres": cpu_of(lambda pid, f: pid == postmaster or f[1] == postmaster)}
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def cpu_delta(before: dict, after: dict) -> dict:
+    return {k: round(after[k] - before[k], 2) for k in before}
+
+
+def timed_imports(spans: list) -> None:
+    """Record when each of the push's import requests starts and ends (the benchmark's own wrapper):
+    the wall clock of a push minus Label Studio's busy time is what evalgap adds."""
+    from labelling.client import LabelStudioClient
+
+    real = LabelStudioClient.import_tasks
+
+    def import_tasks(self, project_id, tasks, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return real(self, project_id, tasks, *args, **kwargs)
+        finally:
+            spans.append((t, time.perf_counter(), len(tasks)))
+
+    LabelStudioClient.import_tasks = import_tasks
+
+
 def main(log: str, n: int = 10_000) -> None:
     source = f"bench-push-{uuid.uuid4().hex[:8]}"  # a fresh source: run again, it pushes n new turns
     turns_ingest_path(source_name=source, path=log)
@@ -45,26 +115,57 @@ def main(log: str, n: int = 10_000) -> None:
     raw_project = client.create_project(f"bench-raw-{uuid.uuid4().hex[:8]}", current_config())
     body = json.dumps(payload).encode()
     # Label Studio's own bulk import: the task JSON, already serialised, in one POST (as with curl).
+    cpu0 = {**servers(), "this_process": own_cpu()}
     t0 = time.perf_counter()
     resp = httpx.post(f"{settings.LABEL_STUDIO_URL}/api/projects/{raw_project}/import",
                       params={"return_task_ids": "true"}, content=body, timeout=600,
                       headers={"Content-Type": "application/json",
                                "Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
     raw_s = time.perf_counter() - t0
+    raw_cpu = cpu_delta(cpu0, {**servers(), "this_process": own_cpu()})
     assert resp.status_code == 201 and len(resp.json()["task_ids"]) == len(payload), resp.text[:300]
+
+    # The same tasks in four requests of the sizes a push sends (pre-serialised, one after another):
+    # what Label Studio's cost per request adds, apart from anything evalgap does.
+    split_project = client.create_project(f"bench-split-{uuid.uuid4().hex[:8]}", current_config())
+    cuts = [0, *(round(len(payload) * f) for f in (0.04, 0.16, 0.44)), len(payload)]
+    bodies = [json.dumps(payload[a:b]).encode() for a, b in zip(cuts, cuts[1:])]
+    t0 = time.perf_counter()
+    for part in bodies:
+        resp = httpx.post(f"{settings.LABEL_STUDIO_URL}/api/projects/{split_project}/import",
+                          params={"return_task_ids": "true"}, content=part, timeout=600,
+                          headers={"Content-Type": "application/json",
+                                   "Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
+        assert resp.status_code == 201, resp.text[:300]
+    split_s = time.perf_counter() - t0
 
     with override_settings(LABEL_STUDIO_PROJECT_TITLE=f"bench-evalgap-{uuid.uuid4().hex[:8]}"):
         # Both sides start from an existing project: the baseline's was created before its timer too.
         project_ensure(client=client)
-        t0 = time.perf_counter()
+        spans: list = []
+        timed_imports(spans)
+        cpu0 = {**servers(), "this_process": own_cpu()}
+        p0 = time.perf_counter()
         first = push.batch_push(batch_id=batch.pk)
-        push_s = time.perf_counter() - t0
+        p1 = time.perf_counter()
+        push_s = p1 - p0
+        push_cpu = cpu_delta(cpu0, {**servers(), "this_process": own_cpu()})
         t0 = time.perf_counter()
         again = push.batch_push(batch_id=batch.pk)
         repush_s = time.perf_counter() - t0
     print(json.dumps({"tasks": len(payload), "payload_mb": round(len(json.dumps(payload)) / 1e6, 1),
                       "ls_bulk_import_s": round(raw_s, 2), "evalgap_push_s": round(push_s, 2),
                       "ratio": round(push_s / raw_s, 2), "repush_s": round(repush_s, 3),
+                      "ls_import_in_4_requests_s": round(split_s, 2),
+                      # CPU seconds of each side during each timer: what 2 cores must fit
+                      "cpu_ls_bulk_import": raw_cpu, "cpu_evalgap_push": push_cpu,
+                      # each import of the push: [tasks, started, ended] in seconds from the push's start;
+                      # before the first and after the last, and between imports, Label Studio waits for us
+                      "imports": [[k, round(a - p0, 2), round(b - p0, 2)] for a, b, k in spans],
+                      "push_before_first_import_s": round(spans[0][0] - p0, 2),
+                      "push_after_last_import_s": round(p1 - spans[-1][1], 2),
+                      "push_between_imports_s": round(sum(b[0] - a[1] for a, b in zip(spans, spans[1:])), 2),
+                      "load_average_1m": round(os.getloadavg()[0], 2),
                       "push": first, "repush": again}))
 
 

@@ -269,7 +269,8 @@ PII_PSEUDONYM_KEY = secret("PII_PSEUDONYM_KEY") or hashlib.sha256(
 LABELLING_SAMPLE_SIZE = env.int("LABELLING_SAMPLE_SIZE", default=100)
 LABELLING_CONVERSATION_TURNS = 5  # earlier turns shown to the annotator
 # Tasks per import request, at most: each request costs Label Studio ~0.1 s besides its tasks, so
-# few and large (its import of 10k tasks peaks at ~720 MB); the first one small, so it starts at once.
+# few and large (its import of 10k tasks peaks at ~720 MB). Tasks are rendered FIRST_CHUNK at a time:
+# the first import is that small, so Label Studio starts at once; each later one takes what is ready.
 LABELLING_PUSH_CHUNK = env.int("LABELLING_PUSH_CHUNK", default=10_000)
 LABELLING_PUSH_FIRST_CHUNK = env.int("LABELLING_PUSH_FIRST_CHUNK", default=400)
 

@@ -262,30 +262,44 @@ def _push(batch_id: int, on_chunk_imported) -> dict:
         pending = [(pk, at) for pk, at in pending if pk not in linked]
     ids = [pk for pk, _ in pending]
     pushed = 0
-    # Imports run one at a time on a second thread while this one reads and renders the next
-    # chunk. The next import is queued before the last one's links are written, so Label Studio
-    # goes from one to the next without waiting for us.
+    # Imports run one at a time on a second thread while this one renders slices of tasks. Whenever
+    # Label Studio is free it gets everything rendered so far (up to LABELLING_PUSH_CHUNK), so it
+    # never waits for a chunk of a size fixed in advance; its links are written after the next import
+    # has been sent.
+    step = max(1, min(settings.LABELLING_PUSH_FIRST_CHUNK, settings.LABELLING_PUSH_CHUNK))
+    ready: list[tuple[dict, dict]] = []  # (row, task) rendered and marked attempted, not yet sent
+    sent = 0  # how many of ids have been handed to an import
     with ThreadPoolExecutor(max_workers=1) as pool:
         in_flight = None  # (start, chunk rows, future of task ids)
-        for start, stop in _chunks(len(ids)):
-            chunk = _load_rows(ids[start:stop])
-            histories = _histories(chunk)
-            payload = [task_data(r, histories[r["id"]]) for r in chunk]
-            _mark_attempted(ids[start:stop])
+
+        def send():
+            nonlocal ready, sent
+            chunk, ready = ready[:settings.LABELLING_PUSH_CHUNK], ready[settings.LABELLING_PUSH_CHUNK:]
+            queued = (sent, [r for r, _ in chunk],
+                      pool.submit(client.import_tasks, project.ls_project_id, [t for _, t in chunk]))
+            sent += len(chunk)
+            return queued
+
+        for start in range(0, len(ids), step):
+            rows = _load_rows(ids[start:start + step])
+            histories = _histories(rows)
+            ready += [(r, task_data(r, histories[r["id"]])) for r in rows]
+            _mark_attempted(ids[start:start + step])
             job_progress(LabellingBatch, batch_id)
-            queued = (start, chunk, pool.submit(client.import_tasks, project.ls_project_id, payload))
-            if in_flight:
-                pushed += _link(project, *in_flight, on_chunk_imported)
-            in_flight = queued
-        if in_flight:
-            pushed += _link(project, *in_flight, on_chunk_imported)
+            if ready and (in_flight is None or in_flight[2].done()):
+                done, in_flight = in_flight, send()
+                if done:
+                    pushed += _link(project, *done, on_chunk_imported)
+        while in_flight:  # everything is rendered: send the rest as each import ends
+            done, in_flight = in_flight, None
+            done[2].result()
+            if ready:
+                in_flight = send()
+            pushed += _link(project, *done, on_chunk_imported)
     if project.needs_reconcile:
         type(project).objects.filter(pk=project.pk).update(needs_reconcile=False)
     job_finish(LabellingBatch, batch_id, pushed_at=timezone.now())
     return {"project_id": project.ls_project_id, "pushed": pushed, "already_present": already}
-
-
-PUSH_GROWTH = 3
 
 
 def _mark_attempted(ids: list[int]) -> None:
@@ -297,20 +311,6 @@ def _mark_attempted(ids: list[int]) -> None:
                            [timezone.now(), list(ids)])
     else:
         BatchItem.objects.filter(pk__in=ids).update(push_attempted_at=timezone.now())
-
-
-def _chunks(n: int) -> list[tuple[int, int]]:
-    """[start, stop) of each import: a small first chunk gets Label Studio working at once, then each
-    one at most PUSH_GROWTH times the last, up to LABELLING_PUSH_CHUNK. Few requests (each costs
-    Label Studio ~0.1 s of its own), and each chunk ready before the import ahead of it ends: we
-    render a task in a third to a half of the time Label Studio takes to import it (10k tasks: 400,
-    1,200, 3,600, 4,800)."""
-    out, start, size = [], 0, min(settings.LABELLING_PUSH_FIRST_CHUNK, settings.LABELLING_PUSH_CHUNK)
-    while start < n:
-        out.append((start, min(n, start + size)))
-        start += size
-        size = min(size * PUSH_GROWTH, settings.LABELLING_PUSH_CHUNK)
-    return out
 
 
 def _link(project, start: int, chunk: list[dict], future, on_chunk_imported) -> int:
