@@ -290,11 +290,8 @@ def _push(batch_id: int, on_chunk_imported) -> dict:
                 done, in_flight = in_flight, send()
                 if done:
                     pushed += _link(project, *done, on_chunk_imported)
-        while in_flight:  # everything is rendered: send the rest as each import ends
-            done, in_flight = in_flight, None
-            done[2].result()
-            if ready:
-                in_flight = send()
+        while in_flight:  # everything is rendered: queue the rest behind the import in flight
+            done, in_flight = in_flight, (send() if ready else None)
             pushed += _link(project, *done, on_chunk_imported)
     if project.needs_reconcile:
         type(project).objects.filter(pk=project.pk).update(needs_reconcile=False)
