@@ -26,10 +26,8 @@ SEED = importlib.import_module("taxonomy.migrations.0002_seed_default_taxonomy")
 @pytest.fixture(autouse=True)
 def ls_project_title():
     # Label Studio outlives each test's database: a project of its own per test.
-    # Detection is called explicitly here; a worker run started by ingest would race the
-    # database flush between transactional tests.
-    with override_settings(LABEL_STUDIO_PROJECT_TITLE=f"test-{uuid.uuid4().hex[:10]}", SIGNALS_SEMANTIC=False,
-                           SIGNALS_DETECT_AFTER_INGEST=False):
+    # Detection is called explicitly here (conftest keeps ingest from chaining it onto the worker).
+    with override_settings(LABEL_STUDIO_PROJECT_TITLE=f"test-{uuid.uuid4().hex[:10]}", SIGNALS_SEMANTIC=False):
         yield
 
 

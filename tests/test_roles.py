@@ -175,7 +175,6 @@ def test_every_url_has_an_access_rule():
 def world(db, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     settings.INGEST_SPOOL_DIR = tmp_path / "spool"
-    settings.SIGNALS_DETECT_AFTER_INGEST = False
     users = {role: user_with_role(f"u-{role}", role) for role in ROLES}
     from django.contrib.auth.models import User
 
@@ -403,7 +402,6 @@ def test_user_add_refuses_an_unknown_role(db):
 
 
 def test_an_ingest_token_can_ingest_and_nothing_else(db, settings):
-    settings.SIGNALS_DETECT_AFTER_INGEST = False
     token = run_user_add("svc", "--role", "ingest", "--token")["token"]
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")

@@ -319,12 +319,10 @@ def test_evaluate_detectors_reports_the_example_log_at_its_base_rate():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_detection_outside_a_transaction_commits_each_batch(tmp_path, settings):
+def test_detection_outside_a_transaction_commits_each_batch(tmp_path):
     """On PostgreSQL this runs the pipelined path (own connections: read k+1 / detect k / write k-1)."""
     from production.services.signals import signals_detect
 
-    # Outside a transaction the ingest command's chained detection would run at once and leave nothing dirty.
-    settings.SIGNALS_DETECT_AFTER_INGEST = False
     ingest_records(tmp_path, session_lines(SAOSIN) + session_lines(ZAPPA))
     result = signals_detect(batch_sessions=1)  # one session per batch: the pipeline holds several at once
     assert (result.sessions, result.turns) == (2, TurnSignals.objects.count())
