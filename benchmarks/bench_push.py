@@ -97,6 +97,14 @@ def timed_imports(spans: list) -> None:
     LabelStudioClient.import_tasks = import_tasks
 
 
+def ls_import(project_id: int, body: bytes) -> httpx.Response:
+    """Label Studio's own bulk import: task JSON already serialised, one POST (as with curl)."""
+    return httpx.post(f"{settings.LABEL_STUDIO_URL}/api/projects/{project_id}/import",
+                      params={"return_task_ids": "true"}, content=body, timeout=600,
+                      headers={"Content-Type": "application/json",
+                               "Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
+
+
 def main(log: str, n: int = 10_000) -> None:
     source = f"bench-push-{uuid.uuid4().hex[:8]}"  # a fresh source: run again, it pushes n new turns
     turns_ingest_path(source_name=source, path=log)
@@ -117,10 +125,7 @@ def main(log: str, n: int = 10_000) -> None:
     # Label Studio's own bulk import: the task JSON, already serialised, in one POST (as with curl).
     cpu0 = {**servers(), "this_process": own_cpu()}
     t0 = time.perf_counter()
-    resp = httpx.post(f"{settings.LABEL_STUDIO_URL}/api/projects/{raw_project}/import",
-                      params={"return_task_ids": "true"}, content=body, timeout=600,
-                      headers={"Content-Type": "application/json",
-                               "Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
+    resp = ls_import(raw_project, body)
     raw_s = time.perf_counter() - t0
     raw_cpu = cpu_delta(cpu0, {**servers(), "this_process": own_cpu()})
     assert resp.status_code == 201 and len(resp.json()["task_ids"]) == len(payload), resp.text[:300]
@@ -132,10 +137,7 @@ def main(log: str, n: int = 10_000) -> None:
     bodies = [json.dumps(payload[a:b]).encode() for a, b in zip(cuts, cuts[1:])]
     t0 = time.perf_counter()
     for part in bodies:
-        resp = httpx.post(f"{settings.LABEL_STUDIO_URL}/api/projects/{split_project}/import",
-                          params={"return_task_ids": "true"}, content=part, timeout=600,
-                          headers={"Content-Type": "application/json",
-                                   "Authorization": f"Token {settings.LABEL_STUDIO_API_KEY}"})
+        resp = ls_import(split_project, part)
         assert resp.status_code == 201, resp.text[:300]
     split_s = time.perf_counter() - t0
 
