@@ -36,6 +36,9 @@ from django.db import connection  # noqa: E402
 
 from production.models import Source  # noqa: E402
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from proc_cpu import postgres_cpu  # noqa: E402
+
 RAW_TABLE = """CREATE UNLOGGED TABLE IF NOT EXISTS bench_raw_turn (id text PRIMARY KEY, source text NOT NULL,
     session text NOT NULL, timestamp timestamptz, query text NOT NULL, response text NOT NULL)"""
 
@@ -132,22 +135,28 @@ def empty_database() -> None:
     Source.objects.create(name="bench")
 
 
-def ingest_seconds(log: Path, profile: str | None) -> tuple[float, dict, float]:
+def ingest_seconds(log: Path, profile: str | None) -> tuple[float, dict, float, float, float]:
+    """Wall seconds, the --json summary, peak RSS (MB), the ingest process's CPU seconds and its
+    PostgreSQL backends' CPU seconds: what the two cores spent on it."""
     cmd = [sys.executable, "manage.py", "ingest", str(log), "--source", "bench", "--json"]
     if profile:
         cmd = ["py-spy", "record", "--subprocesses", "--rate", "200", "--format", "speedscope"
                if profile.endswith(".json") else "flamegraph", "-o", profile, "--", *cmd]
+    port = connection.settings_dict["PORT"]
+    pg0 = postgres_cpu(port)
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
         elapsed = time.perf_counter() - t0
+        pg = postgres_cpu(port) - pg0
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if code:
             sys.exit(f"ingest failed ({code}): {err.read().decode()[-2000:]}")
-        return elapsed, json.loads(out.read().decode().strip().splitlines()[-1]), usage.ru_maxrss / 1024
+        return (elapsed, json.loads(out.read().decode().strip().splitlines()[-1]), usage.ru_maxrss / 1024,
+                usage.ru_utime + usage.ru_stime, pg)
 
 
 def main() -> None:
@@ -169,13 +178,15 @@ def main() -> None:
         return
     with open(log, "rb") as f:
         rows = sum(1 for _ in f)
-    copies, ingests, peaks, summary = [], [], [], None
+    copies, ingests, peaks, cpus, pgs, summary = [], [], [], [], [], None
     for _ in range(args.repeat):
         copies.append(raw_copy_seconds(log))
         empty_database()
-        elapsed, summary, peak = ingest_seconds(log, args.profile)
+        elapsed, summary, peak, cpu, pg = ingest_seconds(log, args.profile)
         ingests.append(elapsed)
         peaks.append(peak)
+        cpus.append(cpu)
+        pgs.append(pg)
     peak_mb = max(peaks)
     copy_s, ingest_s = statistics.median(copies), statistics.median(ingests)
     floor = None
@@ -188,6 +199,10 @@ def main() -> None:
         "ingest_seconds": round(ingest_s, 2), "ingest_turns_per_s": round(rows / ingest_s),
         "raw_copy_seconds": round(copy_s, 2), "raw_copy_rows_per_s": round(rows / copy_s),
         "ratio_vs_copy": round(copy_s / ingest_s, 3), "ingest_peak_rss_mb": round(peak_mb, 1),
+        # CPU seconds (medians) of the ingest process and of PostgreSQL during it: at 0.5 of the raw
+        # COPY, both together must fit in (cores x 2 x raw COPY seconds).
+        "ingest_process_cpu_seconds": round(statistics.median(cpus), 2),
+        "ingest_postgres_cpu_seconds": round(statistics.median(pgs), 2),
         "runs": {"ingest_seconds": [round(x, 2) for x in ingests], "raw_copy_seconds": [round(x, 2) for x in copies]},
         "schema_floor_copy_seconds": floor, "load_average": [round(x, 2) for x in os.getloadavg()],
         "summary": summary,

@@ -27,36 +27,8 @@ from labelling.services.selection import query_key  # noqa: E402
 from production.models import Turn  # noqa: E402
 from production.services.ingest import turns_ingest_path  # noqa: E402
 
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: str) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from the 3rd on (the name may hold spaces)
-
-
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def cpu_of(match) -> float:
-    """CPU seconds of the live processes `match(pid, fields)` selects, with the children they
-    have reaped (utime + stime + cutime + cstime): Label Studio's or PostgreSQL's whole tree."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        f = _stat(pid)
-        if f is None:
-            continue
-        if match(pid, f):
-            total += sum(int(x) for x in f[11:15])
-    return total / TICK
+sys.path.insert(0, str(REPO / "benchmarks"))
+from proc_cpu import cpu_of, postgres_cpu  # noqa: E402
 
 
 def servers() -> dict:
@@ -64,11 +36,8 @@ def servers() -> dict:
     holds the group leader) and the PostgreSQL cluster on DATABASE's port (postmaster and backends)."""
     ls_port = settings.LABEL_STUDIO_URL.rsplit(":", 1)[-1].strip("/")
     ls_pgid = (REPO / ".run" / f"labelstudio-{ls_port}.pid").read_text().strip()
-    pg_port = str(settings.DATABASES["default"]["PORT"])
-    postmaster = next(pid for pid in filter(str.isdigit, os.listdir("/proc"))
-                      if "/postgres -D " in (c := _cmdline(pid)) and f" -p {pg_port} " in c)
     return {"label_studio": cpu_of(lambda pid, f: f[2] == ls_pgid),
-            "postgres": cpu_of(lambda pid, f: pid == postmaster or f[1] == postmaster)}
+            "postgres": postgres_cpu(settings.DATABASES["default"]["PORT"])}
 
 
 def own_cpu() -> float:

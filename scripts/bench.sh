@@ -9,6 +9,7 @@ trap 'scripts/services.sh stop || true' EXIT INT TERM
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
 scripts/services.sh resetdb
+scripts/services.sh benchgrant
 # The benchmarks build and truncate tables of their own: they connect as the owner role.
 export DATABASE_URL_FILE=$DATABASE_MIGRATE_URL_FILE
 unset CELERY_BROKER_URL  # benchmarks time the services themselves, in-process
@@ -42,6 +43,8 @@ scripts/services.sh resetdb
 "$PY" benchmarks/bench_ingest.py "$OUT/log-sem-$SEM_TURNS.jsonl" > /dev/null
 echo "== detect_signals with the semantic check ($SEM_TURNS turns, all queries distinct)"
 "$PY" benchmarks/bench_signals.py semantic | tee "$OUT/signals-semantic.json"
+echo "== the encoder alone against this CPU's arithmetic (the first 5,000 of the queries it embedded above)"
+"$PY" benchmarks/bench_encoder.py "$OUT/encoder-texts.jsonl" 5000 | tee "$OUT/encoder.json"
 echo "== freeze and export a 100,000-item version"
 "$PY" benchmarks/bench_exports.py | tee "$OUT/exports.json"
 echo "== push 10,000 tasks to Label Studio vs its own bulk import, then a re-push"
@@ -50,3 +53,5 @@ trap 'scripts/labelstudio.sh stop >/dev/null 2>&1 || true; scripts/services.sh s
 eval "$(scripts/labelstudio.sh env)"
 head -n 12000 "$OUT/log-$TURNS.jsonl" > "$OUT/log-push.jsonl"
 "$PY" benchmarks/bench_push.py "$OUT/log-push.jsonl" 10000 | tee "$OUT/push.json"
+echo "== issue #14's targets, from this run's figures"
+"$PY" benchmarks/summary.py "$OUT" | tee "$OUT/summary.txt"

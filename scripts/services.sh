@@ -109,6 +109,13 @@ pg_resetdb() {
   pg_roles
 }
 
+pg_bench_grant() {
+  # Benchmarks only (scripts/bench.sh): they CHECKPOINT before each timed COPY, which PostgreSQL 15
+  # allows the owner role only through pg_checkpoint. The test and deployment roles never get it.
+  as_postgres psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -q -v ON_ERROR_STOP=1 \
+    -c "SET client_min_messages = warning" -c "GRANT pg_checkpoint TO $PG_OWNER" >/dev/null
+}
+
 redis_start() {
   if ! command -v redis-server >/dev/null 2>&1; then
     echo "redis-server: not found, installing with apt-get" >&2
@@ -174,11 +181,12 @@ case "${1:-}" in
   env) env_lines ;;
   pg) pg_start ;;
   resetdb) pg_resetdb ;;
+  benchgrant) pg_bench_grant ;;
   pgstop) pg_stop ;;
   pgcrash) pg_crash ;;
   redis) redis_start ;;
   redisstop) redis_stop ;;
   rediscrash) redis_crash ;;
   purge) worker_stop; redis_stop; pg_stop; rm -rf "$PGROOT" ;;
-  *) echo "usage: $0 start|worker|stop|env|pg|resetdb|pgstop|pgcrash|redis|redisstop|rediscrash|purge" >&2; exit 2 ;;
+  *) echo "usage: $0 start|worker|stop|env|pg|resetdb|benchgrant|pgstop|pgcrash|redis|redisstop|rediscrash|purge" >&2; exit 2 ;;
 esac
