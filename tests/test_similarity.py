@@ -252,3 +252,33 @@ def test_batched_pair_features_are_those_of_one_pair_at_a_time():
             ids, view = table.lookup([t for p in chunk for t in p])
             got = pair_matrix(view, ids[0::2], ids[1::2])
             assert got.tobytes() == want[start:start + len(chunk)].tobytes()
+
+
+def test_encoder_batches_cover_every_text_once_within_limits_and_do_not_pad_short_texts_to_long_ones():
+    from rephrase.encoder import OnnxEncoder
+
+    enc = OnnxEncoder.__new__(OnnxEncoder)  # the batch plan needs no model
+    widths = sorted([9] * 100 + [12] * 30 + [60] * 3 + [128])
+    order = np.arange(len(widths))
+    batches = enc._batches(widths, order, 64)
+    assert np.array_equal(np.concatenate(batches), order)  # every text once, in length order
+    for b in batches:
+        assert len(b) <= 64 and (len(b) == 1 or len(b) * widths[b[-1]] <= enc.max_batch_tokens)
+    # 64 texts in a row (the plan before) would have run 34 nine-token texts padded to 12 tokens and
+    # the 12-token ones with the 60-token ones; the plan pads nobody across those gaps.
+    assert {tuple(sorted({widths[i] for i in b})) for b in batches} == {(9,), (12,), (60,), (128,)}
+    cost = sum(len(b) * widths[b[-1]] + enc.run_overhead_tokens for b in batches)
+    fixed = [order[k:k + 64] for k in range(0, len(order), 64)]
+    assert cost < sum(len(b) * widths[b[-1]] + enc.run_overhead_tokens for b in fixed)
+
+
+def test_a_texts_vector_does_not_depend_on_the_batch_plan():
+    from rephrase.detector import load_encoder
+
+    texts = _eval_sentences(200)
+    enc = load_encoder()
+    planned = enc.encode(texts)
+    one_run = np.vstack([enc.encode(texts[k:k + 64]) for k in range(0, len(texts), 64)])
+    alone = np.vstack([enc.encode([t]) for t in texts[:30]])
+    np.testing.assert_allclose(planned, one_run, atol=1e-6)
+    np.testing.assert_allclose(planned[:30], alone, atol=1e-6)
