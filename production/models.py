@@ -34,7 +34,9 @@ class Session(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["source", "external_id"], name="session_source_external_id_uniq")
+            models.UniqueConstraint(fields=["source", "external_id"], name="session_source_external_id_uniq"),
+            # What a turn's composite foreign key (source, session) refers to (migration 0008).
+            models.UniqueConstraint(fields=["source", "id"], name="session_source_id_uniq"),
         ]
 
     def __str__(self) -> str:
@@ -44,9 +46,15 @@ class Session(models.Model):
 class Turn(models.Model):
     # No single-column indexes on the two keys: the unique (source, external_id) and the
     # (session, timestamp, position) indexes lead with them, and every index slows ingest.
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="turns", db_index=False)
+    # On PostgreSQL one composite foreign key, (source, session) -> session (source, id), replaces
+    # the two single ones (migration 0008): it also holds a turn's session to the turn's own source,
+    # and COPY checks one key a row instead of two (benchmarks/README.md). Django's cascades are
+    # unchanged: they never relied on the database's constraint.
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="turns", db_index=False,
+                               db_constraint=False)
     external_id = models.CharField(max_length=MAX_ID)
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False,
+                                db_constraint=False)
     timestamp = models.DateTimeField(null=True, blank=True, db_index=True)
     # Order inside the session for inputs without timestamps (OpenAI messages).
     position = models.IntegerField(null=True, blank=True)

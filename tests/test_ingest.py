@@ -100,6 +100,29 @@ def test_the_same_turn_id_in_two_sources_is_two_turns(tmp_path):
     assert sorted(Turn.objects.values_list("source__name", "external_id")) == [("bot-a", "a"), ("bot-b", "a")]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_database_refuses_a_turn_whose_session_is_another_sources_or_missing(tmp_path):
+    from django.db import IntegrityError, transaction
+
+    from production.models import Source
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(line(id="a"))
+    ingest(path, source="bot-a")
+    ingest(path, source="bot-b")
+    other = Session.objects.get(source__name="bot-b")
+    source_a = Source.objects.get(name="bot-a")
+    for session_id in (other.pk, other.pk + 1000):  # another source's session; no session at all
+        with pytest.raises(IntegrityError, match="production_turn_session_of_source_fk"):
+            with transaction.atomic():  # the key is checked at commit (deferred, as Django's keys are)
+                Turn.objects.create(source=source_a, session_id=session_id, external_id="x", query="q")
+    assert Turn.objects.filter(external_id="x").count() == 0
+    # Deleting a source still takes its sessions and turns with it (Django's cascade).
+    source_a.delete()
+    assert sorted(Turn.objects.values_list("source__name", flat=True)) == ["bot-b"]
+
+
 @pytest.mark.django_db
 def test_event_lines_attach_to_their_turn_before_and_after_it(tmp_path):
     override = {"type": "event", "turn_id": "late",
