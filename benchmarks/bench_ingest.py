@@ -101,8 +101,8 @@ def _schema_floor(log: Path) -> None:
     data = b"".join(parts)
     del parts
     out = {}
-    with connection.cursor() as c:  # what a composite key (turn's source and session together) refers to
-        c.execute("CREATE UNIQUE INDEX IF NOT EXISTS bench_session_source_id ON production_session (source_id, id)")
+    # Three variants: no foreign key; the two single keys production_turn had before migration 0008;
+    # the one composite key (source_id, session_id) -> session (source_id, id) it has since.
     for name, extra in (("indexes", ""), ("indexes_and_foreign_keys",
                          "ALTER TABLE bench_floor ADD FOREIGN KEY (source_id) REFERENCES production_source (id) "
                          "DEFERRABLE INITIALLY DEFERRED, ADD FOREIGN KEY (session_id) REFERENCES production_session (id) "
@@ -122,8 +122,6 @@ def _schema_floor(log: Path) -> None:
         out[name] = round(time.perf_counter() - t0, 2)
         with connection.cursor() as c:
             c.execute("DROP TABLE bench_floor")
-    with connection.cursor() as c:
-        c.execute("DROP INDEX bench_session_source_id")
     print(json.dumps(out))
 
 

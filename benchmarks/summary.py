@@ -60,12 +60,15 @@ def rows(out: Path, cores: int) -> list[tuple[str, str, str, str]]:
         why = ""
         floor = ing.get("schema_floor_copy_seconds") or {}
         if ing["ratio_vs_copy"] < 0.5 and floor:
-            full = ing["raw_copy_seconds"] / floor["indexes_and_foreign_keys"]
+            full = ing["raw_copy_seconds"] / floor["indexes_and_one_composite_foreign_key"]
+            two = ing["raw_copy_seconds"] / floor["indexes_and_foreign_keys"]
             bare = ing["raw_copy_seconds"] / floor["indexes"]
             why = (f"a COPY of ingest's own rendered rows, no Python at all, into a copy of production_turn "
-                   f"reaches {full:.2f} of the raw COPY with its indexes and foreign keys ({bare:.2f} with the "
-                   f"indexes alone): no write into this schema reaches 0.5 while the foreign keys stay "
-                   f"(benchmarks/README.md, 'Ingest against a raw COPY'); ingest is at "
+                   f"reaches {full:.2f} of the raw COPY with its indexes and its composite foreign key ({two:.2f} "
+                   f"with the two single keys it had before, {bare:.2f} with no key)"
+                   + (": no write into this schema reaches 0.5 while it keeps referential integrity"
+                      if full < 0.5 else ": the schema would allow 0.5, ingest's own work does not")
+                   + f" (benchmarks/README.md, 'Ingest against a raw COPY'); ingest is at "
                    f"{ing['ratio_vs_copy'] / full:.2f} of that floor")
             if "ingest_process_cpu_seconds" in ing:
                 cpu = ing["ingest_process_cpu_seconds"] + ing["ingest_postgres_cpu_seconds"]
