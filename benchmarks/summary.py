@@ -23,6 +23,10 @@ def load(out: Path, name: str) -> dict | None:
     return json.loads(lines[-1]) if lines else None
 
 
+def peak(what: str, mb: float) -> tuple[str, str, str, str]:
+    return (f"{what} peak ≤ {MB} MB", f"{mb} MB", "yes" if mb <= MB else "no", "")
+
+
 def rows(out: Path, cores: int) -> list[tuple[str, str, str, str]]:
     res = []
     lex, sem, enc = load(out, "signals-lexical.json"), load(out, "signals-semantic.json"), load(out, "encoder.json")
@@ -39,8 +43,7 @@ def rows(out: Path, cores: int) -> list[tuple[str, str, str, str]]:
                                           else " — it would fit: the rest is waiting"))
         res.append(("detect_signals lexical ≥ 30,000 turns/s", f"{lex['turns_per_s']:,} turns/s ({lex['turns']:,} turns)",
                     "yes" if lex["turns_per_s"] >= 30_000 else "no", why))
-        res.append((f"detect_signals lexical peak ≤ {MB} MB", f"{lex['peak_rss_mb']} MB",
-                    "yes" if lex["peak_rss_mb"] <= MB else "no", ""))
+        res.append(peak("detect_signals lexical", lex["peak_rss_mb"]))
     if sem:
         why = ""
         if sem["turns_per_s"] < 5_000 and enc and sem.get("encoder_texts"):
@@ -54,8 +57,7 @@ def rows(out: Path, cores: int) -> list[tuple[str, str, str, str]]:
         res.append(("detect_signals semantic, every query distinct, ≥ 5,000 turns/s",
                     f"{sem['turns_per_s']:,} turns/s ({sem['turns']:,} turns)",
                     "yes" if sem["turns_per_s"] >= 5_000 else "no", why))
-        res.append((f"detect_signals semantic peak ≤ {MB} MB", f"{sem['peak_rss_mb']} MB",
-                    "yes" if sem["peak_rss_mb"] <= MB else "no", ""))
+        res.append(peak("detect_signals semantic", sem["peak_rss_mb"]))
     if ing:
         why = ""
         floor = ing.get("schema_floor_copy_seconds") or {}
@@ -80,8 +82,7 @@ def rows(out: Path, cores: int) -> list[tuple[str, str, str, str]]:
                     f"{ing['ratio_vs_copy']:.2f} ({ing['ingest_turns_per_s']:,} turns/s; COPY "
                     f"{ing['raw_copy_rows_per_s']:,} rows/s; {ing['turns']:,} turns)",
                     "yes" if ing["ratio_vs_copy"] >= 0.5 else "no", why))
-        res.append((f"ingest peak ≤ {MB} MB", f"{ing['ingest_peak_rss_mb']} MB",
-                    "yes" if ing["ingest_peak_rss_mb"] <= MB else "no", ""))
+        res.append(peak("ingest", ing["ingest_peak_rss_mb"]))
     if push:
         why = ""
         if push["ratio"] > 1.1 and "cpu_evalgap_push" in push:
