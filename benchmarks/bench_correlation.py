@@ -163,8 +163,9 @@ def timed(fn, *args, **kw) -> tuple[float, object]:
 def add_day(turns: int) -> None:
     """A new day of traffic for the last release, ingested and detected now."""
     first = Turn.objects.order_by("-id").values_list("id", flat=True).first() + 1
-    session = Session.objects.order_by("-id").values_list("id", flat=True).first()
     source = Source.objects.get(name="bench-web")
+    # A session of the same source: production_turn's key (source, session) refuses another's.
+    session = Session.objects.filter(source=source).order_by("-id").values_list("id", flat=True).first()
     with transaction.atomic():
         insert_select(Turn, {
             "source_id": str(source.pk), "external_id": "'new' || g", "session_id": str(session),
