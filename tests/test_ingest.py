@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
 
-from production.models import Event, IngestJob, RejectedLine, Session, Turn
+from production.models import Event, IngestJob, RejectedLine, Session, Source, Turn
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = {"id": "t-1", "session_id": "s-1", "timestamp": "2026-10-01T09:00:00Z", "query": "how do i reset my pasword",
@@ -103,10 +104,6 @@ def test_the_same_turn_id_in_two_sources_is_two_turns(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_database_refuses_a_turn_whose_session_is_another_sources_or_missing(tmp_path):
-    from django.db import IntegrityError, transaction
-
-    from production.models import Source
-
     path = tmp_path / "log.jsonl"
     path.write_bytes(line(id="a"))
     ingest(path, source="bot-a")
