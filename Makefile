@@ -1,33 +1,27 @@
 # Two commands do everything: `make demo` and `make test` (see README.md); `make faults` runs the
 # fault-injection suite in full (100 runs; `make test` ends with one run of each scenario).
 PYTHON ?= python3.11
-VENV := .venv
-PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+export PYTHON
 
 .PHONY: demo test bench faults venv clean
 
 # The venv holds what runs (requirements.txt), what builds the encoder's ONNX graph
 # (requirements-build.txt: torch & co., also used by the encoder's agreement test) and the test tools.
-$(STAMP): requirements.txt requirements-build.txt requirements-test.txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-build.txt -r requirements-test.txt
-	$(PY) -m rephrase.encoder build
-	touch $(STAMP)
+# scripts/venv.sh installs it (and builds the graph) once per pin set into the machine's cache and
+# links .venv to it: a second clone on the same machine starts in seconds.
+venv:
+	scripts/venv.sh
 
-venv: $(STAMP)
-
-demo: $(STAMP)
+demo: venv
 	scripts/demo.sh
 
-test: $(STAMP)
+test: venv
 	scripts/test.sh
 
-bench: $(STAMP)
+bench: venv
 	scripts/bench.sh
 
-faults: $(STAMP)
+faults: venv
 	scripts/faults.sh
 
 clean:

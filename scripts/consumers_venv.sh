@@ -6,9 +6,7 @@
 # Needs PyPI only here, at install time; the tests run it offline with telemetry off.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-RUN_DIR=${EVALGAP_RUN_DIR:-$REPO/.run}
-case "$RUN_DIR" in /*) ;; *) RUN_DIR=$REPO/$RUN_DIR ;; esac
-VENV=$RUN_DIR/consumers-venv
+. "$REPO/scripts/cache.sh"
 PYTHON=${CONSUMERS_PYTHON_BIN:-python3.11}
 
 # The four the exports target, and what pip resolved them to (datasets 5.2 needs click>=8.4.2, which
@@ -27,12 +25,14 @@ PINS=(
   "pyarrow==26.0.1"
 )
 STAMP=$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-12)
+# One venv per pin set, in the machine's cache (scripts/cache.sh), shared by every clone.
+VENV=$EVALGAP_CACHE/consumers-$STAMP
 MARKER=$VENV/.evalgap-consumers-$STAMP
 
+[ -f "$MARKER" ] || cache_lock "consumers-$STAMP"
 if [ ! -f "$MARKER" ]; then
   command -v "$PYTHON" >/dev/null 2>&1 || { echo "consumers_venv.sh: need $PYTHON" >&2; exit 1; }
   rm -rf "$VENV"
-  mkdir -p "$RUN_DIR"
   "$PYTHON" -m venv "$VENV" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}" >&2
   # Import once, offline and with telemetry off, so a broken install fails here and not in a test.

@@ -7,7 +7,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN_DIR="${LS_RUN_DIR:-$REPO/.run}"
 LS_VERSION="1.23.2"
-LS_VENV="${LS_VENV:-$RUN_DIR/ls-venv}"
+# The venv is the machine's, one per version (scripts/cache.sh); the data directory is this clone's.
+. "$REPO/scripts/cache.sh"
+LS_VENV="${LS_VENV:-$EVALGAP_CACHE/ls-venv-$LS_VERSION}"
 LS_DATA="${LS_DATA:-$RUN_DIR/ls-data}"
 LS_HOST="127.0.0.1"
 LS_PORT="${LS_PORT:-8089}"
@@ -62,6 +64,8 @@ PY
 
 cmd_install() {
   if [[ -f "$MARKER" ]]; then log "already installed ($LS_VENV)"; return 0; fi
+  cache_lock "ls-venv-$LS_VERSION"
+  if [[ -f "$MARKER" ]]; then log "installed by another clone meanwhile ($LS_VENV)"; return 0; fi
   mkdir -p "$RUN_DIR"
   [[ -x "$LS_VENV/bin/python" ]] || "$LS_PYTHON" -m venv "$LS_VENV"
   "$LS_VENV/bin/python" -m pip install --disable-pip-version-check -q "label-studio==$LS_VERSION"
