@@ -333,8 +333,12 @@ CORRELATION_LAST_K = env.int("CORRELATION_LAST_K", default=12)
 CORRELATION_MIN_RELEASES = env.int("CORRELATION_MIN_RELEASES", default=8)
 # Item level: a week's AUC needs this many graded served answers (and both outcomes among them).
 CORRELATION_ITEM_MIN_PER_WEEK = env.int("CORRELATION_ITEM_MIN_PER_WEEK", default=20)
-CORRELATION_AUC_DROP = env.float("CORRELATION_AUC_DROP", default=0.05)
 CORRELATION_AUC_FLOOR = env.float("CORRELATION_AUC_FLOOR", default=0.6)
+# The weekly alarms' change test (core.stats.change): a CUSUM of the weeks' shortfall in standard
+# errors, allowance k, alarm above h. At k 0.5, h 5 a year of weekly checks with nothing changed
+# alarms ~0.005-0.033 times a quarter (benchmarks/sim_alarm.py; benchmarks/README.md).
+CORRELATION_CUSUM_K = env.float("CORRELATION_CUSUM_K", default=0.5)
+CORRELATION_CUSUM_H = env.float("CORRELATION_CUSUM_H", default=5.0)
 # Alarms are posted as JSON to this URL (Slack-compatible "text" field); empty: stored and shown only.
 ALARM_WEBHOOK_URL = env.str("ALARM_WEBHOOK_URL", default="")
 ALARM_POST_ATTEMPTS = env.int("ALARM_POST_ATTEMPTS", default=3)  # per try; the beat task tries again later

@@ -21,6 +21,8 @@ echo "== correlation_report over 1M turns, 20 releases, 10,000 labelled items (b
 "$PY" benchmarks/bench_correlation.py | tee "$OUT/correlation.json"
 echo "== core.stats: AUC / Spearman bootstrap intervals, correlation and shadow report statistics"
 "$PY" benchmarks/bench_stats.py | tee "$OUT/stats.json"
+echo "== the weekly item-AUC alarm: false alarms with nothing changed, weeks to catch a drop (simulation)"
+"$PY" benchmarks/sim_alarm.py --years 200
 echo "== shadow judge: 1,000 pairs (2,000 calls) against a local judge answering after 200 ms"
 "$PY" benchmarks/bench_shadow.py | tee "$OUT/shadow.json"
 INGEST_TURNS=${BENCH_INGEST_TURNS:-300000}

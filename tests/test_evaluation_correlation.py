@@ -247,7 +247,7 @@ def served_week(rel, version_items, week: int, *, agree: bool, n: int = 24):
 def test_item_level_auc_kappa_and_weekly_alarms():
     rel = release("served", model="srv")
     pending = []
-    for week, agree in ((0, True), (1, True), (2, False)):
+    for week, agree in ((0, True), (1, True), (2, False), (3, False)):
         served_week(rel, pending, week, agree=agree)
     version = frozen_version("served-set", [item_for(t, verdict=human) for t, _, human in pending])
     run = OfflineRun.objects.create(release=rel, version=version, mode=OfflineRun.Mode.SERVED, status="done",
@@ -257,24 +257,33 @@ def test_item_level_auc_kappa_and_weekly_alarms():
         OfflineScore(run=run, key=f"turn:prod:{t.external_id}", item=items[f"turn:prod:{t.external_id}"], turn=t,
                      score=s, verdict="correct" if s == 1.0 else "incorrect") for t, s, _ in pending])
     weekly = selectors.item_level_weekly()
-    assert [w["auc"] for w in weekly] == [1.0, 1.0, 0.0]
+    assert [w["auc"] for w in weekly] == [1.0, 1.0, 0.0, 0.0]
     assert weekly[2]["trailing_mean"] == 1.0 and weekly[1]["trailing_mean"] is None  # needs 2 weeks before
+    # the change test: no reference before 2 weeks; week 2 falls ~38 standard errors below the two
+    # perfect weeks (drop alarm, and the reference restarts there); against the 0.6 floor one week
+    # at 0.0 adds up to 4.6 (not yet past h = 5), the second to 9.2 (floor alarm)
+    assert [w["z"] is None for w in weekly] == [True, True, False, True]
+    assert [w["drop_alarm"] for w in weekly] == [False, False, True, False]
+    assert [w["floor_alarm"] for w in weekly] == [False, False, False, True]
+    assert weekly[2]["reference_auc"] == 1.0 and weekly[2]["z"] < -30
+    assert 4 < weekly[2]["cusum_floor"] < 5 < weekly[3]["cusum_floor"]
     level = selectors.item_level()
     grades = [s for _, s, _ in pending]
     flags = [h == "incorrect" for _, _, h in pending]
+    n = len(pending)
     # AUC of -grade for the failure flag, and kappa of the grader's verdicts against the human ones
     expected_auc = scipy_stats.mannwhitneyu([-g for g, f in zip(grades, flags) if f],
-                                            [-g for g, f in zip(grades, flags) if not f]).statistic / (36 * 36)
-    assert level["n"] == 72 and level["auc"] == pytest.approx(expected_auc)
+                                            [-g for g, f in zip(grades, flags) if not f]).statistic / (n / 2) ** 2
+    assert level["n"] == n == 96 and level["auc"] == pytest.approx(expected_auc)
     grader = ["correct" if g == 1.0 else "incorrect" for g in grades]
     human = [h for _, _, h in pending]
-    po = sum(a == b for a, b in zip(grader, human)) / 72
-    pe = sum((grader.count(c) / 72) * (human.count(c) / 72) for c in ("correct", "incorrect"))
+    po = sum(a == b for a, b in zip(grader, human)) / n
+    pe = sum((grader.count(c) / n) * (human.count(c) / n) for c in ("correct", "incorrect"))
     assert level["kappa_vs_human"] == pytest.approx((po - pe) / (1 - pe))
     data = report()
     kinds = sorted(a["kind"] for a in data["alarms"])
     assert kinds == ["item_auc_drop", "item_auc_low"]
     # weeks start on Monday: the third week of turns (Tuesday 2026-09-15) is the week of 2026-09-14
     assert sorted(Alarm.objects.values_list("fingerprint", flat=True)) == ["item_auc_drop:2026-09-14",
-                                                                          "item_auc_low:2026-09-14"]
-    assert data["item_level"]["n"] == 72
+                                                                          "item_auc_low:2026-09-21"]
+    assert data["item_level"]["n"] == 96

@@ -481,3 +481,36 @@ def test_a_judge_that_always_picks_the_first_answer_is_all_ties_when_asked_both_
     assert out["agreement"] == pytest.approx(1 / 4)  # only the human tie
     assert out["agreement_decisive"] == 0.0
     assert out["longer_preferred_rate"] is None  # never decisive
+
+
+# --- the weekly AUC change test (core.stats.change) ----------------------------------------------
+
+def test_auc_variance_is_mann_whitney_exact_at_no_discrimination():
+    from core.stats.change import auc_variance
+
+    # at AUC 0.5 Hanley-McNeil reduces to the exact null variance of U / (m n): (m + n + 1) / (12 m n)
+    for m, n in ((4, 16), (10, 10), (37, 250)):
+        assert auc_variance(0.5, m, n) == pytest.approx((m + n + 1) / (12 * m * n), rel=1e-12)
+    assert auc_variance(1.0, 10, 10) == auc_variance(0.99, 10, 10) > 0  # bounded away from a zero variance
+
+
+def test_cusum_adds_shortfalls_in_standard_errors_and_restarts_after_an_alarm():
+    from core.stats.change import Week, auc_variance, cusum_drop
+
+    steady = [Week(0.8, 20, 80)] * 6
+    rows = cusum_drop(steady, k=0.5, h=5, floor=0.6)
+    assert [r["z"] for r in rows[:2]] == [None, None] and all(r["cusum"] == 0 for r in rows)
+    assert not any(r["drop_alarm"] or r["floor_alarm"] for r in rows)
+    # one week below its reference: the sum is that week's shortfall in standard errors minus k
+    rows = cusum_drop(steady[:3] + [Week(0.7, 20, 80)], k=0.5, h=5, floor=0.6)
+    se = math.sqrt(auc_variance(0.8, 20, 80) + 3 * auc_variance(0.8, 20, 80) / 9)
+    assert rows[3]["reference_auc"] == pytest.approx(0.8)
+    assert rows[3]["z"] == pytest.approx((0.7 - 0.8) / se) and rows[3]["cusum"] == pytest.approx(-rows[3]["z"] - 0.5)
+    # a lasting drop alarms once, then the reference starts again from the alarm week
+    rows = cusum_drop(steady[:3] + [Week(0.6, 20, 80)] * 6, k=0.5, h=5, floor=0.5)
+    first = next(i for i, r in enumerate(rows) if r["drop_alarm"])
+    assert sum(r["drop_alarm"] for r in rows) == 1 and rows[first + 1]["reference_weeks"] == 1
+    assert rows[first + 2]["reference_auc"] == pytest.approx(0.6) and rows[-1]["cusum"] == 0
+    # a week without an AUC changes nothing
+    rows = cusum_drop([Week(0.8, 20, 80), Week(None, 0, 20), Week(0.8, 20, 80)], k=0.5, h=5, floor=0.6)
+    assert rows[1]["z"] is None and rows[1]["reference_weeks"] == 1 and rows[2]["reference_weeks"] == 1

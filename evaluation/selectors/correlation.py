@@ -19,6 +19,7 @@ import numpy as np
 from django.conf import settings
 
 from core import stats
+from core.stats import change
 from core.fmt import pct
 from releases.models import Release
 from testsets.models import TestSetVersion
@@ -109,40 +110,50 @@ def item_level(points: list[dict] | None = None) -> dict:
 
 def item_level_weekly(points: list[dict] | None = None) -> list[dict]:
     """Per week (Monday, UTC) of the turns: n, failures, AUC (None below CORRELATION_ITEM_MIN_PER_WEEK
-    graded answers or without both outcomes) and the trailing mean of the 4 weeks before."""
+    graded answers or without both outcomes), the trailing mean of the 4 weeks before (shown), and the
+    change test the alarms read (core.stats.change): the week's AUC against the reference of the weeks
+    before in standard errors, the drop sum, and the same against CORRELATION_AUC_FLOOR."""
     points = served_item_scores() if points is None else points
     by_week: dict[date, list[dict]] = defaultdict(list)
     for p in points:
         if p["week"] is not None:
             by_week[p["week"]].append(p)
-    out, history = [], {}
+    out, history, weeks = [], {}, []
     for week in sorted(by_week):
         pts = by_week[week]
+        failures = sum(p["failure"] for p in pts)
         auc = _auc_of(pts, interval=False)["auc"] if len(pts) >= settings.CORRELATION_ITEM_MIN_PER_WEEK else None
         before = [history[w] for w in (week - timedelta(weeks=k) for k in range(1, 5)) if history.get(w) is not None]
-        out.append({"week": week.isoformat(), "n": len(pts), "failures": sum(p["failure"] for p in pts),
+        out.append({"week": week.isoformat(), "n": len(pts), "failures": failures,
                     "auc": auc, "trailing_mean": sum(before) / len(before) if len(before) >= 2 else None,
                     "trailing_weeks": len(before)})
+        weeks.append(change.Week(auc, failures, len(pts) - failures))
         history[week] = auc
+    tests = change.cusum_drop(weeks, k=settings.CORRELATION_CUSUM_K, h=settings.CORRELATION_CUSUM_H,
+                              floor=settings.CORRELATION_AUC_FLOOR)
+    for row, test in zip(out, tests):
+        row.update(test)
     return out
 
 
 def item_alarms(weekly: list[dict]) -> list[dict]:
+    """Alarms from the change test, not from one week's estimate: with nothing changed they fire
+    about once in 8 years of weekly checks or less (benchmarks/sim_alarm.py; README of benchmarks)."""
     out = []
-    drop, floor = settings.CORRELATION_AUC_DROP, settings.CORRELATION_AUC_FLOOR
+    floor, h = settings.CORRELATION_AUC_FLOOR, settings.CORRELATION_CUSUM_H
     for w in weekly:
-        if w["auc"] is None:
-            continue
-        if w["trailing_mean"] is not None and w["trailing_mean"] - w["auc"] > drop:
+        if w["drop_alarm"]:
             out.append({"kind": "item_auc_drop", "release": None, "fingerprint": f"item_auc_drop:{w['week']}",
-                        "detail": f"week of {w['week']}: item-level AUC {w['auc']:.3f} is "
-                                  f"{w['trailing_mean'] - w['auc']:.3f} below its trailing "
-                                  f"{w['trailing_weeks']}-week mean {w['trailing_mean']:.3f} (alarm above {drop})",
+                        "detail": f"week of {w['week']}: item-level AUC {w['auc']:.3f} over {w['n']} served answers "
+                                  f"against {w['reference_auc']:.3f} in the {w['reference_weeks']} weeks before; "
+                                  f"the weeks' shortfall in standard errors added up to {w['cusum']:.1f} > {h} "
+                                  f"(a sequential change test: about one false alarm in 8 years with nothing changed)",
                         "evidence": w})
-        if w["auc"] < floor:
+        if w["floor_alarm"]:
             out.append({"kind": "item_auc_low", "release": None, "fingerprint": f"item_auc_low:{w['week']}",
-                        "detail": f"week of {w['week']}: item-level AUC {w['auc']:.3f} < {floor} over {w['n']} "
-                                  f"served answers: the offline grade barely predicts production failures",
+                        "detail": f"week of {w['week']}: item-level AUC {w['auc']:.3f} over {w['n']} served answers; "
+                                  f"the weeks' shortfall below {floor} in standard errors added up to "
+                                  f"{w['cusum_floor']:.1f} > {h}: the offline grade barely predicts production failures",
                         "evidence": w})
     return out
 
