@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
+from labelling.vocabulary import VERDICT_SCORES  # noqa: F401  (the grader's verdicts: labelling's one scale)
 
 GRADER_SYSTEM = (
     "You grade an AI assistant's answer against a reference answer that a person approved. "

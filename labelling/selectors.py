@@ -48,21 +48,53 @@ def item_judgement(item: BatchItem, annotations: list[Annotation]) -> tuple[Judg
                          resolution.reference_answer, annotations, resolved_by=resolution.resolved_by.username,
                          resolution_reason=resolution.reason), ""
     usable = [a for a in annotations if a.verdict]
-    if not usable:
-        return None, "no verdict yet"
-    votes = Counter(a.verdict for a in usable)
-    verdict, n = votes.most_common(1)[0]
-    if len(usable) > 1:
-        agreement = n / len(usable)
-        if list(votes.values()).count(n) > 1 or agreement < settings.PROMOTION_MIN_AGREEMENT:
-            return None, (f"annotators disagree on the verdict ({dict(votes)}; agreement {agreement:.2f} < "
-                          f"{settings.PROMOTION_MIN_AGREEMENT}): an admin must resolve it")
+    verdict, why = adjudicate(Counter(a.verdict for a in usable))
+    if verdict is None:
+        return None, why
     # The most recent agreeing judgement's reference answer and modes come first.
     agreeing = sorted((a for a in usable if a.verdict == verdict),
                       key=lambda a: (a.ls_updated_at is None, a.ls_updated_at), reverse=True)
     modes = list(dict.fromkeys(resolve_code(c) for a in agreeing for c in a.failure_modes))
     reference = next((a.reference_answer for a in agreeing if a.reference_answer.strip()), "")
     return Judgement(verdict, modes, reference, annotations), ""
+
+
+def adjudicate(votes: Counter) -> tuple[str | None, str]:
+    """THE human verdict from annotators' votes (no resolution): the majority, when its share is at
+    least PROMOTION_MIN_AGREEMENT and it is no tie; else None and why. Every consumer of a human
+    verdict (promotion, signal validity, rates, the gate's audit) reads it through here."""
+    if not votes:
+        return None, "no verdict yet"
+    verdict, n = votes.most_common(1)[0]
+    total = sum(votes.values())
+    if total > 1:
+        agreement = n / total
+        if list(votes.values()).count(n) > 1 or agreement < settings.PROMOTION_MIN_AGREEMENT:
+            return None, (f"annotators disagree on the verdict ({dict(votes)}; agreement {agreement:.2f} < "
+                          f"{settings.PROMOTION_MIN_AGREEMENT}): an admin must resolve it")
+    return verdict, ""
+
+
+def adjudicated_verdicts(*, items: Iterable[int] | None = None) -> dict[int, str]:
+    """{item id: its human verdict} for every item that has one — what item_judgement decides (a
+    resolution wins, else adjudicate over the live annotations' verdicts), read in two queries."""
+    from .models import Resolution
+
+    votes: dict[int, Counter] = {}
+    ann = Annotation.objects.with_verdict()
+    res = Resolution.objects.all()
+    if items is not None:
+        items = list(items)
+        ann, res = ann.filter(item_id__in=items), res.filter(item_id__in=items)
+    for item_id, verdict in ann.values_list("item_id", "verdict"):
+        votes.setdefault(item_id, Counter())[verdict] += 1
+    out = {}
+    for item_id, c in votes.items():
+        verdict, _ = adjudicate(c)
+        if verdict is not None:
+            out[item_id] = verdict
+    out.update(dict(res.values_list("item_id", "verdict")))
+    return out
 
 
 def live_annotations_by_item(*, items: Iterable[int] | None = None) -> dict[int, list[Annotation]]:

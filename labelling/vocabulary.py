@@ -12,6 +12,9 @@ CANNOT_JUDGE = "cannot_judge"
 # The served answer failed: these are labelled failures (generation seeds from them) and a test
 # item with one of them needs a reference answer (what the answer should have been).
 FAILED_VERDICTS = ("incorrect", "partially_correct")
+# How good the served answer was, per verdict: the one scale the offline grader, signal validity and
+# every rate over human verdicts use ("cannot_judge" has none: it is left out wherever a score is read).
+VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
 
 # Strata of a labelling sample. A production turn falls in the first of the signal strata whose
 # signal it has (the order matters: a failure candidate that was also followed up is "failure"),

@@ -1,7 +1,8 @@
 """Which production signals predict a wrong answer, measured on the team's own labelled items.
 
-Each labelled production turn has a human verdict (an admin's resolution, else the annotators'
-majority; a tie or `cannot_judge` gives none) and was selected with a known inclusion probability,
+Each labelled production turn has a human verdict (labelling's adjudicated one: an admin's
+resolution, else the annotators' majority with enough agreement; a tie, disagreement or
+`cannot_judge` gives none) and was selected with a known inclusion probability,
 so each weighs 1 / inclusion_probability and the rates estimate the production population, not
 the over-sampled failure candidates. "Incorrect" counts 1 for `incorrect`, 0.5 for
 `partially_correct` and 0 for `correct` (one minus the grader's score); AUCs compare `incorrect`
@@ -9,32 +10,23 @@ with `correct` items.
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-
 import numpy as np
 
 from core import stats
-from labelling.models import Annotation, BatchItem, Resolution
+from labelling.models import BatchItem
+from labelling.selectors import adjudicated_verdicts
+from labelling.vocabulary import VERDICT_SCORES
 
 from .rates import FAILURE, has_failure_probability, signal_names
 
-INCORRECT = {"correct": 0.0, "partially_correct": 0.5, "incorrect": 1.0}
+# How incorrect each verdict says the answer was: labelling's one scale, turned around.
+INCORRECT = {v: 1.0 - score for v, score in VERDICT_SCORES.items()}
 
 
 def human_verdicts() -> dict[int, str]:
-    """BatchItem id -> the human verdict: the admin's resolution, else the majority of the live
-    annotations' verdicts (no verdict on a tie)."""
-    votes: dict[int, Counter] = defaultdict(Counter)
-    for item_id, verdict in (Annotation.objects.with_verdict()
-                             .values_list("item_id", "verdict")):
-        votes[item_id][verdict] += 1
-    out = {}
-    for item_id, c in votes.items():
-        top = c.most_common(2)
-        if len(top) == 1 or top[0][1] > top[1][1]:
-            out[item_id] = top[0][0]
-    out.update(dict(Resolution.objects.values_list("item_id", "verdict")))
-    return {k: v for k, v in out.items() if v in INCORRECT}
+    """BatchItem id -> the human verdict (labelling's adjudicated one: a resolution, else a majority
+    with enough agreement), for the verdicts that carry a score (not cannot_judge)."""
+    return {k: v for k, v in adjudicated_verdicts().items() if v in INCORRECT}
 
 
 def labelled_items() -> dict:
