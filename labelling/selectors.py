@@ -75,26 +75,39 @@ def adjudicate(votes: Counter) -> tuple[str | None, str]:
     return verdict, ""
 
 
-def adjudicated_verdicts(*, items: Iterable[int] | None = None) -> dict[int, str]:
-    """{item id: its human verdict} for every item that has one — what item_judgement decides (a
-    resolution wins, else adjudicate over the live annotations' verdicts), read in two queries."""
+def adjudicated(*, items: Iterable[int] | None = None) -> dict[int, tuple[str, list[str]]]:
+    """{item id: (its human verdict, its failure modes)} for every item that has a verdict — what
+    item_judgement decides (a resolution wins; else adjudicate over the live annotations, and the
+    modes of the annotations that agree with it, as merged codes' survivors), in two queries."""
     from .models import Resolution
 
-    votes: dict[int, Counter] = {}
+    votes: dict[int, list[tuple[str, list]]] = {}
     ann = Annotation.objects.with_verdict()
     res = Resolution.objects.all()
     if items is not None:
         items = list(items)
         ann, res = ann.filter(item_id__in=items), res.filter(item_id__in=items)
-    for item_id, verdict in ann.values_list("item_id", "verdict"):
-        votes.setdefault(item_id, Counter())[verdict] += 1
+    for item_id, verdict, modes in ann.values_list("item_id", "verdict", "failure_modes"):
+        votes.setdefault(item_id, []).append((verdict, modes or []))
     out = {}
-    for item_id, c in votes.items():
-        verdict, _ = adjudicate(c)
+    for item_id, vs in votes.items():
+        verdict, _ = adjudicate(Counter(v for v, _ in vs))
         if verdict is not None:
-            out[item_id] = verdict
-    out.update(dict(res.values_list("item_id", "verdict")))
+            out[item_id] = (verdict, [c for v, modes in vs if v == verdict for c in modes])
+    for item_id, verdict, modes in res.values_list("item_id", "verdict", "failure_modes"):
+        out[item_id] = (verdict, modes or [])
+    survivors: dict[str, str] = {}
+    for item_id, (verdict, modes) in out.items():
+        for c in modes:
+            if c not in survivors:
+                survivors[c] = resolve_code(c)
+        out[item_id] = (verdict, list(dict.fromkeys(survivors[c] for c in modes)))
     return out
+
+
+def adjudicated_verdicts(*, items: Iterable[int] | None = None) -> dict[int, str]:
+    """{item id: its human verdict} (adjudicated), for every item that has one."""
+    return {k: v for k, (v, _) in adjudicated(items=items).items()}
 
 
 def live_annotations_by_item(*, items: Iterable[int] | None = None) -> dict[int, list[Annotation]]:
@@ -197,16 +210,9 @@ def labelling_progress() -> list[dict]:
 
 
 def failure_mode_pareto() -> list[dict]:
-    """Labelled items per failure mode, most frequent first; merged codes count as their survivor.
-    An item judged by several annotators counts once per mode."""
-    survivors: dict[str, str] = {}
-    pairs = set()
-    for item_id, modes in Annotation.objects.live().values_list("item_id", "failure_modes"):
-        for code in modes or ():
-            if code not in survivors:
-                survivors[code] = resolve_code(code)
-            pairs.add((item_id, survivors[code]))
-    counts = Counter(code for _, code in pairs)
+    """Items per failure mode in their human verdict (adjudicated: what promotion would take), most
+    frequent first; merged codes count as their survivor, an item once per mode."""
+    counts = Counter(code for _, modes in adjudicated().values() for code in modes)
     names = {m["code"]: m["name"] for m in failure_mode_tree()}
     return [{"code": code, "name": names.get(code, ""), "items": n}
             for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -214,19 +220,17 @@ def failure_mode_pareto() -> list[dict]:
 
 def failure_mode_production_rates() -> dict[str, float] | None:
     """Estimated share of production turns with each failure mode: Horvitz–Thompson over every
-    judged sampled item (weight 1 / inclusion probability; generated cases left out). None while
-    nothing is judged."""
-    weights: dict[int, float] = {}
-    item_modes: dict[int, set] = {}
-    for item_id, p, modes in (Annotation.objects.with_verdict().exclude(item__stratum=GENERATED)
-                              .values_list("item_id", "item__inclusion_probability", "failure_modes")):
-        weights[item_id] = 1.0 / p if p else 0.0
-        item_modes.setdefault(item_id, set()).update(modes)
+    sampled item with a human verdict (weight 1 / inclusion probability; generated cases left out),
+    each with the modes of that verdict. None while nothing is judged."""
+    judged = adjudicated()
+    weights = {i: (1.0 / p if p else 0.0) for i, p in
+               BatchItem.objects.exclude(stratum=GENERATED).values_list("id", "inclusion_probability")
+               .iterator(chunk_size=10000) if i in judged}
     total = sum(weights.values())
     rates: Counter = Counter()
-    for item_id, modes in item_modes.items():
-        for m in modes:
-            rates[m] += weights[item_id]
+    for item_id, w in weights.items():
+        for m in judged[item_id][1]:
+            rates[m] += w
     return {m: w / total for m, w in rates.items()} if total else None
 
 

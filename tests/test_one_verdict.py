@@ -7,7 +7,8 @@ from django.test import override_settings
 
 from evaluation.grader import VERDICT_SCORES as GRADER_SCORES
 from evaluation.selectors import validity
-from labelling.selectors import adjudicated_verdicts, item_judgement, live_annotations_by_item
+from labelling.selectors import (adjudicated_verdicts, failure_mode_pareto, failure_mode_production_rates,
+                                 item_judgement, live_annotations_by_item)
 from labelling.vocabulary import VERDICT_SCORES
 from labelling.models import BatchItem
 from tests.factories import AnnotationFactory, BatchItemFactory, ResolutionFactory
@@ -32,9 +33,9 @@ def items():
     for votes, resolution, want in CASES:
         item = BatchItemFactory()
         for i, v in enumerate(votes):
-            AnnotationFactory(item=item, annotator=f"a{i}", verdict=v)
+            AnnotationFactory(item=item, annotator=f"a{i}", verdict=v, failure_modes=[f"M{len(out)}-{i}"])
         if resolution:
-            ResolutionFactory(item=item, verdict=resolution)
+            ResolutionFactory(item=item, verdict=resolution, failure_modes=[f"RESOLVED-{len(out)}"])
         out.append((item, want))
     return out
 
@@ -50,6 +51,16 @@ def test_every_consumer_reads_the_same_human_verdict(items):
         assert bulk.get(item.pk) == want
     # signal validity: the same verdicts, less the one without a score
     assert validity.human_verdicts() == {i.pk: w for i, w in items if w is not None and w != "cannot_judge"}
+    # the failure modes per item on the pages and in the production rates are those of the verdict:
+    # each annotation tags its own code (a0, a1, …), the resolution tags RESOLVED
+    want_modes = {}
+    for item, want in items:
+        j, _ = item_judgement(item, live.get(item.pk, []))
+        if j is not None:
+            for m in j.failure_modes:
+                want_modes[m] = want_modes.get(m, 0) + 1
+    assert {r["code"]: r["items"] for r in failure_mode_pareto()} == want_modes
+    assert set(failure_mode_production_rates()) == set(want_modes)
     # and one scale: the grader's scores and validity's "incorrect" weights are the same table
     assert GRADER_SCORES is VERDICT_SCORES
     assert validity.INCORRECT == {v: 1 - s for v, s in VERDICT_SCORES.items()}
