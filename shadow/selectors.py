@@ -9,6 +9,7 @@ looks with no real difference, see README "Shadow evaluation").
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -135,7 +136,26 @@ def _unjudged(rel: Release, since: date | None, until: date | None) -> dict:
     agg = qs.aggregate(unjudged=Count("id", filter=Q(outcome=Outcome.UNJUDGED)),
                        pending=Count("id", filter=Q(outcome="", error="")),
                        candidate_errors=Count("id", filter=~Q(error="")))
+    agg["unjudged_reasons"] = unjudged_reasons(qs)
     return agg
+
+
+_CAP_SETTING = re.compile(r"\((JUDGE_\w+_MAX_CHARS)\)")
+
+
+def unjudged_reasons(qs: QuerySet[ShadowPair]) -> dict[str, int]:
+    """Unjudged pairs counted by kind of reason (the pair keeps its full reason)."""
+    out: dict[str, int] = {}
+    for reason in qs.filter(outcome=Outcome.UNJUDGED).values_list("outcome_reason", flat=True).iterator():
+        cap = _CAP_SETTING.search(reason or "")
+        if cap and reason.startswith("not judged:"):
+            kind = f"a field over the judge's cap ({cap.group(1)})"
+        elif "malformed judge output" in (reason or ""):
+            kind = "malformed judge output"
+        else:
+            kind = (reason or "no reason recorded").split(":")[0][:80]
+        out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 def _by_mode(rows: list[tuple], scores: np.ndarray, clusters: np.ndarray) -> list[dict]:

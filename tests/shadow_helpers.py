@@ -19,7 +19,8 @@ from taxonomy.models import FailureMode
 SEED_TAXONOMY = __import__("importlib").import_module("taxonomy.migrations.0002_seed_default_taxonomy").seed
 
 GOOD = "[good]"  # a fair judge prefers the answer that carries this mark
-ANSWER = re.compile(r"\[Answer (A|B)\]\n(.*?)\n\[End of answer \1\]", re.DOTALL)
+# A slot of the judge prompt: opened and closed by the request's own boundary (judge-v2).
+SLOT = re.compile(r"<<<BEGIN ([A-Z]{20}) ([A-Z' ]+?)>>>\n(.*?)\n<<<END \1 \2>>>", re.DOTALL)
 
 
 def taxonomy() -> set[str]:
@@ -54,9 +55,18 @@ def release(name: str = "cand-1", url: str = "", **kw) -> Release:
                                   system_prompt=kw.pop("system_prompt", "You are the candidate."), **kw)
 
 
+def slots_in(body: dict) -> dict[str, str]:
+    """{slot name: text} from a judge request built from the real prompt, read with the boundary the
+    request itself declares (the first one in its user message)."""
+    text = body["messages"][-1]["content"]
+    found = SLOT.findall(text)
+    boundary = found[0][0] if found else None
+    return {name: value for b, name, value in found if b == boundary}
+
+
 def answers_in(body: dict) -> dict[str, str]:
     """{"A": text, "B": text} from a judge request built from the real prompt."""
-    return {label: text for label, text in ANSWER.findall(body["messages"][-1]["content"])}
+    return {name[-1]: text for name, text in slots_in(body).items() if name in ("ANSWER A", "ANSWER B")}
 
 
 def judgement(verdict: str, rationale: str = "compared", modes_a=(), modes_b=()) -> str:

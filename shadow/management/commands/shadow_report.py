@@ -33,6 +33,8 @@ class Command(BaseCommand):
         self.stdout.write(f"shadow report for {r['release']}: {r['since'] or '-'} to {r['until'] or '-'}, "
                           f"{r['pairs']} judged pairs over {r['days_with_pairs']} days "
                           f"({r['conversations']} conversations; {r['unjudged']} unjudged, {r['pending']} pending)")
+        for kind, count in r.get("unjudged_reasons", {}).items():
+            self.stdout.write(f"  unjudged: {count} - {kind}")
         if r["pairs"]:
             self.stdout.write(f"  win rate {pct(r['win_rate'])} (95% CI {pct(r['ci_low'])}-{pct(r['ci_high'])}, "
                               f"{r['interval_method']}); decisive {pct(r['decisive_win_rate'])}; ties "

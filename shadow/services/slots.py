@@ -1,0 +1,141 @@
+"""The judge's slots: each field capped on its own before the prompt is assembled, and delimited by
+a boundary made for the request.
+
+Why per field: the LLM client's redactor cuts every message it sends at `core.pii.FIELD_MAX_CHARS`.
+Cutting the assembled prompt there would drop what comes last — the answers — so a turn with large
+retrieved contexts would be judged blind. Here the user's message and both answers are whole or the
+pair is not judged (`PromptDoesNotFit`, stored as the pair's unjudged reason); the conversation so
+far and the contexts get what room is left, cut with a note saying what was left out.
+
+Why a random boundary: an answer is text written by the model under test; with fixed markers
+("[End of answer B]") it could close its own slot and write instructions that look like ours. A
+boundary of 20 random capital letters, new for every request and absent from every field, cannot be
+guessed; letters only, so the redactor (which replaces digit runs, keys, addresses) never rewrites it.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from core import pii
+
+BOUNDARY_CHARS = 20
+# The assembled message's share of the redactor's per-message cut: redaction may lengthen short
+# spans a little ("a@b.io" -> "[EMAIL]"), and the client redacts the assembled message once more.
+PROMPT_SHARE_OF_CUT = 0.9
+
+
+class PromptDoesNotFit(Exception):
+    """A field the judge must see whole is over its cap; the message is the pair's unjudged reason."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    prompt: int  # the whole user message
+    answer: int  # each answer, which must fit whole
+    query: int  # the user's latest message, which must fit whole
+    history: int  # the conversation so far (its oldest part is left out first)
+
+    @classmethod
+    def from_settings(cls) -> Caps:
+        ceiling = int(pii.FIELD_MAX_CHARS * PROMPT_SHARE_OF_CUT)
+        return cls(prompt=min(int(settings.JUDGE_PROMPT_MAX_CHARS), ceiling),
+                   answer=int(settings.JUDGE_ANSWER_MAX_CHARS), query=int(settings.JUDGE_QUERY_MAX_CHARS),
+                   history=int(settings.JUDGE_HISTORY_MAX_CHARS))
+
+
+def new_boundary(texts: list[str]) -> str:
+    """A boundary that occurs in none of `texts` (a collision is astronomically unlikely; checked anyway)."""
+    while True:
+        b = "".join(secrets.choice(string.ascii_uppercase) for _ in range(BOUNDARY_CHARS))
+        if not any(b in t for t in texts):
+            return b
+
+
+def shown(text: str, limit: int | None = None) -> str:
+    """`text` as the judge receives it: redacted when the LLM client redacts (so its length here is
+    the length sent), then cut at `limit`. The cut comes after redaction, so a secret straddling
+    it was already replaced whole and cannot be half shown."""
+    if text and settings.LLM_REDACT_PII:
+        text = pii.redact(text, max_chars=max(1, min(len(text), limit or len(text))))
+    return text if limit is None or len(text) <= limit else text[:limit]
+
+
+def _whole(name: str, text: str, cap: int, setting: str) -> str:
+    if len(text) > cap:
+        raise PromptDoesNotFit(f"{name} is {len(text):,} characters, over the judge's cap of {cap:,} ({setting}); "
+                               f"it would not be judged whole")
+    return shown(text)
+
+
+def _contexts_text(contexts: tuple, room: int) -> str:
+    """The passages in their order, as many as fit in `room`; the passage that reaches the cap is cut,
+    and a last line says what was left out."""
+    if not contexts:
+        return "(none)"
+    texts = [str(c) for c in contexts]
+    room -= 200  # the note below
+    parts, used, first_cut = [], 0, None
+    for i, c in enumerate(texts):
+        head = f"[{i + 1}] "
+        left = room - used - len(head) - 2
+        if left < min(len(c), 200):  # no room for this passage, or for a useful part of it
+            first_cut = i
+            break
+        text = shown(c, left)
+        parts.append(head + text)
+        used += len(head) + len(text) + 2
+        if len(c) > left or len(text) == left:
+            first_cut = i
+            break
+    if first_cut is None:
+        return "\n\n".join(parts)
+    total = sum(len(c) for c in texts)
+    parts.append(f"[… passages {first_cut + 1} to {len(texts)} of {len(texts)} are cut or left out: the retrieved "
+                 f"context is {total:,} characters, more than the judge's prompt holds]")
+    return "\n\n".join(parts)
+
+
+def _history_text(conversation: tuple, room: int) -> str:
+    """The conversation so far, newest messages first kept; the oldest one shown is cut from its start."""
+    lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {shown(str(m['content']))}" for m in conversation]
+    if not lines:
+        return "(this is the first message of the conversation)"
+    kept, used = [], 0
+    note = "[… earlier messages of the conversation not shown (the judge's prompt cap)]"
+    for line in reversed(lines):
+        if used + len(line) + 2 <= room:
+            kept.append(line)
+            used += len(line) + 2
+            continue
+        left = room - used - len(note) - 4
+        if left > 200:
+            kept.append("… " + line[-left:])
+        kept.append(note)
+        break
+    return "\n\n".join(reversed(kept)) if kept else note
+
+
+def slot_values(*, query: str, conversation: tuple, contexts: tuple, answer_a: str, answer_b: str,
+                template: str, caps: Caps | None = None) -> dict[str, str]:
+    """The values of the judge prompt's slots ({boundary}, {conversation}, {contexts}, {query},
+    {answer_a}, {answer_b}); raises PromptDoesNotFit naming the field that cannot be shown whole."""
+    caps = caps or Caps.from_settings()
+    raw = [query, answer_a, answer_b, *map(str, contexts), *(str(m["content"]) for m in conversation)]
+    boundary = new_boundary(raw)
+    values = {"boundary": boundary,
+              "query": _whole("the user's message", query, caps.query, "JUDGE_QUERY_MAX_CHARS"),
+              "answer_a": _whole("answer A", answer_a, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)",
+              "answer_b": _whole("answer B", answer_b, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)"}
+    # What the template itself takes, with the boundary in each marker.
+    frame = len(template.replace("{boundary}", boundary))
+    fixed = frame + len(values["query"]) + len(values["answer_a"]) + len(values["answer_b"])
+    if fixed > caps.prompt:
+        raise PromptDoesNotFit(f"the user's message and both answers take {fixed:,} characters with the prompt, "
+                               f"over the judge's cap of {caps.prompt:,} (JUDGE_PROMPT_MAX_CHARS)")
+    values["conversation"] = _history_text(conversation, min(caps.history, caps.prompt - fixed))
+    values["contexts"] = _contexts_text(contexts, caps.prompt - fixed - len(values["conversation"]))
+    return values
