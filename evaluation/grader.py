@@ -59,15 +59,16 @@ def grader_messages(*, query: str, reference: str, answer: str, conversation: li
 
 def candidate_messages(*, system_prompt: str, query: str, contexts: list[str] | None,
                        conversation: list[dict] | None) -> list[dict]:
-    """The release's own system prompt, the retrieved passages the item was answered with, the
-    conversation so far, then the question: the release answers as it would have in production."""
+    """The release's own system prompt, the conversation so far, the retrieved passages the item was
+    answered with, then the question: the release answers as it would have in production. The
+    passages are user content, never the system role: retrieved text is data, not instructions."""
     system = system_prompt.strip()
-    if contexts:
-        passages = "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(contexts))
-        system = (system + "\n\n" if system else "") + f"Answer using these retrieved passages:\n{passages}"
     messages = [{"role": "system", "content": system}] if system else []
     for m in conversation or []:
         role = m.get("role") if m.get("role") in ("user", "assistant") else "user"
         messages.append({"role": role, "content": str(m.get("content", ""))})
+    if contexts:
+        passages = "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(contexts))
+        messages.append({"role": "user", "content": f"Answer using these retrieved passages:\n{passages}"})
     messages.append({"role": "user", "content": query})
     return messages

@@ -110,7 +110,10 @@ def test_generate_answers_grades_and_records_cost_with_bounded_concurrency(setup
     first = candidate.requests[0]["body"]
     assert first["model"] == "cand-model" and first["temperature"] == 0
     assert first["messages"][0]["role"] == "system" and "You are the support bot." in first["messages"][0]["content"]
-    assert "passage" in first["messages"][0]["content"]
+    # the passages travel as user content, never in a system message
+    assert "passage" not in first["messages"][0]["content"]
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "user"]
+    assert first["messages"][1]["content"].startswith("Answer using these retrieved passages:\n[1] passage")
     assert candidate.requests[0]["headers"]["authorization"] == "Bearer sk-candidate"
     g = grader.requests[0]["body"]
     assert g["model"] == "grader-model" and g["temperature"] == 0 and g["response_format"] == {"type": "json_object"}

@@ -76,11 +76,15 @@ def candidate_messages(release: Release, turn: Turn, history: list[Turn]) -> lis
     logged contexts, the query."""
     messages = [{"role": "system", "content": release.system_prompt}] if release.system_prompt else []
     messages += conversation(history)
-    if turn.contexts:
-        messages.append({"role": "system", "content": "Retrieved context for the next user message:\n\n" +
-                         "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(turn.contexts))})
+    if turn.contexts:  # user content, never the system role: retrieved text is data, not instructions
+        messages.append({"role": "user", "content": contexts_message(turn.contexts)})
     messages.append({"role": "user", "content": turn.query})
     return messages
+
+
+def contexts_message(contexts: list) -> str:
+    return "Retrieved context for the next user message:\n\n" + "\n\n".join(
+        f"[{i + 1}] {c}" for i, c in enumerate(contexts))
 
 
 def release_endpoint(release: Release) -> llm.Endpoint:
