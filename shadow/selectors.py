@@ -135,9 +135,27 @@ def _unjudged(rel: Release, since: date | None, until: date | None) -> dict:
         qs = qs.filter(day__gte=since, day__lte=until)
     agg = qs.aggregate(unjudged=Count("id", filter=Q(outcome=Outcome.UNJUDGED)),
                        pending=Count("id", filter=Q(outcome="", error="")),
-                       candidate_errors=Count("id", filter=~Q(error="")))
+                       candidate_errors=Count("id", filter=~Q(error="")),
+                       diverged=Count("id", filter=Q(outcome=Outcome.DIVERGED)))
     agg["unjudged_reasons"] = unjudged_reasons(qs)
+    agg.update(candidate_input(rel, qs.filter(outcome__in=JUDGED)))
     return agg
+
+
+def candidate_input(rel: Release, judged: QuerySet[ShadowPair]) -> dict:
+    """What the candidates of the judged pairs were sent: `input` is "raw" (what production saw),
+    "redacted" (PII replaced while the served model saw the raw text), "mixed", or None (no pair
+    says); `input_note` is the sentence the report and the gate show when it is not raw."""
+    counts = dict(judged.exclude(candidate_input="").values_list("candidate_input").annotate(n=Count("id")))
+    redacted, total = counts.get("redacted", 0), sum(counts.values())
+    kind = None if not total else "redacted" if redacted == total else "raw" if not redacted else "mixed"
+    note = ""
+    if redacted:
+        note = (f"the comparison is on redacted input: on {redacted} of {total} judged pairs the candidate got "
+                f"production text with personal data replaced while the served model saw it raw (release "
+                f"{rel.name}: data boundary {rel.data_boundary}; release_add --data-boundary same lets replay "
+                f"send the served model's input)")
+    return {"input": kind, "input_counts": counts, "input_note": note}
 
 
 _CAP_SETTING = re.compile(r"\((JUDGE_\w+_MAX_CHARS)\)")
