@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from llm.slots import new_boundary, shown, slot, slots_rule, whole
+
 VERDICT_SCORES = {"correct": 1.0, "partially_correct": 0.5, "incorrect": 0.0}
 
 GRADER_SYSTEM = (
@@ -45,16 +49,28 @@ def parse_grade(content: str) -> Grade:
     return Grade(verdict=verdict, rationale=rationale.strip())
 
 
-def _conversation_text(conversation: list[dict]) -> str:
-    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in conversation)
-
-
 def grader_messages(*, query: str, reference: str, answer: str, conversation: list[dict] | None = None) -> list[dict]:
+    """The grader's two messages. Each field is capped on its own and sits in a slot whose boundary
+    is drawn for this request (`llm.slots`): the answer to grade cannot close its slot and speak as
+    the prompt. The question, the reference and the answer are whole, or PromptDoesNotFit (the item
+    is recorded as failed with that reason); the conversation keeps its newest part."""
+    texts = [query, reference, answer, *(str(m.get("content", "")) for m in conversation or [])]
+    b = new_boundary(texts)
     parts = []
     if conversation:
-        parts.append(f"Earlier in the conversation:\n{_conversation_text(conversation)}")
-    parts += [f"Question:\n{query}", f"Reference answer:\n{reference}", f"Answer to grade:\n{answer or '(empty)'}"]
-    return [{"role": "system", "content": GRADER_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+        earlier = "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in conversation)
+        cap = int(settings.JUDGE_HISTORY_MAX_CHARS)
+        text = shown(earlier[-cap:] if len(earlier) > cap else earlier)
+        parts.append(slot(b, "EARLIER IN THE CONVERSATION", text if len(earlier) <= cap else "[…] " + text))
+    parts += [slot(b, "QUESTION", whole("the question", query, int(settings.JUDGE_QUERY_MAX_CHARS),
+                                        "JUDGE_QUERY_MAX_CHARS")),
+              slot(b, "REFERENCE ANSWER", whole("the reference answer", reference,
+                                                int(settings.JUDGE_ANSWER_MAX_CHARS), "JUDGE_ANSWER_MAX_CHARS")),
+              slot(b, "ANSWER TO GRADE", whole("the answer to grade", answer, int(settings.JUDGE_ANSWER_MAX_CHARS),
+                                               "JUDGE_ANSWER_MAX_CHARS") or "(empty)")]
+    system = GRADER_SYSTEM.replace("\nReply with one JSON", "\n" + slots_rule(b, "question, the reference answer, the "
+                                   "answer to grade and any earlier conversation") + "\nReply with one JSON", 1)
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 def candidate_messages(*, system_prompt: str, query: str, contexts: list[str] | None,

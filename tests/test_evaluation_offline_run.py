@@ -117,7 +117,7 @@ def test_generate_answers_grades_and_records_cost_with_bounded_concurrency(setup
     assert candidate.requests[0]["headers"]["authorization"] == "Bearer sk-candidate"
     g = grader.requests[0]["body"]
     assert g["model"] == "grader-model" and g["temperature"] == 0 and g["response_format"] == {"type": "json_object"}
-    assert "Reference answer:" in g["messages"][1]["content"]
+    assert "REFERENCE ANSWER>>>\nreference 0\n<<<END " in g["messages"][1]["content"]
     assert grader.responder.max_in_flight <= 3
     # cost: 12 grader calls of 1000 + 200 tokens at 0.001 / 0.002 per 1k; the candidate has no price
     assert run.llm_requests == 24 and run.prompt_tokens == 24000

@@ -1,35 +1,19 @@
 """The judge's slots: each field capped on its own before the prompt is assembled, and delimited by
-a boundary made for the request.
+a boundary made for the request (see `llm.slots` for why).
 
-Why per field: the LLM client's redactor cuts every message it sends at `core.pii.FIELD_MAX_CHARS`.
-Cutting the assembled prompt there would drop what comes last — the answers — so a turn with large
-retrieved contexts would be judged blind. Here the user's message and both answers are whole or the
-pair is not judged (`PromptDoesNotFit`, stored as the pair's unjudged reason); the conversation so
-far and the contexts get what room is left, cut with a note saying what was left out.
-
-Why a random boundary: an answer is text written by the model under test; with fixed markers
-("[End of answer B]") it could close its own slot and write instructions that look like ours. A
-boundary of 20 random capital letters, new for every request and absent from every field, cannot be
-guessed; letters only, so the redactor (which replaces digit runs, keys, addresses) never rewrites it.
+The user's message and both answers are whole or the pair is not judged (`PromptDoesNotFit`, stored
+as the pair's unjudged reason); the conversation so far and the contexts get what room is left, cut
+with a note saying what was left out.
 """
 from __future__ import annotations
 
-import secrets
-import string
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from core import pii
+from llm.slots import PromptDoesNotFit, new_boundary, prompt_ceiling, shown, whole
 
-BOUNDARY_CHARS = 20
-# The assembled message's share of the redactor's per-message cut: redaction may lengthen short
-# spans a little ("a@b.io" -> "[EMAIL]"), and the client redacts the assembled message once more.
-PROMPT_SHARE_OF_CUT = 0.9
-
-
-class PromptDoesNotFit(Exception):
-    """A field the judge must see whole is over its cap; the message is the pair's unjudged reason."""
+__all__ = ["Caps", "PromptDoesNotFit", "slot_values"]
 
 
 @dataclass(frozen=True)
@@ -41,34 +25,9 @@ class Caps:
 
     @classmethod
     def from_settings(cls) -> Caps:
-        ceiling = int(pii.FIELD_MAX_CHARS * PROMPT_SHARE_OF_CUT)
-        return cls(prompt=min(int(settings.JUDGE_PROMPT_MAX_CHARS), ceiling),
+        return cls(prompt=min(int(settings.JUDGE_PROMPT_MAX_CHARS), prompt_ceiling()),
                    answer=int(settings.JUDGE_ANSWER_MAX_CHARS), query=int(settings.JUDGE_QUERY_MAX_CHARS),
                    history=int(settings.JUDGE_HISTORY_MAX_CHARS))
-
-
-def new_boundary(texts: list[str]) -> str:
-    """A boundary that occurs in none of `texts` (a collision is astronomically unlikely; checked anyway)."""
-    while True:
-        b = "".join(secrets.choice(string.ascii_uppercase) for _ in range(BOUNDARY_CHARS))
-        if not any(b in t for t in texts):
-            return b
-
-
-def shown(text: str, limit: int | None = None) -> str:
-    """`text` as the judge receives it: redacted when the LLM client redacts (so its length here is
-    the length sent), then cut at `limit`. The cut comes after redaction, so a secret straddling
-    it was already replaced whole and cannot be half shown."""
-    if text and settings.LLM_REDACT_PII:
-        text = pii.redact(text, max_chars=max(1, min(len(text), limit or len(text))))
-    return text if limit is None or len(text) <= limit else text[:limit]
-
-
-def _whole(name: str, text: str, cap: int, setting: str) -> str:
-    if len(text) > cap:
-        raise PromptDoesNotFit(f"{name} is {len(text):,} characters, over the judge's cap of {cap:,} ({setting}); "
-                               f"it would not be judged whole")
-    return shown(text)
 
 
 def _contexts_text(contexts: tuple, room: int) -> str:
@@ -127,9 +86,9 @@ def slot_values(*, query: str, conversation: tuple, contexts: tuple, answer_a: s
     raw = [query, answer_a, answer_b, *map(str, contexts), *(str(m["content"]) for m in conversation)]
     boundary = new_boundary(raw)
     values = {"boundary": boundary,
-              "query": _whole("the user's message", query, caps.query, "JUDGE_QUERY_MAX_CHARS"),
-              "answer_a": _whole("answer A", answer_a, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)",
-              "answer_b": _whole("answer B", answer_b, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)"}
+              "query": whole("the user's message", query, caps.query, "JUDGE_QUERY_MAX_CHARS"),
+              "answer_a": whole("answer A", answer_a, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)",
+              "answer_b": whole("answer B", answer_b, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)"}
     # What the template itself takes, with the boundary in each marker.
     frame = len(template.replace("{boundary}", boundary))
     fixed = frame + len(values["query"]) + len(values["answer_a"]) + len(values["answer_b"])
