@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import re
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 
 from django.apps import apps as django_apps
 from django.core.management import call_command
+from django.test import override_settings
 
 from production.models import Session, Source, Turn
 from production.services.ingest import source_get_or_create, turns_ingest_body
@@ -62,6 +64,17 @@ def slots_in(body: dict) -> dict[str, str]:
     found = SLOT.findall(text)
     boundary = found[0][0] if found else None
     return {name: value for b, name, value in found if b == boundary}
+
+
+@contextmanager
+def judge_server(**overrides):
+    """A local judge endpoint (JUDGE_* pointed at it, no OPENAI_* fallback, fast backoff)."""
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server, override_settings(
+            JUDGE_BASE_URL=server.url, JUDGE_API_KEY="sk-judge", JUDGE_MODEL="judge-x", OPENAI_BASE_URL="",
+            OPENAI_API_KEY="", LLM_BACKOFF_SECONDS=0.01, **overrides):
+        yield server
 
 
 def answers_in(body: dict) -> dict[str, str]:
