@@ -76,7 +76,7 @@ def test_an_answer_over_its_cap_leaves_the_pair_unjudged_with_the_reason_and_not
     assert (line["judged"], line["failed"]) == (0, 1) and judge.requests == []
     pair.refresh_from_db()
     assert pair.outcome == "unjudged"
-    assert pair.outcome_reason.startswith("not judged: answer ") and "40,000 characters" in pair.outcome_reason
+    assert pair.outcome_reason.startswith("not judged: the candidate's answer is 40,000 characters, over the cap")
     assert "JUDGE_ANSWER_MAX_CHARS" in pair.outcome_reason
     assert set(ShadowVerdict.objects.filter(pair=pair).values_list("verdict", "attempts")) == {("", 0)}
     # counted in the report, with its reason, and never asked again

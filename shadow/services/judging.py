@@ -76,14 +76,17 @@ class Case:
     contexts: tuple = ()
     first: str = ""  # the candidate's answer (shadow) or response_a (calibration)
     second: str = ""  # the served answer (shadow) or response_b (calibration)
+    # How a reason names each answer (a pair over its cap is unjudged with that reason).
+    names: tuple = ("the candidate's answer", "the served answer")
 
 
 def messages_for(prompt: Prompt, case: Case, swapped: bool, modes: list[dict]) -> list[dict]:
     """The judge's two messages; each field capped and delimited on its own (see `slots`). Raises
     PromptDoesNotFit when the user's message or an answer cannot be shown whole."""
     a, b = (case.second, case.first) if swapped else (case.first, case.second)
+    names = case.names[::-1] if swapped else case.names
     values = slot_values(query=case.query, conversation=tuple(case.conversation), contexts=tuple(case.contexts),
-                         answer_a=a, answer_b=b, template=prompt.user)
+                         answer_a=a, answer_b=b, names=names, template=prompt.user)
     values["failure_modes"] = modes_text(modes)
     return [{"role": "system", "content": fill(prompt.system, values)},
             {"role": "user", "content": fill(prompt.user, values)}]

@@ -79,7 +79,7 @@ def _history_text(conversation: tuple, room: int) -> str:
 
 
 def slot_values(*, query: str, conversation: tuple, contexts: tuple, answer_a: str, answer_b: str,
-                template: str, caps: Caps | None = None) -> dict[str, str]:
+                template: str, names: tuple = ("answer A", "answer B"), caps: Caps | None = None) -> dict[str, str]:
     """The values of the judge prompt's slots ({boundary}, {conversation}, {contexts}, {query},
     {answer_a}, {answer_b}); raises PromptDoesNotFit naming the field that cannot be shown whole."""
     caps = caps or Caps.from_settings()
@@ -87,8 +87,8 @@ def slot_values(*, query: str, conversation: tuple, contexts: tuple, answer_a: s
     boundary = new_boundary(raw)
     values = {"boundary": boundary,
               "query": whole("the user's message", query, caps.query, "JUDGE_QUERY_MAX_CHARS"),
-              "answer_a": whole("answer A", answer_a, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)",
-              "answer_b": whole("answer B", answer_b, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)"}
+              "answer_a": whole(names[0], answer_a, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)",
+              "answer_b": whole(names[1], answer_b, caps.answer, "JUDGE_ANSWER_MAX_CHARS") or "(empty answer)"}
     # What the template itself takes, with the boundary in each marker.
     frame = len(template.replace("{boundary}", boundary))
     fixed = frame + len(values["query"]) + len(values["answer_a"]) + len(values["answer_b"])
