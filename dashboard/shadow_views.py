@@ -13,7 +13,7 @@ from shadow import selectors as shadow
 from . import charts
 
 OUTCOMES = [("", "all"), ("candidate_win", "candidate better"), ("served_win", "served better"), ("tie", "tie"),
-            ("inconsistent", "inconsistent"), ("unjudged", "unjudged")]
+            ("inconsistent", "inconsistent"), ("unjudged", "unjudged"), ("diverged", "diverged (tool call)")]
 
 
 def _days_param(request, default: int, high: int = 90) -> int:

@@ -355,7 +355,7 @@ JUDGE_PRICE_PER_1K_COMPLETION_TOKENS = env.float("JUDGE_PRICE_PER_1K_COMPLETION_
 # Requests in flight at once (each pair is asked twice, in both orders).
 JUDGE_CONCURRENCY = env.int("JUDGE_CONCURRENCY", default=32)
 # The prompt file shadow/prompts/<version>.txt; every verdict records it.
-JUDGE_PROMPT_VERSION = env.str("JUDGE_PROMPT_VERSION", default="judge-v1")
+JUDGE_PROMPT_VERSION = env.str("JUDGE_PROMPT_VERSION", default="judge-v2")
 
 # --- Shadow evaluation (replay: evalgap asks the candidate itself; mirror: the gateway sent its answers)
 SHADOW_SAMPLE_SIZE = env.int("SHADOW_SAMPLE_SIZE", default=150)  # turns per day, whole conversations
@@ -414,3 +414,13 @@ GATE_POLICY = {
     # Signals shown but never judged either way (session_ended: the exchange simply ended there).
     "neutral_signals": env.list("GATE_NEUTRAL_SIGNALS", default=["session_ended"]),
 }
+
+# --- judgeslots: the judge's per-field caps (docs/judge.md) ---
+# The judge's user message is assembled from fields capped on their own, so the redactor's
+# per-message cut (core.pii.FIELD_MAX_CHARS) never reaches it: the whole message (at most 90% of
+# that cut), each answer and the user's message (whole, or the pair is unjudged with the reason),
+# the conversation so far (its oldest part left out first); the contexts get the room left.
+JUDGE_PROMPT_MAX_CHARS = env.int("JUDGE_PROMPT_MAX_CHARS", default=90_000)
+JUDGE_ANSWER_MAX_CHARS = env.int("JUDGE_ANSWER_MAX_CHARS", default=30_000)
+JUDGE_QUERY_MAX_CHARS = env.int("JUDGE_QUERY_MAX_CHARS", default=20_000)
+JUDGE_HISTORY_MAX_CHARS = env.int("JUDGE_HISTORY_MAX_CHARS", default=10_000)

@@ -146,7 +146,8 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> di
            "served_by_baseline": served["served_by_baseline"], "baseline_share": share,
            "margin": margin, "min_pairs": policy.min_shadow_pairs, "min_days": policy.min_shadow_days,
            "window_days": policy.shadow_window_days, "max_inconsistent_rate": policy.max_inconsistent_rate,
-           "min_baseline_share": policy.min_baseline_share}
+           "min_baseline_share": policy.min_baseline_share,
+           "input": report.get("input"), "input_note": report.get("input_note", "")}
     if not n:
         out["reason"] = (f"shadow: no judged pairs for {candidate.name} in the last {policy.shadow_window_days} days "
                          f"of shadowing (shadow_run / mirror lines, then shadow_judge)")

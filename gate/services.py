@@ -58,6 +58,8 @@ def gate_evaluate(*, candidate: str, baseline: str, policy: Policy) -> dict:
     enough = {"shadow": production["shadow"], "ab": production["ab"], "either": any(production.values()),
               "both": all(production.values())}[accept]
     context = [offline["reason"], shadow["reason"], ab["reason"], _critical_summary(critical)]
+    if shadow.get("input_note"):  # the shadow evidence answered other text than production did
+        context.append(f"shadow: {shadow['input_note']}")
     if blocking:
         decision = Decision.BLOCK
         reasons = blocking + [r for r in context if r not in blocking and not r.startswith("critical mode regression")]

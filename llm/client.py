@@ -7,7 +7,9 @@ Generation, the shadow candidates and judge, and the offline grader all call `ch
   errors back off exponentially a bounded number of times; output that does not validate is asked
   for again, also bounded;
 - every request's tokens are counted, retries included, because every request is paid for;
-- no tools are ever sent: a candidate that would call tools answers in text and cannot act.
+- tools are sent only when the caller hands their definitions (a shadow replay of a turn with
+  recorded tool calls, which answers each call with the recorded result); otherwise a candidate
+  that would call tools answers in text and cannot act.
 """
 from __future__ import annotations
 
@@ -210,16 +212,20 @@ class Reply:
     completion_tokens: int
     latency_ms: float
     cost_usd: Decimal
+    # The tool calls asked for ({"id", "name", "arguments"}), when tools were sent.
+    tool_calls: list = field(default_factory=list)
 
 
 def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: bool, usage: Usage,
-          budget: Budget | None, max_tokens: int | None) -> Reply:
-    """One request with transient retries; counts usage. No tools are ever sent."""
+          budget: Budget | None, max_tokens: int | None, tools: list | None = None) -> Reply:
+    """One request with transient retries; counts usage. Tools only when the caller hands them."""
     client = get_client(ep)
     transient = 0
     kwargs = {"response_format": {"type": "json_object"}} if json_mode else {}
     if max_tokens:
         kwargs["max_tokens"] = max_tokens
+    if tools:
+        kwargs["tools"] = tools
     while True:
         if budget is not None:
             budget.check()
@@ -244,15 +250,21 @@ def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: boo
         cost = ep.cost(p, c)
         if budget is not None:
             budget.spend(cost)
-        content = response.choices[0].message.content if response.choices else None
-        return Reply(content=content or "", prompt_tokens=p, completion_tokens=c, latency_ms=latency, cost_usd=cost)
+        message = response.choices[0].message if response.choices else None
+        calls = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments}
+                 for t in (getattr(message, "tool_calls", None) or []) if getattr(t, "function", None)]
+        return Reply(content=(message.content if message else None) or "", prompt_tokens=p, completion_tokens=c,
+                     latency_ms=latency, cost_usd=cost, tool_calls=calls)
 
 
 def chat_text(ep: Endpoint, messages: list[dict], *, temperature: float = 0.0, usage: Usage | None = None,
-              budget: Budget | None = None, max_tokens: int | None = None) -> Reply:
-    """A plain answer (a candidate model answering a user's query)."""
+              budget: Budget | None = None, max_tokens: int | None = None, redact: bool = True,
+              tools: list | None = None) -> Reply:
+    """A plain answer (a candidate model answering a user's query). `redact=False` sends the text
+    as it is: only for a release whose data boundary allows raw production text. `tools`: tool
+    definitions; the reply's `tool_calls` lists the calls the model asked for."""
     usage = usage if usage is not None else Usage()
-    return _send(ep, _clean(messages), temperature, False, usage, budget, max_tokens)
+    return _send(ep, _clean(messages) if redact else messages, temperature, False, usage, budget, max_tokens, tools)
 
 
 def chat_json(ep: Endpoint, messages: list[dict], parse: Callable[[str], T], *, temperature: float = 0.0,

@@ -14,13 +14,13 @@ class ReleaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = Release
         fields = ["id", "name", "model", "prompt_version", "base_url", "api_key_env", "system_prompt",
-                  "shadow_enabled", "notes", "created_at", "system_prompt_file"]
+                  "shadow_enabled", "notes", "data_boundary", "created_at", "system_prompt_file"]
         read_only_fields = ["id", "created_at"]
 
 
 class ReleaseListApi(ListAPIView):
     """GET: the releases. POST: add one (`name`, `model`, optional `prompt_version`, `base_url`,
-    `api_key_env`, `system_prompt`, `shadow_enabled`)."""
+    `api_key_env`, `system_prompt`, `shadow_enabled`, `data_boundary`: same | redacted, default redacted)."""
 
     queryset = Release.objects.all()
     serializer_class = ReleaseSerializer
@@ -30,7 +30,7 @@ class ReleaseListApi(ListAPIView):
         data = ReleaseSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = {k: data.validated_data.get(k) for k in ("name", "model", "prompt_version", "base_url", "api_key_env",
-                                                     "system_prompt", "shadow_enabled", "notes")}
+                                                     "system_prompt", "shadow_enabled", "notes", "data_boundary")}
         try:
             release, _ = services.release_add(**{k: val for k, val in v.items() if val is not None},
                                               user=request.user.get_username())

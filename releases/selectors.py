@@ -36,4 +36,5 @@ def release_as_dict(release: Release) -> dict:
     return {"name": release.name, "model": release.model, "prompt_version": release.prompt_version,
             "base_url": release.base_url, "api_key_env": release.api_key_env,
             "system_prompt": release.system_prompt, "shadow_enabled": release.shadow_enabled,
+            "data_boundary": release.data_boundary,
             "created_at": release.created_at.isoformat() if release.created_at else None}

@@ -13,13 +13,15 @@ class ReleaseError(Exception):
     """The release cannot be created or changed as asked; the message names the field."""
 
 
-FIELDS = ("model", "prompt_version", "base_url", "api_key_env", "system_prompt", "shadow_enabled", "notes")
+FIELDS = ("model", "prompt_version", "base_url", "api_key_env", "system_prompt", "shadow_enabled", "notes",
+          "data_boundary")
 
 
 @transaction.atomic
 def release_add(*, name: str, model: str, prompt_version: str = "", base_url: str = "", api_key_env: str = "",
                 system_prompt: str = "", system_prompt_file: str | Path | None = None, shadow_enabled: bool = False,
-                notes: str = "", user: str = "", update: bool = False) -> tuple[Release, bool]:
+                notes: str = "", user: str = "", update: bool = False,
+                data_boundary: str = Release.DataBoundary.REDACTED) -> tuple[Release, bool]:
     """Create a release (or, with update=True, change the existing one of that name).
     Returns (release, created)."""
     if system_prompt_file:
@@ -29,7 +31,7 @@ def release_add(*, name: str, model: str, prompt_version: str = "", base_url: st
             raise ReleaseError(f"system_prompt_file: cannot read {system_prompt_file} ({e})") from None
     values = {"model": (model or "").strip(), "prompt_version": prompt_version or "", "base_url": base_url or "",
               "api_key_env": api_key_env or "", "system_prompt": system_prompt or "",
-              "shadow_enabled": bool(shadow_enabled), "notes": notes or ""}
+              "shadow_enabled": bool(shadow_enabled), "notes": notes or "", "data_boundary": data_boundary}
     existing = Release.objects.select_for_update().filter(name=name).first()
     if existing is not None and not update:
         raise ReleaseError(f"name: a release named {name!r} exists already")

@@ -19,7 +19,10 @@ class Outcome(models.TextChoices):
     SERVED = "served_win"
     TIE = "tie"
     INCONSISTENT = "inconsistent"  # the two orders disagree: counts as a tie
-    UNJUDGED = "unjudged"  # the judge's output stayed malformed; the reason says why
+    UNJUDGED = "unjudged"  # not judged (malformed output, a field over the judge's cap); the reason says why
+    # Replay only: the candidate called a tool production never called with those arguments, so
+    # there is no recorded result to give it. Not judged, not a loss; counted in the report.
+    DIVERGED = "diverged"
 
 
 # Outcome -> the candidate's score (1 win, 0 loss, 0.5 tie); unjudged pairs have none.
@@ -88,6 +91,9 @@ class ShadowPair(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True, default="", db_index=True)
     outcome_reason = models.TextField(blank=True, default="")
     judged_at = models.DateTimeField(null=True, blank=True)
+    # What the candidate was sent: "raw" (the served model's input, as production saw it) or
+    # "redacted" (PII replaced: the release's data boundary is redacted); "" before it was asked.
+    candidate_input = models.CharField(max_length=10, blank=True, default="")
     # Failure modes the judge flagged on each answer, in either order (codes of the taxonomy).
     candidate_failure_modes = models.JSONField(default=list, blank=True)
     served_failure_modes = models.JSONField(default=list, blank=True)

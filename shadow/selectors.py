@@ -9,6 +9,7 @@ looks with no real difference, see README "Shadow evaluation").
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -134,8 +135,45 @@ def _unjudged(rel: Release, since: date | None, until: date | None) -> dict:
         qs = qs.filter(day__gte=since, day__lte=until)
     agg = qs.aggregate(unjudged=Count("id", filter=Q(outcome=Outcome.UNJUDGED)),
                        pending=Count("id", filter=Q(outcome="", error="")),
-                       candidate_errors=Count("id", filter=~Q(error="")))
+                       candidate_errors=Count("id", filter=~Q(error="")),
+                       diverged=Count("id", filter=Q(outcome=Outcome.DIVERGED)))
+    agg["unjudged_reasons"] = unjudged_reasons(qs)
+    agg.update(candidate_input(rel, qs.filter(outcome__in=JUDGED)))
     return agg
+
+
+def candidate_input(rel: Release, judged: QuerySet[ShadowPair]) -> dict:
+    """What the candidates of the judged pairs were sent: `input` is "raw" (what production saw),
+    "redacted" (PII replaced while the served model saw the raw text), "mixed", or None (no pair
+    says); `input_note` is the sentence the report and the gate show when it is not raw."""
+    counts = dict(judged.exclude(candidate_input="").values_list("candidate_input").annotate(n=Count("id")))
+    redacted, total = counts.get("redacted", 0), sum(counts.values())
+    kind = None if not total else "redacted" if redacted == total else "raw" if not redacted else "mixed"
+    note = ""
+    if redacted:
+        note = (f"the comparison is on redacted input: on {redacted} of {total} judged pairs the candidate got "
+                f"production text with personal data replaced while the served model saw it raw (release "
+                f"{rel.name}: data boundary {rel.data_boundary}; release_add --data-boundary same lets replay "
+                f"send the served model's input)")
+    return {"input": kind, "input_counts": counts, "input_note": note}
+
+
+_CAP_SETTING = re.compile(r"\((JUDGE_\w+_MAX_CHARS)\)")
+
+
+def unjudged_reasons(qs: QuerySet[ShadowPair]) -> dict[str, int]:
+    """Unjudged pairs counted by kind of reason (the pair keeps its full reason)."""
+    out: dict[str, int] = {}
+    for reason in qs.filter(outcome=Outcome.UNJUDGED).values_list("outcome_reason", flat=True).iterator():
+        cap = _CAP_SETTING.search(reason or "")
+        if cap and reason.startswith("not judged:"):
+            kind = f"a field over the judge's cap ({cap.group(1)})"
+        elif "malformed judge output" in (reason or ""):
+            kind = "malformed judge output"
+        else:
+            kind = (reason or "no reason recorded").split(":")[0][:80]
+        out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 def _by_mode(rows: list[tuple], scores: np.ndarray, clusters: np.ndarray) -> list[dict]:

@@ -3,6 +3,7 @@
 Two ways to answer /v1/chat/completions:
 - a script: each request takes the next step, the last step repeats. Steps: ("ok", content) |
   ("status", code) | ("slow", seconds, content);
+- ("tools", [{"name", "arguments"}, ...]): the model asks for tool calls (finish_reason "tool_calls");
 - a responder: `fake.responder = fn(body) -> step` decides from the request (which model was asked,
   what the messages say), for servers that play a candidate or a judge; it may also return a plain
   string (= ("ok", string)).
@@ -54,10 +55,15 @@ class FakeOpenAI:
                     else:
                         content, usage = step[1], (step[2] if len(step) > 2 else {})
                     p, c = usage.get("prompt_tokens", 1000), usage.get("completion_tokens", 200)
+                    message, finish = {"role": "assistant", "content": content}, "stop"
+                    if step[0] == "tools":
+                        message, finish = {"role": "assistant", "content": None, "tool_calls": [
+                            {"id": f"call_{n}_{i}", "type": "function",
+                             "function": {"name": t["name"], "arguments": t["arguments"]}}
+                            for i, t in enumerate(content)]}, "tool_calls"
                     payload = json.dumps({
                         "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": body["model"],
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": content}}],
+                        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
                     }).encode()
                     self.send_response(200)

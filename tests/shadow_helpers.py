@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import re
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 
 from django.apps import apps as django_apps
 from django.core.management import call_command
+from django.test import override_settings
 
 from production.models import Session, Source, Turn
 from production.services.ingest import source_get_or_create, turns_ingest_body
@@ -19,7 +21,8 @@ from taxonomy.models import FailureMode
 SEED_TAXONOMY = __import__("importlib").import_module("taxonomy.migrations.0002_seed_default_taxonomy").seed
 
 GOOD = "[good]"  # a fair judge prefers the answer that carries this mark
-ANSWER = re.compile(r"\[Answer (A|B)\]\n(.*?)\n\[End of answer \1\]", re.DOTALL)
+# A slot of the judge prompt: opened and closed by the request's own boundary (judge-v2).
+SLOT = re.compile(r"<<<BEGIN ([A-Z]{20}) ([A-Z' ]+?)>>>\n(.*?)\n<<<END \1 \2>>>", re.DOTALL)
 
 
 def taxonomy() -> set[str]:
@@ -54,9 +57,29 @@ def release(name: str = "cand-1", url: str = "", **kw) -> Release:
                                   system_prompt=kw.pop("system_prompt", "You are the candidate."), **kw)
 
 
+def slots_in(body: dict) -> dict[str, str]:
+    """{slot name: text} from a judge request built from the real prompt, read with the boundary the
+    request itself declares (the first one in its user message)."""
+    text = body["messages"][-1]["content"]
+    found = SLOT.findall(text)
+    boundary = found[0][0] if found else None
+    return {name: value for b, name, value in found if b == boundary}
+
+
+@contextmanager
+def judge_server(**overrides):
+    """A local judge endpoint (JUDGE_* pointed at it, no OPENAI_* fallback, fast backoff)."""
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server, override_settings(
+            JUDGE_BASE_URL=server.url, JUDGE_API_KEY="sk-judge", JUDGE_MODEL="judge-x", OPENAI_BASE_URL="",
+            OPENAI_API_KEY="", LLM_BACKOFF_SECONDS=0.01, **overrides):
+        yield server
+
+
 def answers_in(body: dict) -> dict[str, str]:
     """{"A": text, "B": text} from a judge request built from the real prompt."""
-    return {label: text for label, text in ANSWER.findall(body["messages"][-1]["content"])}
+    return {name[-1]: text for name, text in slots_in(body).items() if name in ("ANSWER A", "ANSWER B")}
 
 
 def judgement(verdict: str, rationale: str = "compared", modes_a=(), modes_b=()) -> str:

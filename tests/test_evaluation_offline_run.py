@@ -2,6 +2,7 @@
 on local OpenAI-compatible servers (tests/fake_openai.py); --served grades production's answers."""
 import io
 import json
+import re
 import threading
 
 import pytest
@@ -110,11 +111,15 @@ def test_generate_answers_grades_and_records_cost_with_bounded_concurrency(setup
     first = candidate.requests[0]["body"]
     assert first["model"] == "cand-model" and first["temperature"] == 0
     assert first["messages"][0]["role"] == "system" and "You are the support bot." in first["messages"][0]["content"]
-    assert "passage" in first["messages"][0]["content"]
+    # the passages travel as user content, never in a system message
+    assert "passage" not in first["messages"][0]["content"]
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "user"]
+    assert first["messages"][1]["content"].startswith("Answer using these retrieved passages:\n[1] passage")
     assert candidate.requests[0]["headers"]["authorization"] == "Bearer sk-candidate"
     g = grader.requests[0]["body"]
     assert g["model"] == "grader-model" and g["temperature"] == 0 and g["response_format"] == {"type": "json_object"}
-    assert "Reference answer:" in g["messages"][1]["content"]
+    slot = r"<<<BEGIN ([A-Z]{20}) REFERENCE ANSWER>>>\nreference \d+\n<<<END \1 REFERENCE ANSWER>>>"
+    assert re.search(slot, g["messages"][1]["content"])
     assert grader.responder.max_in_flight <= 3
     # cost: 12 grader calls of 1000 + 200 tokens at 0.001 / 0.002 per 1k; the candidate has no price
     assert run.llm_requests == 24 and run.prompt_tokens == 24000

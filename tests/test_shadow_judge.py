@@ -84,7 +84,7 @@ def test_a_fair_judge_sees_both_orders_and_its_verdicts_are_recorded(judge):
     v = ShadowVerdict.objects.filter(pair=made[0]).order_by("order")
     assert [x.order for x in v] == ["candidate_first", "served_first"]
     assert [x.verdict for x in v] == ["A", "B"] and [x.winner for x in v] == ["candidate", "candidate"]
-    assert all(x.judge_model == "judge-x" and x.prompt_version == "judge-v1" for x in v)
+    assert all(x.judge_model == "judge-x" and x.prompt_version == "judge-v2" for x in v)
     assert json.loads(v[0].raw_answer)["verdict"] == "A" and v[0].rationale == "the marked answer is right"
     loser = ShadowPair.objects.get(pk=made[0].pk)
     assert loser.served_failure_modes == ["FAITHFULNESS.HALLUCINATION"] and loser.candidate_failure_modes == []
@@ -184,9 +184,12 @@ def test_without_a_judge_the_command_names_the_settings():
 
 
 def test_the_prompt_is_a_versioned_file():
-    prompt = load_prompt("judge-v1")
-    assert prompt.version == "judge-v1" and "{answer_a}" in prompt.user and "rationale" in prompt.system
+    prompt = load_prompt("judge-v2")
+    assert prompt.version == "judge-v2" and "{answer_a}" in prompt.user and "rationale" in prompt.system
     assert prompt.system.index('"rationale"') < prompt.system.index('"verdict"')
+    # the JSON the judge answers with is a contract: the same line in every version
+    contract = [line for line in load_prompt("judge-v1").system.splitlines() if line.startswith('{"rationale"')]
+    assert len(contract) == 1 and contract[0] in prompt.system.splitlines()
 
 
 # --- judge_calibrate -----------------------------------------------------------------------------
@@ -249,7 +252,7 @@ def test_a_pass_whose_worker_died_is_requeued_and_finishes_only_what_is_missing(
     judge.responder = lambda body: judgement("tie")
     run = judge_service.judge_run_create()
     ShadowVerdict.objects.create(pair=made[0], run=run, order="candidate_first", judge_model="judge-x",
-                                 prompt_version="judge-v1", verdict="tie", winner="tie", rationale="r")
+                                 prompt_version="judge-v2", verdict="tie", winner="tie", rationale="r")
     long_ago = timezone.now() - timedelta(hours=2)
     JudgeRun.objects.filter(pk=run.pk).update(status="running", attempts=1, started_at=long_ago, heartbeat_at=long_ago)
 

@@ -48,10 +48,11 @@ def test_replay_sends_history_contexts_and_query_without_tools_and_stores_the_pa
     assert cand.requests[0]["headers"]["authorization"] == "Bearer sk-candidate"
     assert second_turn["model"] == "cand-model" and "tools" not in second_turn and "tool_choice" not in second_turn
     roles = [m["role"] for m in second_turn["messages"]]
-    assert roles == ["system", "user", "assistant", "system", "user"]
+    assert roles == ["system", "user", "assistant", "user", "user"]  # contexts as user content, never system
     msgs = second_turn["messages"]
     assert msgs[0]["content"] == "Answer in one sentence."
     assert (msgs[1]["content"], msgs[2]["content"]) == ("question 0 of s1005-0", "served answer 0 for s1005-0")
+    assert "doc about" not in msgs[0]["content"]
     assert "[1] doc about s1005-0" in msgs[3]["content"] and "[2] policy: returns within 30 days" in msgs[3]["content"]
     pairs = ShadowPair.objects.filter(release__name="cand-1").select_related("turn")
     assert pairs.count() == 6 and {p.day for p in pairs} == {DAY} and {p.origin for p in pairs} == {"replay"}

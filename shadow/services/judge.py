@@ -193,6 +193,9 @@ def _verdict_row(run: JudgeRun, pair: ShadowPair, order: str, r: OrderResult) ->
 def pair_outcome(results: dict[str, OrderResult]) -> tuple[str, str, list, list]:
     """(outcome, reason, candidate's modes, served's modes) from both orders; outcome "" = pending."""
     first, second = results[CANDIDATE_FIRST], results[SERVED_FIRST]
+    unfit = [r for r in results.values() if r.unfit]
+    if unfit:  # never asked: the reason names the field over its cap
+        return Outcome.UNJUDGED, f"not judged: {unfit[0].error}", [], []
     malformed = [(o, r) for o, r in results.items() if r.malformed]
     if malformed:
         order, r = malformed[0]

@@ -18,6 +18,8 @@ from django.conf import settings
 
 from llm import client as llm
 
+from .slots import PromptDoesNotFit, slot_values
+
 PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 VERDICTS = ("A", "B", "tie")
 CANDIDATE_FIRST, SERVED_FIRST = "candidate_first", "served_first"
@@ -65,11 +67,6 @@ def modes_text(modes: list[dict]) -> str:
                      for m in modes) or "(none defined)"
 
 
-def conversation_text(conversation: list[dict]) -> str:
-    lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in conversation]
-    return "\n\n".join(lines) or "(this is the first message of the conversation)"
-
-
 @dataclass(frozen=True)
 class Case:
     """What the judge sees of one comparison, before the two answers are put in an order."""
@@ -79,18 +76,18 @@ class Case:
     contexts: tuple = ()
     first: str = ""  # the candidate's answer (shadow) or response_a (calibration)
     second: str = ""  # the served answer (shadow) or response_b (calibration)
+    # How a reason names each answer (a pair over its cap is unjudged with that reason).
+    names: tuple = ("the candidate's answer", "the served answer")
 
 
 def messages_for(prompt: Prompt, case: Case, swapped: bool, modes: list[dict]) -> list[dict]:
+    """The judge's two messages; each field capped and delimited on its own (see `slots`). Raises
+    PromptDoesNotFit when the user's message or an answer cannot be shown whole."""
     a, b = (case.second, case.first) if swapped else (case.first, case.second)
-    values = {
-        "failure_modes": modes_text(modes),
-        "conversation": conversation_text(list(case.conversation)),
-        "contexts": "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(case.contexts)) or "(none)",
-        "query": case.query,
-        "answer_a": a or "(empty answer)",
-        "answer_b": b or "(empty answer)",
-    }
+    names = case.names[::-1] if swapped else case.names
+    values = slot_values(query=case.query, conversation=tuple(case.conversation), contexts=tuple(case.contexts),
+                         answer_a=a, answer_b=b, names=names, template=prompt.user)
+    values["failure_modes"] = modes_text(modes)
     return [{"role": "system", "content": fill(prompt.system, values)},
             {"role": "user", "content": fill(prompt.user, values)}]
 
@@ -140,6 +137,7 @@ class OrderResult:
     completion_tokens: int = 0
     error: str = ""
     malformed: bool = False  # the output never validated (final); otherwise an error is transient
+    unfit: bool = False  # never asked: a field the judge must see whole is over its cap (final)
 
     @property
     def ok(self) -> bool:
@@ -167,11 +165,14 @@ def judge_order(ep: llm.Endpoint, prompt: Prompt, case: Case, *, swapped: bool, 
         seen["raw"], seen["attempts"] = content, seen["attempts"] + 1
         return parse_judgement(content, codes)
 
+    try:
+        messages = messages_for(prompt, case, swapped, modes)
+    except PromptDoesNotFit as e:  # judged on part of an answer is worse than not judged
+        return OrderResult(swapped=swapped, error=str(e), malformed=True, unfit=True)
     usage = llm.Usage()
     result = OrderResult(swapped=swapped)
     try:
-        parsed, reply = llm.chat_json(ep, messages_for(prompt, case, swapped, modes), parse, temperature=0.0,
-                                      usage=usage)
+        parsed, reply = llm.chat_json(ep, messages, parse, temperature=0.0, usage=usage)
         result.verdict, result.rationale = parsed["verdict"], parsed["rationale"]
         result.failure_modes_a, result.failure_modes_b = parsed["failure_modes_a"], parsed["failure_modes_b"]
         result.dropped = parsed["dropped"]

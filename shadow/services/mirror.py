@@ -81,7 +81,7 @@ def _pair_batch(batch, releases: dict[str, Release]) -> dict:
         new.append(ShadowPair(turn_id=m.turn_id, release=rel, origin=ShadowPair.Origin.MIRROR,
                               mirrored_answer_id=m.pk, session_id=m.turn.session_id,
                               day=stamp.astimezone(dt_timezone.utc).date(), candidate_answer=m.response,
-                              latency_ms=m.latency_ms))
+                              latency_ms=m.latency_ms, candidate_input="raw"))  # the gateway mirrored the request
     ShadowPair.objects.bulk_create(new, ignore_conflicts=True)
     counts["pairs_created"] += len(new)
     return counts

@@ -5,7 +5,10 @@ taken in that order until N turns of the day are in, so the same salt always dra
 conversations (and a conversation spanning days is in or out on every day), independent of any
 rollout bucket. Each sampled turn is sent with the conversation before it (the answers users saw)
 and the contexts retrieval logged for it, so only generation differs between the two answers.
-No tools are sent: a candidate that would call tools answers in text and cannot act.
+What the candidate may see is the release's data boundary: `same` sends the served model's input
+as production logged it (raw), `redacted` (the default) sends it through the PII redactor, and the
+pair says which. A turn with recorded tool calls is replayed with them (`tool_replay`); a turn
+without sends no tools, and a candidate that would call tools answers in text.
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ from production.models import Turn
 from releases.models import Release
 from releases.selectors import release_turn_filter
 
-from ..models import ShadowPair, ShadowRun
+from ..models import Outcome, ShadowPair, ShadowRun
 from .context import conversation, histories
+from .tool_replay import Diverged, answer_with_tools, recorded_tool_calls, tool_definitions
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +80,41 @@ def candidate_messages(release: Release, turn: Turn, history: list[Turn]) -> lis
     logged contexts, the query."""
     messages = [{"role": "system", "content": release.system_prompt}] if release.system_prompt else []
     messages += conversation(history)
-    if turn.contexts:
-        messages.append({"role": "system", "content": "Retrieved context for the next user message:\n\n" +
-                         "\n\n".join(f"[{i + 1}] {c}" for i, c in enumerate(turn.contexts))})
+    if turn.contexts:  # user content, never the system role: retrieved text is data, not instructions
+        messages.append({"role": "user", "content": contexts_message(turn.contexts)})
     messages.append({"role": "user", "content": turn.query})
     return messages
+
+
+def raw_input(release: Release) -> bool:
+    """May the candidate get the production text as it is (its data boundary is `same`)?"""
+    return release.data_boundary == Release.DataBoundary.SAME
+
+
+def input_kind(release: Release) -> str:
+    """What the candidate is sent, as the pair records it."""
+    return "raw" if raw_input(release) or not settings.LLM_REDACT_PII else "redacted"
+
+
+def candidate_answer(ep: llm.Endpoint, release: Release, turn: Turn, history: list[Turn], *, usage: llm.Usage,
+                     budget: llm.Budget | None) -> llm.Reply:
+    """The candidate's answer to one turn, on the input its data boundary allows, with the turn's
+    recorded tool calls replayed. Raises Diverged when it calls a tool production did not."""
+    raw = raw_input(release)
+
+    def send(messages: list[dict], tools: list[dict] | None = None) -> llm.Reply:
+        return llm.chat_text(ep, messages, usage=usage, budget=budget, redact=not raw, tools=tools)
+
+    messages = candidate_messages(release, turn, history)
+    recorded = recorded_tool_calls(turn)
+    if not recorded:
+        return send(messages)
+    return answer_with_tools(send, messages, recorded, tool_definitions(turn, recorded))
+
+
+def contexts_message(contexts: list) -> str:
+    return "Retrieved context for the next user message:\n\n" + "\n\n".join(
+        f"[{i + 1}] {c}" for i, c in enumerate(contexts))
 
 
 def release_endpoint(release: Release) -> llm.Endpoint:
@@ -148,8 +182,7 @@ def _execute(run: ShadowRun, progress) -> None:
     done = 0
 
     def ask(turn_id: int):
-        return llm.chat_text(ep, candidate_messages(release, turns[turn_id], before[turn_id]), usage=usage,
-                             budget=budget)
+        return candidate_answer(ep, release, turns[turn_id], before[turn_id], usage=usage, budget=budget)
 
     failed = not_sent = 0
     # Chunks keep the database writes in this thread and the job's heartbeat going on long runs.
@@ -163,8 +196,10 @@ def _execute(run: ShadowRun, progress) -> None:
                 continue
             turn = turns[turn_id]
             fields = {"origin": ShadowPair.Origin.REPLAY, "run": run, "session_id": turn.session_id,
-                      "day": run.day}
-            if isinstance(result, Exception):
+                      "day": run.day, "candidate_input": input_kind(release)}
+            if isinstance(result, Diverged):  # ends the pair: never judged, never a loss
+                fields.update(_diverged_fields(result))
+            elif isinstance(result, Exception):
                 failed += 1
                 fields.update(error=safe_error(result) or "failed", candidate_answer="")
             else:
@@ -188,6 +223,13 @@ def _execute(run: ShadowRun, progress) -> None:
                cost_usd=usage.cost_usd, requests=usage.attempts, prompt_tokens=usage.prompt_tokens,
                completion_tokens=usage.completion_tokens, budget_usd=budget.max_usd if budget else None,
                budget_stopped=stopped, budget_reason=reason)
+
+
+def _diverged_fields(d: Diverged) -> dict:
+    spent = d.spent
+    return {"candidate_answer": spent.content, "latency_ms": spent.latency_ms, "error": "",
+            "prompt_tokens": spent.prompt_tokens, "completion_tokens": spent.completion_tokens,
+            "cost_usd": spent.cost_usd, "outcome": Outcome.DIVERGED, "outcome_reason": d.reason}
 
 
 def shadow_runs_daily(*, day: date | None = None) -> list[int]:

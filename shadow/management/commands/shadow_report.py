@@ -33,6 +33,13 @@ class Command(BaseCommand):
         self.stdout.write(f"shadow report for {r['release']}: {r['since'] or '-'} to {r['until'] or '-'}, "
                           f"{r['pairs']} judged pairs over {r['days_with_pairs']} days "
                           f"({r['conversations']} conversations; {r['unjudged']} unjudged, {r['pending']} pending)")
+        for kind, count in r.get("unjudged_reasons", {}).items():
+            self.stdout.write(f"  unjudged: {count} - {kind}")
+        if r.get("diverged"):
+            self.stdout.write(f"  diverged: {r['diverged']} pairs ended when the candidate called a tool production "
+                              f"did not call with those arguments (not judged, not losses)")
+        if r.get("input_note"):
+            self.stdout.write(f"  input: {r['input_note']}")
         if r["pairs"]:
             self.stdout.write(f"  win rate {pct(r['win_rate'])} (95% CI {pct(r['ci_low'])}-{pct(r['ci_high'])}, "
                               f"{r['interval_method']}); decisive {pct(r['decisive_win_rate'])}; ties "
