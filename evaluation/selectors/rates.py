@@ -18,7 +18,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
 from core import stats
-from production.models import SIGNAL_NAMES, Source, TurnSignals
+from production.models import SIGNAL_NAMES, Source
 from releases.models import Release
 from releases.selectors import release_turns
 
@@ -30,25 +30,18 @@ def signal_names() -> tuple[str, ...]:
     return tuple(SIGNAL_NAMES)
 
 
-def has_failure_probability() -> bool:
-    """Whether signal detection records a calibrated failure probability per turn."""
-    return any(f.name == "failure_probability" for f in TurnSignals._meta.get_fields())
-
-
 def _aggregates() -> dict:
     out = {"turns": Count("id"), "detected": Count("signals"),
            FAILURE: Count("id", filter=Q(signals__failure_candidate=True))}
     for name in signal_names():
         out[name] = Count("id", filter=Q(**{f"signals__{name}": True}))
-    if has_failure_probability():
-        out["failure_probability_sum"] = Sum("signals__failure_probability")
-        out["failure_probability_n"] = Count("signals__failure_probability")
+    out["failure_probability_sum"] = Sum("signals__failure_probability")
+    out["failure_probability_n"] = Count("signals__failure_probability")
     return out
 
 
 def _counted_fields() -> tuple[str, ...]:
-    extra = ("failure_probability_sum", "failure_probability_n") if has_failure_probability() else ()
-    return ("turns", "detected", FAILURE, *signal_names(), *extra)
+    return ("turns", "detected", FAILURE, *signal_names(), "failure_probability_sum", "failure_probability_n")
 
 
 def _day():
@@ -191,9 +184,8 @@ def rates_from_counts(release: Release, counts: Counts, start: date | None, end:
                                                  FAILURE: c[FAILURE]} for sid, c in sorted(per_source.items())},
         "standardised": _standardised(per_source, names, reference_mix) if reference_mix else None,
     }
-    if has_failure_probability():
-        k = total["failure_probability_n"]
-        out["failure_probability"] = {"mean": total["failure_probability_sum"] / k if k else None, "n": k}
+    k = total["failure_probability_n"]
+    out["failure_probability"] = {"mean": total["failure_probability_sum"] / k if k else None, "n": k}
     return out
 
 

@@ -17,7 +17,7 @@ from labelling.models import BatchItem
 from labelling.selectors import adjudicated_verdicts
 from labelling.vocabulary import VERDICT_SCORES
 
-from .rates import FAILURE, has_failure_probability, signal_names
+from .rates import FAILURE, signal_names
 
 # How incorrect each verdict says the answer was: labelling's one scale, turned around.
 INCORRECT = {v: 1.0 - score for v, score in VERDICT_SCORES.items()}
@@ -35,11 +35,10 @@ def labelled_items() -> dict:
     failure probability where recorded. Generated cases (not production samples) are left out."""
     verdicts = human_verdicts()
     flags = (FAILURE, *signal_names())
-    extra = ["turn__signals__failure_probability"] if has_failure_probability() else []
     # One join over the batch items (no id list sent back): the items without a verdict are few.
     rows = (BatchItem.objects.exclude(stratum=BatchItem.Stratum.GENERATED)
             .values_list("id", "inclusion_probability", "turn__signals__turn_id",
-                         *(f"turn__signals__{f}" for f in flags), *extra))
+                         *(f"turn__signals__{f}" for f in flags), "turn__signals__failure_probability"))
     y, w, cols, probs, undetected = [], [], [[] for _ in flags], [], 0
     for row in rows.iterator(chunk_size=10000):
         verdict = verdicts.get(row[0])
@@ -52,13 +51,10 @@ def labelled_items() -> dict:
         w.append(1.0 / max(row[1] or 1.0, 1e-9))
         for i in range(len(flags)):
             cols[i].append(bool(row[3 + i]))
-        if extra:
-            probs.append(row[-1])
+        probs.append(row[-1])
     out = {"y": np.array(y, dtype=float), "w": np.array(w, dtype=float),
            "flags": {f: np.array(cols[i], dtype=float) for i, f in enumerate(flags)},
-           "labelled": len(verdicts), "undetected": undetected}
-    if extra:
-        out["failure_probability"] = probs
+           "labelled": len(verdicts), "undetected": undetected, "failure_probability": probs}
     return out
 
 
@@ -101,12 +97,11 @@ def signal_validity() -> dict:
         })
     out = {"labelled": data["labelled"], "used": int(y.size), "undetected": data["undetected"],
            "p_incorrect": p_all, "rows": rows}
-    if "failure_probability" in data:
-        probs = data["failure_probability"]
-        have = np.array([p is not None for p in probs], dtype=bool)
-        score = np.array([p if p is not None else 0.0 for p in probs], dtype=float)
-        out["failure_probability_auc"] = (_auc(score[have], y[have], w[have]) if have.any()
-                                          else {"n": 0, "status": stats.INSUFFICIENT_DATA})
+    probs = data["failure_probability"]
+    have = np.array([p is not None for p in probs], dtype=bool)
+    score = np.array([p if p is not None else 0.0 for p in probs], dtype=float)
+    out["failure_probability_auc"] = (_auc(score[have], y[have], w[have]) if have.any()
+                                      else {"n": 0, "status": stats.INSUFFICIENT_DATA})
     return out
 
 

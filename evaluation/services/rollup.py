@@ -26,7 +26,7 @@ from django.utils import timezone
 from production.models import Turn, TurnSignals
 
 from ..models import RollupState, TurnDayCount
-from ..selectors.rates import has_failure_probability, signal_names
+from ..selectors.rates import signal_names
 
 SLACK = timedelta(minutes=10)
 BATCH_DAYS = 31  # days recomputed per grouped query
@@ -52,9 +52,8 @@ def _aggregates() -> dict:
            "n_failure": Count("id", filter=Q(signals__failure_candidate=True))}
     for name in signal_names():
         out[f"flag_{name}"] = Count("id", filter=Q(**{f"signals__{name}": True}))
-    if has_failure_probability():
-        out["fp_sum"] = Sum("signals__failure_probability")
-        out["fp_n"] = Count("signals__failure_probability")
+    out["fp_sum"] = Sum("signals__failure_probability")
+    out["fp_n"] = Count("signals__failure_probability")
     return out
 
 
