@@ -410,3 +410,7 @@ GATE_POLICY = {
     # Signals shown but never judged either way (session_ended: the exchange simply ended there).
     "neutral_signals": env.list("GATE_NEUTRAL_SIGNALS", default=["session_ended"]),
 }
+
+# --- otlp: the OTLP/HTTP trace receiver (POST /api/otlp/v1/traces) ---
+# The largest request body, after gzip is undone (an exporter's batch is far smaller: 512 spans).
+OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=32 * 1024 * 1024)

@@ -1,0 +1,195 @@
+"""The OTLP/HTTP trace receiver (POST /api/otlp/v1/traces): OTLP bodies as the specification encodes them
+(JSON here, protobuf and gzip too), each trace one turn through the one ingest back half."""
+import gzip
+import json
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                      ExportTraceServiceResponse)
+from google.protobuf.json_format import ParseDict
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from production.models import RejectedLine, Session, TraceSpan, Turn
+
+TRACE = "5b8efff798038103d269b633813fc60c"
+T0 = 1_790_000_000_000_000_000  # ns since the epoch: 2026-09-21T14:13:20Z
+
+
+def s(key, value):
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def span(span_id, name, attrs, parent="", start=0, end=1, trace=TRACE, events=()):
+    out = {"traceId": trace, "spanId": span_id, "name": name, "kind": 1,
+           "startTimeUnixNano": str(T0 + start * 1_000_000), "endTimeUnixNano": str(T0 + end * 1_000_000),
+           "attributes": [s(k, v) for k, v in attrs.items()], "status": {"code": 1}}
+    if parent:
+        out["parentSpanId"] = parent
+    if events:
+        out["events"] = [{"name": n, "timeUnixNano": str(T0), "attributes": [s(k, v) for k, v in a.items()]}
+                         for n, a in events]
+    return out
+
+
+def request(*spans, service="support-bot"):
+    resource = {"attributes": [s("service.name", service)]} if service else {}
+    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {"name": "t"}, "spans": list(spans)}]}]}
+
+
+# An agent answering from a retriever, with one tool call: the OpenInference shape.
+AGENT = span("a000000000000001", "agent", {
+    "openinference.span.kind": "AGENT", "input.value": "how do I reset my password?",
+    "output.value": "Go to Settings > Security.", "session.id": "sess-1", "user.id": "u-9"}, start=0, end=900)
+RETRIEVER = span("a000000000000002", "retrieve", {
+    "openinference.span.kind": "RETRIEVER", "input.value": "reset password",
+    "retrieval.documents.0.document.content": "Passwords are reset in Settings > Security.",
+    "retrieval.documents.1.document.content": "Reset links expire after one hour."},
+    parent="a000000000000001", start=10, end=50)
+LLM = span("a000000000000003", "ChatCompletion", {
+    "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini",
+    "llm.input_messages.0.message.role": "system", "llm.input_messages.0.message.content": "be brief",
+    "llm.input_messages.1.message.role": "user", "llm.input_messages.1.message.content": "how do I reset my password?",
+    "llm.output_messages.0.message.role": "assistant",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup_account",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"user": "u-9"}',
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_1",
+    "llm.token_count.prompt": 120, "llm.token_count.completion": 30}, parent="a000000000000001", start=60, end=400)
+TOOL = span("a000000000000004", "lookup_account", {
+    "openinference.span.kind": "TOOL", "tool.name": "lookup_account", "tool.id": "call_1",
+    "input.value": '{"user": "u-9"}', "output.value": '{"locked": false}'}, parent="a000000000000001",
+    start=410, end=420)
+
+
+@pytest.fixture
+def ingest_client(ingest_service):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get(user=ingest_service).key}")
+    return client
+
+
+def post(client, body, **kw):
+    return client.post("/api/otlp/v1/traces", data=json.dumps(body).encode(), content_type="application/json", **kw)
+
+
+@pytest.mark.django_db
+def test_an_openinference_trace_becomes_one_turn_with_contexts_and_tool_calls(ingest_client):
+    resp = post(ingest_client, request(AGENT, RETRIEVER, LLM, TOOL))
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["evalgap"]["support-bot"] == {
+        "read": 4, "created": 1, "duplicates": 0, "rejected": 0, "events": 0, "shadow": 0, "pending": 0, "updated": 0}
+    turn = Turn.objects.select_related("session", "source").get()
+    assert (turn.source.name, turn.external_id, turn.session.external_id, turn.user_id) == (
+        "support-bot", TRACE, "sess-1", "u-9")
+    assert (turn.query, turn.response, turn.model) == (
+        "how do I reset my password?", "Go to Settings > Security.", "gpt-4o-mini")
+    assert turn.contexts == ["Passwords are reset in Settings > Security.", "Reset links expire after one hour."]
+    assert turn.metadata["tool_calls"] == [{"name": "lookup_account", "arguments": '{"user": "u-9"}', "id": "call_1",
+                                            "result": '{"locked": false}'}]
+    assert turn.metadata["token_count"] == {"prompt": 120, "completion": 30, "total": 150}
+    assert turn.timestamp.isoformat() == "2026-09-21T14:13:20+00:00"
+    assert turn.latency_ms == pytest.approx(900)
+
+
+@pytest.mark.django_db
+def test_the_same_trace_sent_twice_is_one_turn(ingest_client):
+    post(ingest_client, request(AGENT, RETRIEVER, LLM))
+    resp = post(ingest_client, request(AGENT, RETRIEVER, LLM))
+    assert resp.json()["evalgap"]["support-bot"]["duplicates"] == 1
+    assert Turn.objects.count() == 1
+    assert TraceSpan.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_spans_in_several_requests_assemble_into_one_turn_children_first_or_after_the_root(ingest_client):
+    # given: a retriever span first; the trace has no root yet
+    first = post(ingest_client, request(RETRIEVER)).json()["evalgap"]["support-bot"]
+    assert (first["created"], first["pending"]) == (0, 1)
+    assert Turn.objects.count() == 0
+    # when: the root arrives, then a child that ended after it was exported
+    post(ingest_client, request(AGENT))
+    assert Turn.objects.get().contexts == ["Passwords are reset in Settings > Security.",
+                                           "Reset links expire after one hour."]
+    late = post(ingest_client, request(TOOL)).json()["evalgap"]["support-bot"]
+    # then: one turn, refreshed in place with the late tool call; its session is detected again
+    assert (late["created"], late["duplicates"], late["updated"]) == (0, 1, 1)
+    turn = Turn.objects.get()
+    assert turn.metadata["tool_calls"][0]["result"] == '{"locked": false}'
+    assert turn.metadata["trace"]["spans"] == 3
+    assert Session.objects.get().dirty
+    # and the same late span again changes nothing
+    again = post(ingest_client, request(TOOL)).json()["evalgap"]["support-bot"]
+    assert (again["duplicates"], again["updated"]) == (1, 0)
+
+
+@pytest.mark.django_db
+def test_a_span_that_cannot_be_mapped_is_a_rejected_line_and_the_rest_is_kept(ingest_client):
+    # given: a span with a broken trace id, and a root span with no user message anywhere
+    broken = {**LLM, "traceId": "not-hex"}
+    mute = span("b000000000000001", "GET /health", {"http.method": "GET"},
+                trace="6b8efff798038103d269b633813fc60c")
+    resp = post(ingest_client, request(AGENT, broken, mute))
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["partialSuccess"]["rejectedSpans"] == 2
+    assert body["evalgap"]["support-bot"]["created"] == 1
+    reasons = dict(RejectedLine.objects.values_list("line_no", "reason"))
+    assert reasons[2].startswith("trace_id: expected 32 hex digits")
+    assert reasons[3].startswith("trace: no LLM, CHAIN or AGENT span")
+    assert set(RejectedLine.objects.values_list("origin", flat=True)) == {"otlp"}
+
+
+@pytest.mark.django_db
+def test_protobuf_and_gzip_are_read_and_answered_in_protobuf(ingest_client):
+    message = ParseDict(_as_proto_json(request(AGENT, RETRIEVER)), ExportTraceServiceRequest())
+    resp = ingest_client.post("/api/otlp/v1/traces", data=gzip.compress(message.SerializeToString()),
+                              content_type="application/x-protobuf", HTTP_CONTENT_ENCODING="gzip")
+    assert resp.status_code == 200, resp.content
+    assert resp["Content-Type"] == "application/x-protobuf"
+    answer = ExportTraceServiceResponse()
+    answer.ParseFromString(resp.content)
+    assert answer.partial_success.rejected_spans == 0
+    turn = Turn.objects.get()
+    assert (turn.external_id, turn.query, len(turn.contexts)) == (TRACE, "how do I reset my password?", 2)
+
+
+def _as_proto_json(body: dict) -> dict:
+    """OTLP/JSON -> protobuf's JSON mapping: ids are hex in OTLP/JSON, base64 in protobuf's."""
+    import base64
+
+    def fix(sp):
+        out = dict(sp)
+        for k in ("traceId", "spanId", "parentSpanId"):
+            if k in out:
+                out[k] = base64.b64encode(bytes.fromhex(out[k])).decode()
+        return out
+
+    return {"resourceSpans": [{**rs, "scopeSpans": [{**ss, "spans": [fix(x) for x in ss["spans"]]}
+                                                    for ss in rs["scopeSpans"]]} for rs in body["resourceSpans"]]}
+
+
+@pytest.mark.django_db
+def test_the_source_is_the_service_name_unless_the_query_names_one(ingest_client):
+    post(ingest_client, request(AGENT), )
+    post(ingest_client, request(span("c000000000000001", "chat", {"openinference.span.kind": "LLM",
+                                                                  "input.value": "hi", "output.value": "hello"},
+                                     trace="7b8efff798038103d269b633813fc60c")),
+         QUERY_STRING="source=other")
+    assert sorted(Turn.objects.values_list("source__name", flat=True)) == ["other", "support-bot"]
+    resp = post(ingest_client, request(AGENT, service="unknown_service:python"))
+    assert resp.status_code == 400 and "service.name" in resp.json()["source"]
+
+
+@pytest.mark.django_db
+def test_a_body_that_is_not_otlp_is_a_400_and_no_token_a_401(ingest_client, client):
+    resp = ingest_client.post("/api/otlp/v1/traces", data=b"\x00garbage", content_type="application/x-protobuf")
+    assert resp.status_code == 400
+    resp = ingest_client.post("/api/otlp/v1/traces", data=b"xx", content_type="application/json",
+                              HTTP_CONTENT_ENCODING="gzip")
+    assert resp.status_code == 400 and "gzip" in resp.json()["body"]
+    assert post(client, request(AGENT)).status_code == 401
+    assert Turn.objects.count() == 0
