@@ -25,7 +25,7 @@ from core.jobs import job_claim, job_fail, job_finish
 from ..contract import ContractError, ParsedTurn, parse_record
 from ..models import IngestJob, Session, Source, TraceSpan, Turn
 from ..readers import RAW_CAP, Reject
-from ..traces.importers import IMPORTERS
+from ..traces.importers import IMPORTERS, TraceFileError
 from ..traces.mapping import turn_record
 from ..traces.otlp import SpanIn
 from .ingest import IngestError, IngestResult, limits, source_get_or_create, turns_ingest_items
@@ -127,6 +127,9 @@ def traces_import_path(*, source_name: str, path: str | Path, fmt: str) -> Trace
     try:
         spans = IMPORTERS[fmt](path)
         result = trace_spans_ingest(source=source, spans=spans, origin=str(path), job=job)
+    except (TraceFileError, OSError) as e:
+        job_fail(IngestJob, job.pk, e)
+        raise IngestError(str(e)) from None
     except BaseException as e:
         job_fail(IngestJob, job.pk, e)
         raise
