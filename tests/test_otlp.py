@@ -193,3 +193,70 @@ def test_a_body_that_is_not_otlp_is_a_400_and_no_token_a_401(ingest_client, clie
     assert resp.status_code == 400 and "gzip" in resp.json()["body"]
     assert post(client, request(AGENT)).status_code == 401
     assert Turn.objects.count() == 0
+
+
+GENAI_TRACE = "9c8efff798038103d269b633813fc60c"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("attrs,events", [
+    # the current conventions: messages as JSON attributes, parts inside
+    ({"gen_ai.input.messages": json.dumps([{"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+                                           {"role": "user", "parts": [{"type": "text", "content": "cancel my plan"}]}]),
+      "gen_ai.output.messages": json.dumps([{"role": "assistant", "finish_reason": "stop",
+                                             "parts": [{"type": "text", "content": "Done: it ends on the 30th."}]}])},
+     ()),
+    # the older ones: a user-message event and a choice event
+    ({}, (("gen_ai.system.message", {"content": "be brief"}), ("gen_ai.user.message", {"content": "cancel my plan"}),
+          ("gen_ai.choice", {"message": json.dumps({"role": "assistant", "content": "Done: it ends on the 30th."}),
+                             "index": 0}))),
+    # older still (and OpenLLMetry): prompt and completion events ...
+    ({}, (("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps([{"role": "user", "content": "cancel my plan"}])}),
+          ("gen_ai.content.completion", {"gen_ai.completion": json.dumps(
+              [{"role": "assistant", "content": "Done: it ends on the 30th."}])}))),
+    # ... and indexed prompt/completion attributes
+    ({"gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "cancel my plan",
+      "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.content": "Done: it ends on the 30th."}, ()),
+], ids=["input-output-messages", "message-events", "content-events", "indexed-attributes"])
+def test_a_genai_semantic_conventions_span_becomes_a_turn(ingest_client, attrs, events):
+    chat = span("d000000000000001", "chat gpt-4o", {
+        "gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": 50,
+        "gen_ai.usage.output_tokens": 8, "gen_ai.conversation.id": "conv-5", **attrs},
+        trace=GENAI_TRACE, events=events)
+    resp = post(ingest_client, request(chat))
+    assert resp.json()["evalgap"]["support-bot"]["created"] == 1, resp.json()
+    turn = Turn.objects.select_related("session").get()
+    assert (turn.external_id, turn.session.external_id) == (GENAI_TRACE, "conv-5")
+    assert (turn.query, turn.response) == ("cancel my plan", "Done: it ends on the 30th.")
+    assert turn.model == "gpt-4o-2024-08-06"
+    assert turn.metadata["token_count"] == {"prompt": 50, "completion": 8, "total": 58}
+
+
+@pytest.mark.django_db
+def test_a_genai_agent_keeps_its_tool_calls_with_their_results(ingest_client):
+    agent = span("e000000000000001", "invoke_agent support", {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support",
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "is order 7 shipped?"}]}]),
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "Yes, today."}]}])},
+        trace=GENAI_TRACE, end=500)
+    tool = span("e000000000000002", "execute_tool order_status", {
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "order_status", "gen_ai.tool.call.id": "c-1",
+        "gen_ai.tool.call.arguments": '{"order": 7}', "gen_ai.tool.call.result": '{"shipped": true}'},
+        parent="e000000000000001", trace=GENAI_TRACE, start=100, end=200)
+    post(ingest_client, request(tool, agent))
+    turn = Turn.objects.get()
+    assert (turn.query, turn.response, turn.metadata["trace"]["kind"]) == ("is order 7 shipped?", "Yes, today.", "AGENT")
+    assert turn.metadata["tool_calls"] == [{"name": "order_status", "arguments": '{"order": 7}', "id": "c-1",
+                                            "result": '{"shipped": true}'}]
+
+
+@pytest.mark.django_db
+def test_a_trace_under_an_http_root_span_takes_its_topmost_llm_span(ingest_client):
+    http = span("f000000000000001", "POST /chat", {"http.request.method": "POST"}, end=1000)
+    llm = span("f000000000000002", "chat", {"openinference.span.kind": "LLM", "input.value": "hi there",
+                                            "output.value": "hello!"}, parent="f000000000000001", start=5, end=900)
+    post(ingest_client, request(llm, http))
+    turn = Turn.objects.get()
+    assert (turn.query, turn.response, turn.metadata["trace"]["span_id"]) == ("hi there", "hello!", "f000000000000002")
+    assert turn.timestamp.isoformat() == "2026-09-21T14:13:20+00:00"  # the root's start: when the user asked
