@@ -260,3 +260,21 @@ def test_a_trace_under_an_http_root_span_takes_its_topmost_llm_span(ingest_clien
     turn = Turn.objects.get()
     assert (turn.query, turn.response, turn.metadata["trace"]["span_id"]) == ("hi there", "hello!", "f000000000000002")
     assert turn.timestamp.isoformat() == "2026-09-21T14:13:20+00:00"  # the root's start: when the user asked
+
+
+@pytest.mark.django_db
+def test_a_span_the_database_cannot_hold_is_rejected_and_its_trace_still_assembles(ingest_client):
+    # given: a retriever span with a NUL character (PostgreSQL's JSON cannot hold one) next to its root
+    poisoned = span("a000000000000005", "retrieve", {"openinference.span.kind": "RETRIEVER",
+                                                     "retrieval.documents.0.document.content": "bad\x00byte"},
+                    parent="a000000000000001")
+    resp = post(ingest_client, request(AGENT, poisoned))
+    # then: the span is a rejected line naming where the NUL is; the turn is made from the rest
+    assert resp.status_code == 200
+    assert resp.json()["partialSuccess"]["rejectedSpans"] == 1
+    reject = RejectedLine.objects.get()
+    assert reject.line_no == 2
+    assert reject.reason == ("span.attributes.retrieval.documents.0.document.content: contains a NUL character "
+                             "(\\u0000), which cannot be stored")
+    assert Turn.objects.get().contexts == []
+    assert TraceSpan.objects.count() == 1

@@ -17,18 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from django.db import transaction
+from django.conf import settings
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Q
 
 from core.jobs import job_claim, job_fail, job_finish
 
-from ..contract import ContractError, ParsedTurn, parse_record
+from ..contract import ContractError, Limits, ParsedTurn, _check_json, parse_record
 from ..models import IngestJob, Session, Source, TraceSpan, Turn
 from ..readers import RAW_CAP, Reject
 from ..traces.importers import IMPORTERS, TraceFileError
 from ..traces.mapping import turn_record
 from ..traces.otlp import SpanIn
 from .ingest import IngestError, IngestResult, limits, source_get_or_create, turns_ingest_items
+from .ingest.writers import refused
 
 TRACE_BATCH = 500  # traces assembled per query of their spans
 
@@ -44,12 +46,17 @@ class TraceIngestResult(IngestResult):
 
 def trace_spans_ingest(*, source: Source, spans: list[SpanIn], origin: str,
                        job: IngestJob | None = None) -> TraceIngestResult:
-    items: list[tuple[int, object]] = [(s.line_no, Reject(s.line_no, s.error, s.raw)) for s in spans if s.span is None]
+    items: list[tuple[int, object]] = []
+    for s in spans:
+        if s.span is not None:
+            s.error = _unstorable(s.span)
+        if s.error:
+            raw = s.raw or orjson.dumps(s.span or {}, default=str).decode()[:RAW_CAP]  # NUL comes out escaped
+            items.append((s.line_no, Reject(s.line_no, s.error, raw)))
+            s.span = None
     good = [s for s in spans if s.span is not None]
-    TraceSpan.objects.bulk_create(
-        [TraceSpan(source=source, trace_id=s.span["trace_id"], span_id=s.span["span_id"],
-                   parent_span_id=s.span["parent_span_id"], payload=s.span) for s in good],
-        ignore_conflicts=True, batch_size=500)
+    items += [(r.line_no, r) for r in _spans_store(source, good)]
+    good = [s for s in good if s.span is not None]
     line_of: dict[str, int] = {}
     for s in good:  # a trace's line: its root span's, else its first span's in this input
         if s.span["parent_span_id"]:
@@ -79,6 +86,41 @@ def trace_spans_ingest(*, source: Source, spans: list[SpanIn], origin: str,
     total.read = len(spans)
     total.updated = _turns_refresh(source, turns)
     return total
+
+
+def _unstorable(span: dict) -> str:
+    """Why the database could not keep this span (a NUL character, nesting past 64 levels, a span larger
+    than a line may be), or ""."""
+    try:
+        _check_json(span, "span", Limits(max_field_chars=1 << 62))
+    except ContractError as e:
+        return str(e)
+    size = len(orjson.dumps(span, default=str))
+    if size > settings.INGEST_MAX_LINE_BYTES:
+        return f"span: longer than INGEST_MAX_LINE_BYTES ({size} bytes, the limit is {settings.INGEST_MAX_LINE_BYTES})"
+    return ""
+
+
+def _spans_store(source: Source, spans: list[SpanIn]) -> list[Reject]:
+    """Keep the spans (the first copy of each wins). A span the database still refuses is rejected and
+    dropped from `spans` (its `span` set to None); the others are kept one by one."""
+    rows = [TraceSpan(source=source, trace_id=s.span["trace_id"], span_id=s.span["span_id"],
+                      parent_span_id=s.span["parent_span_id"], payload=s.span) for s in spans]
+    try:
+        with transaction.atomic():
+            TraceSpan.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        return []
+    except (DataError, IntegrityError):
+        pass
+    rejects = []
+    for row, s in zip(rows, spans):
+        try:
+            with transaction.atomic():
+                TraceSpan.objects.bulk_create([row], ignore_conflicts=True)
+        except (DataError, IntegrityError) as e:
+            rejects.append(refused(s.line_no, "span", e))
+            s.span = None
+    return rejects
 
 
 def _assemble(spans: list[dict], line_no: int) -> ParsedTurn | Reject | None:
