@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 
 import orjson
 
+from .mapping import _json
 from .otlp import SpanIn, _raw
 
 MAX_ID = 64  # TraceSpan's id columns
@@ -187,19 +188,10 @@ def _langfuse_observation(o: dict, under_trace_row: bool) -> dict:
         "session.id": _get(o, "sessionId", "session_id"), "user.id": _get(o, "userId", "user_id"),
     }
     if kind == "retriever":
-        attrs.update(_doc_attrs(_documents(_json_value(o.get("output")))))
+        attrs.update(_doc_attrs(_documents(_json(o.get("output")))))
     error = o.get("statusMessage") or o.get("status_message") if o.get("level") == "ERROR" else ""
     return _span(trace_id, o["id"], parent, o.get("name"), _get(o, "startTime", "start_time"),
                  _get(o, "endTime", "end_time"), attrs, error or "")
-
-
-def _json_value(value):
-    if isinstance(value, str) and value[:1] in ("[", "{"):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
 
 
 # --- LangSmith -----------------------------------------------------------------------------------
@@ -359,7 +351,7 @@ def _phoenix_span(row: dict) -> dict:
     attrs: dict = {}
     for col, value in row.items():
         if col.startswith("attributes."):
-            _flatten(col[len("attributes."):], _json_value(value) if col.endswith(("_messages", "documents"))
+            _flatten(col[len("attributes."):], _json(value) if col.endswith(("_messages", "documents"))
                      else value, attrs)
     if row.get("span_kind") and "openinference.span.kind" not in attrs:
         attrs["openinference.span.kind"] = row["span_kind"]
