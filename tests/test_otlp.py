@@ -278,3 +278,23 @@ def test_a_span_the_database_cannot_hold_is_rejected_and_its_trace_still_assembl
                              "(\\u0000), which cannot be stored")
     assert Turn.objects.get().contexts == []
     assert TraceSpan.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body,status", [
+    ({"resourceSpans": 5}, 400),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": 7}]}]}, 400),
+    ({"resourceSpans": [{"resource": {"attributes": [{"value": {}}]}, "scopeSpans": []}]}, 400),
+    ([1, 2], 400),
+    ({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 12, "spanId": "x"}, "a string",
+                                                   {**AGENT, "attributes": [{"key": "k"}], "startTimeUnixNano": "soon"}]}]}]},
+     200),
+], ids=["resourceSpans-not-a-list", "spans-not-a-list", "attribute-without-key", "an-array", "spans-all-broken"])
+def test_malformed_otlp_json_is_a_400_or_rejected_spans_never_a_500(ingest_client, body, status):
+    resp = ingest_client.post("/api/otlp/v1/traces?source=fuzz", data=json.dumps(body).encode(),
+                              content_type="application/json")
+    assert resp.status_code == status, resp.content
+    if status == 200:
+        assert resp.json()["partialSuccess"]["rejectedSpans"] == 3
+        assert RejectedLine.objects.count() == 3
+    assert Turn.objects.count() == 0

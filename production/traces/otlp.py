@@ -65,7 +65,13 @@ def is_json(content_type: str) -> bool:
 
 
 def read_request(data: bytes, json: bool) -> list[SpanIn]:
-    return _read_json(data) if json else _read_protobuf(data)
+    if not json:
+        return _read_protobuf(data)
+    try:
+        return _read_json(data)
+    except (TypeError, AttributeError, KeyError, ValueError) as e:
+        # A span that cannot be read is rejected by itself (_read_json); this is the request's frame.
+        raise OtlpBodyError(f"body: not an OTLP ExportTraceServiceRequest ({type(e).__name__}: {e})") from None
 
 
 def response_body(rejected: int, message: str, json: bool, summary: dict) -> bytes:
@@ -144,8 +150,9 @@ def _read_json(data: bytes) -> list[SpanIn]:
                 line_no = len(out) + 1
                 try:
                     span = _json_span(s, service, scope)
-                except (TypeError, ValueError, AttributeError) as e:
-                    out.append(SpanIn(line_no, None, service, f"span: cannot be read ({e})", _raw(s)))
+                except (TypeError, ValueError, AttributeError, KeyError) as e:
+                    out.append(SpanIn(line_no, None, service, f"span: cannot be read ({type(e).__name__}: {e})",
+                                      _raw(s)))
                     continue
                 out.append(_checked(line_no, span, service))
     return out
