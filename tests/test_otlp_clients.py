@@ -124,3 +124,26 @@ def test_the_langfuse_sdk_pointed_at_evalgap(live_server, token, monkeypatch):
                                                              "Invoices are under Billing.")
     assert turn.model == "gpt-4o-mini"
     assert turn.metadata["token_count"] == {"prompt": 11, "completion": 5, "total": 16}
+
+
+def test_a_span_that_ends_after_its_root_refreshes_the_turn_it_made(traced):
+    from opentelemetry import trace
+
+    provider = traced()
+    tracer = provider.get_tracer("support-bot")
+    # given: a retrieval started inside the request but still running when the request span ends (async work)
+    root = tracer.start_span("answer", attributes={"openinference.span.kind": "CHAIN", "session.id": "sess-44",
+                                                   "input.value": "what are your opening hours?",
+                                                   "output.value": "9 to 5, Monday to Friday."})
+    late = tracer.start_span("retrieve", context=trace.set_span_in_context(root),
+                             attributes={"openinference.span.kind": "RETRIEVER"})
+    root.end()  # exported at once: the turn exists, without contexts
+    assert Turn.objects.get().contexts == []
+    # when: the late child ends and is exported in a request of its own
+    late.set_attribute("retrieval.documents.0.document.content", "We are open 9-17 on weekdays.")
+    late.end()
+    provider.force_flush()
+    # then: still one turn, now with the child's documents
+    turn = Turn.objects.get()
+    assert (turn.query, turn.contexts, turn.metadata["trace"]["spans"]) == (
+        "what are your opening hours?", ["We are open 9-17 on weekdays."], 2)
