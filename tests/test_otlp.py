@@ -298,3 +298,20 @@ def test_malformed_otlp_json_is_a_400_or_rejected_spans_never_a_500(ingest_clien
         assert resp.json()["partialSuccess"]["rejectedSpans"] == 3
         assert RejectedLine.objects.count() == 3
     assert Turn.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scheme", ["Token", "Bearer", "Basic"])
+def test_the_ingest_token_is_accepted_as_token_bearer_or_basic_and_a_wrong_one_refused(ingest_service, scheme):
+    import base64
+
+    key = Token.objects.get(user=ingest_service).key
+    client = APIClient()
+    credential = base64.b64encode(f"pk-any:{key}".encode()).decode() if scheme == "Basic" else key
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {credential}")
+    assert post(client, request(AGENT)).status_code == 200
+    wrong = base64.b64encode(b"pk-any:nope").decode() if scheme == "Basic" else "nope"
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {wrong}")
+    resp = post(client, request(AGENT))
+    assert resp.status_code == 401 and resp["WWW-Authenticate"] == "Bearer"
+    assert Turn.objects.count() == 1
