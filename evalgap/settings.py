@@ -424,3 +424,7 @@ JUDGE_PROMPT_MAX_CHARS = env.int("JUDGE_PROMPT_MAX_CHARS", default=90_000)
 JUDGE_ANSWER_MAX_CHARS = env.int("JUDGE_ANSWER_MAX_CHARS", default=30_000)
 JUDGE_QUERY_MAX_CHARS = env.int("JUDGE_QUERY_MAX_CHARS", default=20_000)
 JUDGE_HISTORY_MAX_CHARS = env.int("JUDGE_HISTORY_MAX_CHARS", default=10_000)
+
+# --- otlp: the OTLP/HTTP trace receiver (POST /api/otlp/v1/traces) ---
+# The largest request body, after gzip is undone (an exporter's batch is far smaller: 512 spans).
+OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=32 * 1024 * 1024)

@@ -1,8 +1,14 @@
+import base64
+import binascii
+from collections import defaultdict
+
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,7 +17,8 @@ from core.roles import ALL_INGEST_JOBS, DASHBOARDS, INGEST, REJECTED_LINES, TURN
 
 from . import filters, selectors, serializers
 from .models import IngestJob
-from .services import ingest
+from .services import ingest, traces
+from .traces import otlp
 from .tasks import ingest_job_run, signals_detect_after_ingest
 
 
@@ -54,6 +61,81 @@ class IngestApi(APIView):
         result = ingest.turns_ingest_body(source=source, body=body)
         signals_detect_after_ingest(result)
         return Response(result.as_dict(), status=status.HTTP_200_OK)
+
+
+class IngestTokenAuthentication(TokenAuthentication):
+    """An ingest token as OTLP exporters send it: `Token KEY` (DRF's), `Bearer KEY` (the usual OTLP header),
+    or HTTP Basic with the token as the password (what the Langfuse SDK sends: secret_key = the token)."""
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts:
+            return None
+        scheme = parts[0].lower()
+        if scheme not in (b"token", b"bearer", b"basic"):
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed("Authorization: expected '<scheme> KEY' with one key and no spaces")
+        try:
+            key = parts[1].decode()
+            if scheme == b"basic":
+                key = base64.b64decode(key, validate=True).decode().partition(":")[2]
+        except (UnicodeError, binascii.Error):
+            raise AuthenticationFailed("Authorization: the key is not readable") from None
+        return self.authenticate_credentials(key)
+
+    def authenticate_header(self, request):
+        return "Bearer"
+
+
+class OtlpTracesApi(APIView):
+    """OTLP/HTTP traces (protobuf or JSON, gzip or not). Each resource's spans go to the source its
+    `service.name` names, or all to `?source=` (or X-Evalgap-Source) when given."""
+
+    authentication_classes = [IngestTokenAuthentication, SessionAuthentication]
+    parser_classes = [RawBodyParser]
+    permission_classes = [Allow(POST=INGEST)]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("source", str, description="source name (default: each resource's "
+                                                                 "service.name)")],
+        request={"application/x-protobuf": bytes, "application/json": bytes},
+        responses={200: dict},
+        description="An OTLP ExportTraceServiceRequest; each trace becomes one turn (docs/ingest-otlp.md). "
+                    "Spans that cannot be mapped are rejected lines and counted in partialSuccess.",
+    )
+    def post(self, request):
+        try:
+            as_json = otlp.is_json(request.content_type)
+            data = otlp.decompress(request.body, request.headers.get("Content-Encoding", ""),
+                                   settings.OTLP_MAX_BODY_BYTES)
+            spans = otlp.read_request(data, as_json)
+        except otlp.OtlpBodyTooLarge as e:
+            return Response({"body": str(e)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        except otlp.OtlpBodyError as e:
+            raise ValidationError({"body": str(e)}) from None
+        override = request.query_params.get("source") or request.headers.get("X-Evalgap-Source", "")
+        by_source: dict[str, list] = defaultdict(list)
+        for span in spans:
+            by_source[override.strip() or span.service].append(span)
+        if "" in by_source:
+            raise ValidationError({"source": f"{len(by_source[''])} spans have no service.name: set the "
+                                             "resource's service.name (OTEL_SERVICE_NAME) or pass ?source=NAME"})
+        summary, rejected, reasons = {}, 0, []
+        for name, group in by_source.items():
+            try:
+                source = ingest.source_get_or_create(name=name)
+            except ingest.IngestError as e:
+                raise ValidationError({"source": str(e)}) from None
+            result = traces.trace_spans_ingest(source=source, spans=group, origin="otlp")
+            signals_detect_after_ingest(ingest.IngestResult(created=result.created + result.updated,
+                                                            events=result.events))
+            summary[name] = result.as_dict()
+            rejected += result.rejected
+            reasons += [s.error for s in group if s.error][:3]
+        message = f"{rejected} rejected (GET /api/rejects/?origin=otlp): " + "; ".join(reasons) if rejected else ""
+        body = otlp.response_body(rejected, message, as_json, summary)
+        return HttpResponse(body, content_type="application/json" if as_json else "application/x-protobuf")
 
 
 class IngestJobViewSet(viewsets.ReadOnlyModelViewSet):

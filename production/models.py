@@ -223,3 +223,25 @@ class TurnSignals(models.Model):
     def flags(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in SIGNAL_NAMES}
 
+
+
+class TraceSpan(models.Model):
+    """A span received over OTLP (or read from a trace export), kept so that a trace whose spans arrive
+    in several requests becomes one turn: the trace is assembled again from all its spans whenever one
+    arrives (production.services.traces). `payload` is the span as `production.traces` reads it."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="trace_spans")
+    trace_id = models.CharField(max_length=64)
+    span_id = models.CharField(max_length=64)
+    parent_span_id = models.CharField(max_length=64, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    received_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            # The first copy of a span wins: an exporter's retry or the same trace sent twice adds nothing.
+            models.UniqueConstraint(fields=["source", "trace_id", "span_id"], name="tracespan_source_trace_span_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id}/{self.span_id}"

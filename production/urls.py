@@ -13,6 +13,9 @@ router.register("failures", api.FailureViewSet, basename="failure")
 
 urlpatterns = [
     path("ingest/", api.IngestApi.as_view(), name="ingest"),
+    # OTLP exporters post to the exact path (no trailing slash); Langfuse's SDK to its own path.
+    path("otlp/v1/traces", api.OtlpTracesApi.as_view(), name="otlp-traces"),
+    path("public/otel/v1/traces", api.OtlpTracesApi.as_view(), name="otlp-traces-langfuse"),
     path("signals/daily/", api.SignalRatesDailyApi.as_view(), name="signals-daily"),
     path("", include(router.urls)),
 ]

@@ -173,7 +173,7 @@ def outsider():
 SQLITE_MODULES = {
     "test_jobs", "test_exactly_once", "test_ingest", "test_ingest_poison", "test_signals", "test_labelling",
     "test_testsets", "test_exports", "test_evaluation_correlation", "test_releases", "test_shadow_report",
-    "test_dashboard", "test_query_counts", "test_gate",
+    "test_dashboard", "test_query_counts", "test_gate", "test_otlp", "test_one_verdict",
 }
 
 

@@ -34,6 +34,16 @@ def _ingest_body():
                     b'"query": "q", "response": "r"}\n', "content_type": "application/x-ndjson"}
 
 
+def _otlp_body():
+    span = {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "chat",
+            "startTimeUnixNano": "1790000000000000000", "endTimeUnixNano": "1790000001000000000",
+            "attributes": [{"key": "openinference.span.kind", "value": {"stringValue": "LLM"}},
+                           {"key": "input.value", "value": {"stringValue": "q"}},
+                           {"key": "output.value", "value": {"stringValue": "r"}}]}
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    return {"data": json.dumps(body).encode(), "content_type": "application/json"}
+
+
 # URL name -> {method: (roles allowed, request kwargs or a function of the world giving them)}.
 # `kwargs` are the URL's arguments; `body` the request body for POSTs.
 RULES = {
@@ -64,6 +74,8 @@ RULES = {
                      "POST": (("admin",), {"body": {"data": {"name": "r-new", "model": "m"}, "format": "json"}})},
     "release-detail": {"GET": (STAFF, {"kwargs": {"name": "r1"}})},
     "ingest": {"POST": (("admin", "ingest"), {"query": "?source=bot", "body": _ingest_body()})},
+    "otlp-traces": {"POST": (("admin", "ingest"), {"query": "?source=bot", "body": _otlp_body()})},
+    "otlp-traces-langfuse": {"POST": (("admin", "ingest"), {"query": "?source=bot", "body": _otlp_body()})},
     "signals-daily": {"GET": (STAFF, {})},
     "ingest-job-list": {"GET": (("admin", "ingest"), {})},
     # the ingest service's own job; another's is a 404 for it (test_an_ingest_token_sees_only_its_own_jobs)

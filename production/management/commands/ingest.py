@@ -24,16 +24,24 @@ class Command(BaseCommand):
         parser.add_argument("--format", default="auto", choices=FORMATS)
         parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
 
-    def handle(self, *args, **opts):
+    result_class = IngestResult  # what one path's ingest returns (import_traces: its own, with more counts)
+
+    def ingest_path(self, path: str, opts: dict) -> IngestResult:
         def progress(total, name):
             # tqdm turns itself off when stderr is not a terminal (disable=None).
             return tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None, file=sys.stderr)
 
-        total, failures = IngestResult(), []
+        return turns_ingest_path(source_name=opts["source"], path=path, fmt=opts["format"], progress_factory=progress)
+
+    def detect_after(self, total: IngestResult) -> None:
+        # Detection runs on a worker (in-process without a broker) once for all the paths: ingest only writes.
+        signals_detect_after_ingest(total)
+
+    def handle(self, *args, **opts):
+        total, failures = self.result_class(), []
         for path in opts["paths"]:
             try:
-                result = turns_ingest_path(source_name=opts["source"], path=path, fmt=opts["format"],
-                                           progress_factory=progress)
+                result = self.ingest_path(path, opts)
             except IngestError as e:
                 # The other paths are still read; the command fails at the end.
                 failures.append(str(e))
@@ -42,8 +50,7 @@ class Command(BaseCommand):
             total.add(result)
             if not opts["json"]:
                 self.stdout.write(f"{path}: {self._line(result)}")
-        # Detection runs on a worker (in-process without a broker) once for all the paths: ingest only writes.
-        signals_detect_after_ingest(total)
+        self.detect_after(total)
         if opts["json"]:
             self.stdout.write(json.dumps(total.as_dict()))
         elif len(opts["paths"]) > 1:
