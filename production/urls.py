@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import api
+from . import api, views
 
 router = SimpleRouter()  # no browsable root view: every URL here has its own access rule
 router.register("ingest/jobs", api.IngestJobViewSet, basename="ingest-job")
@@ -13,6 +13,7 @@ router.register("failures", api.FailureViewSet, basename="failure")
 
 urlpatterns = [
     path("ingest/", api.IngestApi.as_view(), name="ingest"),
+    path("browser-events/", views.browser_events, name="browser-events"),
     path("signals/daily/", api.SignalRatesDailyApi.as_view(), name="signals-daily"),
     path("", include(router.urls)),
 ]
