@@ -1,9 +1,11 @@
 """What the proxy does after the user's answer is complete, off the user's path.
 
-    Recorder.submit(call)   from the event loop: never blocks, never touches the database
-      -> the turn line goes on a bounded queue; full: it is spooled to a file at once
-      -> for each release whose share the session falls in, a shadow job goes on a second bounded
-         queue; full: the job is dropped and counted (a mirrored answer is a sample, a turn is not)
+    Recorder.submit(call)   from the event loop: one put on a bounded queue, no parsing, no database
+                            (full: the turn is spooled to a file at once, its shadow calls dropped)
+    the dispatcher (thread) parses the call into its turn line, for the writer's bounded queue (full:
+                            spooled), and for each release whose share the session falls in puts a
+                            shadow job on a third bounded queue; full: the job is dropped and counted
+                            (a mirrored answer is a sample, a turn is not)
     shadow workers (threads)  ask the candidate through the llm client, queue its answer as a shadow line
     the writer (one thread)   ingests lines in batches through production's ingest (the input contract,
                               its rejects and idempotency); the database failing: the batch is spooled;
@@ -111,6 +113,7 @@ class Recorder:
         self.spool = Spool(spool_dir)
         self.shadows = list(shadows)
         self.salt = salt
+        self.calls: queue.Queue = queue.Queue(maxsize=queue_size)
         self.lines: queue.Queue = queue.Queue(maxsize=queue_size)
         self.jobs: queue.Queue = queue.Queue(maxsize=shadow_queue_size)
         self.shadow_workers = shadow_workers
@@ -122,20 +125,33 @@ class Recorder:
         self._endpoints = {s.release: s.endpoint for s in self.shadows}
         self._failing = False  # the outage is logged once, not on every retry
 
-    # --- the event loop's side: cheap and non-blocking -------------------------------------------
+    # --- the event loop's side: one non-blocking put ---------------------------------------------
 
     def submit(self, call: Call) -> None:
-        """Take a finished call: its turn line for the writer, and shadow jobs for sampled sessions."""
+        """Take a finished call. Parsing, sampling and spooling happen on the dispatcher thread; only
+        when its queue is full does the event loop spool the turn itself (and drop its shadow calls)."""
         self.counters.add("calls")
+        try:
+            self.calls.put_nowait(call)
+        except queue.Full:
+            request = request_json(call.request_body)
+            self.spool.put([turn_line(call, request)])
+            self.counters.add("turns_spooled")
+            self.counters.add("shadow_dropped", len(self._sampled(call, request)))
+
+    def _sampled(self, call: Call, request: dict) -> list[Shadow]:
+        if not (200 <= call.status < 300) or call.error or not self.shadows:
+            return []
+        session = session_of(call, request)
+        return [s for s in self.shadows
+                if session_in_shadow(salt=self.salt, release=s.release, session_id=session, percent=s.percent)]
+
+    def _dispatch(self, call: Call) -> None:
+        """A call's turn line for the writer, and a shadow job per release whose share its session is in."""
         request = request_json(call.request_body)
         self._put_line(turn_line(call, request), counter="turns_queued", spooled="turns_spooled")
-        if not (200 <= call.status < 300) or call.error or not self.shadows:
-            return
-        session = session_of(call, request)
         messages = request.get("messages") if isinstance(request.get("messages"), list) else []
-        for s in self.shadows:
-            if not session_in_shadow(salt=self.salt, release=s.release, session_id=session, percent=s.percent):
-                continue
+        for s in self._sampled(call, request):
             try:
                 self.jobs.put_nowait(ShadowJob(turn_id=call.turn_id, release=s.release, messages=messages))
                 self.counters.add("shadow_queued")
@@ -154,7 +170,8 @@ class Recorder:
     # --- threads ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._write_loop, name="proxy-writer", daemon=True)]
+        self._threads = [threading.Thread(target=self._dispatch_loop, name="proxy-dispatcher", daemon=True),
+                         threading.Thread(target=self._write_loop, name="proxy-writer", daemon=True)]
         if self.shadows:
             self._threads += [threading.Thread(target=self._shadow_loop, name=f"proxy-shadow-{i}", daemon=True)
                               for i in range(self.shadow_workers)]
@@ -162,7 +179,11 @@ class Recorder:
             t.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let the shadow workers finish what is queued, then the writer write (or spool) the rest."""
+        """Dispatch what is queued, let the shadow workers finish, then the writer write (or spool) the rest."""
+        self.calls.put(_STOP)
+        for t in self._threads:
+            if t.name == "proxy-dispatcher":
+                t.join(timeout)
         workers = [t for t in self._threads if t.name.startswith("proxy-shadow")]
         for _ in workers:
             self.jobs.put(_STOP)
@@ -173,6 +194,13 @@ class Recorder:
             if t.name == "proxy-writer":
                 t.join(timeout)
         self._threads = []
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            call = self.calls.get()
+            if call is _STOP:
+                return
+            self._dispatch(call)
 
     def _shadow_loop(self) -> None:
         while True:

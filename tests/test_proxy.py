@@ -165,26 +165,26 @@ def call(i: int) -> Call:
 
 
 def test_full_queues_drop_shadow_calls_counted_and_spool_turns_never_lost(candidate, tmp_path):
-    # given queues of 2 lines and 1 shadow call, and threads not yet taking from them
+    # given a queue of 2 calls and one of 1 shadow call, and no thread yet taking from them
     recorder = Recorder(source="web-app", spool_dir=tmp_path / "spool", shadows=shadows_parse(["cand-1=100"]),
                         salt=SALT, queue_size=2, shadow_queue_size=1, flush_seconds=0.05)
     # when five calls finish
     for i in range(5):
         recorder.submit(call(i))
-    # then four shadow calls are dropped and counted, three turns are on disk
+    # then three turns are on disk at once, their shadow calls dropped and counted
     counters = recorder.counters.as_dict()
-    assert (counters["shadow_queued"], counters["shadow_dropped"]) == (1, 4)
-    assert (counters["turns_queued"], counters["turns_spooled"]) == (2, 3)
+    assert (counters["calls"], counters["turns_spooled"], counters["shadow_dropped"]) == (5, 3, 3)
     assert len(recorder.spool.files()) == 3
     assert Turn.objects.count() == 0
-    # when the threads run
+    # when the threads run: the dispatcher, the writer, the candidate's workers
     recorder.start()
     recorder.stop()
-    # then every turn is stored, the spool is empty, and the one queued shadow call was answered
+    # then every turn is stored and the spool is empty; every shadow call was asked or dropped, counted
     assert sorted(Turn.objects.values_list("external_id", flat=True)) == [f"t-{i}" for i in range(5)]
     assert recorder.spool.files() == []
-    assert list(MirroredAnswer.objects.values_list("turn__external_id", flat=True)) == ["t-0"]
-    assert recorder.counters.as_dict()["shadow_answered"] == 1
+    counters = recorder.counters.as_dict()
+    assert counters["shadow_queued"] + counters["shadow_dropped"] == 5 and counters["shadow_dropped"] >= 3
+    assert MirroredAnswer.objects.count() == counters["shadow_answered"] == counters["shadow_queued"] >= 1
 
 
 def test_turns_spooled_while_the_database_is_down_are_ingested_later(upstream, tmp_path):
