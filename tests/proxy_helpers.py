@@ -37,6 +37,9 @@ class ChatUpstream:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 upstream.requests.append(body)
+                if body.get("model") == "rate-limited":
+                    payload = b'{"error": {"message": "slow down", "type": "rate_limit"}}'
+                    return self._send(429, "application/json", payload)
                 answer = answer_for(body)
                 if not body.get("stream"):
                     payload = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1,

@@ -121,6 +121,21 @@ def test_stream_reaches_the_user_as_it_arrives_and_the_candidate_is_asked_only_a
     assert candidate.requests[0]["body"]["model"] == "cand-model"
 
 
+def test_an_upstream_error_is_passed_through_recorded_and_not_mirrored(upstream, candidate, tmp_path):
+    proxy = proxy_for(upstream, tmp_path, shadows=shadows_parse(["cand-1=100"]))
+    body = {**chat(), "model": "rate-limited"}
+    try:
+        with httpx.Client(timeout=30) as http:
+            direct = http.post(upstream.url + "/chat/completions", json=body)
+            via = http.post(proxy.url + "/chat/completions", json=body)
+    finally:
+        proxy.stop()
+    assert via.status_code == direct.status_code == 429 and via.content == direct.content
+    turn = Turn.objects.get()
+    assert turn.response == "" and turn.metadata["proxy"]["status"] == 429
+    assert candidate.requests == [] and MirroredAnswer.objects.count() == 0
+
+
 def test_session_sampling_is_a_stable_salted_share_per_release():
     sessions = [f"s-{i}" for i in range(20_000)]
     in_a = {s for s in sessions if session_in_shadow(salt=SALT, release="a", session_id=s, percent=5)}
