@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "shadow",
     "gate",
     "dashboard",
+    "proxy",
 ]
 
 MIDDLEWARE = [
@@ -428,3 +429,12 @@ JUDGE_HISTORY_MAX_CHARS = env.int("JUDGE_HISTORY_MAX_CHARS", default=10_000)
 # --- otlp: the OTLP/HTTP trace receiver (POST /api/otlp/v1/traces) ---
 # The largest request body, after gzip is undone (an exporter's batch is far smaller: 512 spans).
 OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+
+# --- proxy: the mirroring proxy (docs/proxy-and-events.md) ---
+# Where a proxy's turns wait (one folder per source) when evalgap's database cannot take them.
+PROXY_SPOOL_DIR = Path(env.str("PROXY_SPOOL_DIR", default=str(MEDIA_ROOT / "proxy-spool")))
+# Sessions are in or out of a release's shadow share by sha256(salt, release, session id).
+PROXY_SHADOW_SALT = env.str("PROXY_SHADOW_SALT", default="evalgap-proxy-v1")
+PROXY_QUEUE_SIZE = env.int("PROXY_QUEUE_SIZE", default=10_000)  # lines waiting for the writer; then spooled
+PROXY_SHADOW_QUEUE_SIZE = env.int("PROXY_SHADOW_QUEUE_SIZE", default=1_000)  # candidate calls; then dropped
+PROXY_SHADOW_WORKERS = env.int("PROXY_SHADOW_WORKERS", default=4)

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.roles import DASHBOARDS, INGEST, Allow
 from core.views import health
+from production.views import events_script
 
 # The schema describes every endpoint (not its data): for whoever uses the API, ingest services too.
 _schema_rule = [Allow(GET=(DASHBOARDS, INGEST))]
@@ -11,6 +12,7 @@ _schema_rule = [Allow(GET=(DASHBOARDS, INGEST))]
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz/", health, name="health"),
+    path("evalgap-events.js", events_script, name="evalgap-events-js"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=_schema_rule), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=_schema_rule),
          name="api-docs"),

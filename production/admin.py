@@ -2,7 +2,8 @@ from django.contrib import admin
 
 from core.roles import REJECTED_LINES, has
 
-from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import (Event, IngestJob, MirroredAnswer, PublishableKey, RejectedLine, Session, Source, Turn,
+                     TurnSignals)
 from .signal_definitions import SIGNAL_NAMES
 
 
@@ -93,3 +94,12 @@ class TurnSignalsAdmin(admin.ModelAdmin):
     @admin.display(description="evidence")
     def short_evidence(self, obj):
         return str(obj.evidence)[:160]
+
+
+@admin.register(PublishableKey)
+class PublishableKeyAdmin(admin.ModelAdmin):
+    """Revoke a leaked key by setting revoked_at; create keys with `manage.py publishable_key_create`."""
+
+    list_display = ["key", "name", "source", "rate_per_minute", "revoked_at", "created_at"]
+    list_filter = ["source"]
+    readonly_fields = ["key", "created_at"]

@@ -245,3 +245,21 @@ class TraceSpan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trace_id}/{self.span_id}"
+class PublishableKey(models.Model):
+    """A key a web page carries in the open (evalgap-events.js): it can only add browser events (copy,
+    thumbs, leaving the page) to turns of its one source, from the origins it lists, at a bounded
+    rate. It reads nothing and is no user: DRF never authenticates it. Like a publishable payment
+    key it is not a secret, so it is stored as is; a leaked one is revoked."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="publishable_keys")
+    key = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True, default="")
+    # Exact browser origins ("https://app.example.com", scheme://host[:port]); a request from any
+    # other origin is refused.
+    allowed_origins = models.JSONField(default=list)
+    rate_per_minute = models.PositiveIntegerField(default=600)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name or self.key[:10]} ({self.source_id})"

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from . import api
+from . import api, views
 
 router = SimpleRouter()  # no browsable root view: every URL here has its own access rule
 router.register("ingest/jobs", api.IngestJobViewSet, basename="ingest-job")
@@ -16,6 +16,7 @@ urlpatterns = [
     # OTLP exporters post to the exact path (no trailing slash); Langfuse's SDK to its own path.
     path("otlp/v1/traces", api.OtlpTracesApi.as_view(), name="otlp-traces"),
     path("public/otel/v1/traces", api.OtlpTracesApi.as_view(), name="otlp-traces-langfuse"),
+    path("browser-events/", views.browser_events, name="browser-events"),
     path("signals/daily/", api.SignalRatesDailyApi.as_view(), name="signals-daily"),
     path("", include(router.urls)),
 ]

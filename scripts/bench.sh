@@ -25,6 +25,8 @@ echo "== the weekly item-AUC alarm: false alarms with nothing changed, weeks to 
 "$PY" benchmarks/sim_alarm.py --years 200
 echo "== shadow judge: 1,000 pairs (2,000 calls) against a local judge answering after 200 ms"
 "$PY" benchmarks/bench_shadow.py | tee "$OUT/shadow.json"
+echo "== the mirroring proxy: median latency it adds over a direct call, plain and streamed (2,000 calls each)"
+"$PY" benchmarks/bench_proxy.py | tee "$OUT/proxy.json"
 INGEST_TURNS=${BENCH_INGEST_TURNS:-300000}
 [ -f "$OUT/log-passages-$INGEST_TURNS.jsonl" ] || "$PY" benchmarks/gen_log.py --answers passages \
   --turns "$INGEST_TURNS" --out "$OUT/log-passages-$INGEST_TURNS.jsonl"

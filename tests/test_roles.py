@@ -95,6 +95,8 @@ RULES = {
     "dashboard:overview": {"GET": (STAFF, {})},
     "dashboard:login": "public: the sign-in form",
     "health": "public: the container healthcheck (says ok or unavailable, nothing else)",
+    "evalgap-events-js": "public: the browser-events script a web app includes",
+    "browser-events": "public: a publishable key's origin may add browser events (tests/test_browser_events.py)",
     "dashboard:logout": "public: signing out",
     "dashboard:testsets": {"GET": (STAFF, {})},
     "dashboard:testset": {"GET": (STAFF, {"kwargs": {"name": "production"}})},
