@@ -245,6 +245,8 @@ class TraceSpan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trace_id}/{self.span_id}"
+
+
 class PublishableKey(models.Model):
     """A key a web page carries in the open (evalgap-events.js): it can only add browser events (copy,
     thumbs, leaving the page) to turns of its one source, from the origins it lists, at a bounded
