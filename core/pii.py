@@ -19,6 +19,14 @@ How it stays linear on any input:
 - a field is cut at `FIELD_MAX_CHARS` before anything is shown (see `redact`).
 `benchmarks/bench_pii.py` measures this on 1 MB adversarial fields.
 
+What people type: the recognisers read a normalised view of the text, built in one `str.translate`
+pass, in which every Unicode space (no-break U+00A0, narrow no-break U+202F, thin U+2009, …) is a
+space, every dash (en dash, minus sign, …) a hyphen, fullwidth forms (fullwidth digits, `＠`, `．`)
+their ASCII letter and every decimal digit of any script an ASCII digit — one character for one, so
+offsets do not move. Zero-width characters (U+200B…U+200F, U+2060, U+FEFF, the soft hyphen) are left
+out of the view, so "jane​@example.com" is one address; a table of the cuts maps every span found
+back to the original text. An address typed "jane.doe @ example.com" is found too.
+
 Recognisers run in a fixed order over a working copy of the text. Each span found is blanked there
 with filler of the same length, so a later recogniser cannot match inside it (an IP inside a
 digit run, a phone inside a secret) and every offset stays that of the original text.
@@ -29,8 +37,14 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import unicodedata
+from bisect import bisect_right
 from functools import lru_cache
 from typing import Any, Callable, Iterable, NamedTuple
+
+import phonenumbers
+from stdnum import exceptions as stdnum_exceptions
+from stdnum import iban as stdnum_iban
 
 # Longest part of one field that is ever shown. What follows is dropped, never redacted-and-shown,
 # so a pattern missing there cannot leak. 100k characters is ~25k tokens: more than an annotator
@@ -43,6 +57,61 @@ _FILL = "\x00"  # no pattern below matches it
 _CACHE_MAX_CHARS = 4096  # only short texts are memoised (a turn's text recurs in later turns' history)
 
 KINDS = ("SECRET", "EMAIL", "IBAN", "IP", "CARD", "PHONE")
+
+
+# --- the normalised view -------------------------------------------------------------------------
+
+def _normal_table() -> dict[int, str]:
+    table = {0xFE6B: "@", 0x2212: "-", 0x3000: " "}  # small commercial at, minus sign, ideographic space
+    for cp in range(0x80, 0x10000):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat == "Zs":
+            table[cp] = " "
+        elif cat == "Pd":
+            table[cp] = "-"
+        elif cat == "Nd":
+            table[cp] = str(unicodedata.decimal(ch))
+        if 0xFF01 <= cp <= 0xFF5E:  # fullwidth ASCII
+            table[cp] = chr(cp - 0xFEE0)
+    return table
+
+
+_NORMAL = _normal_table()
+_ZERO_WIDTH = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\u2066-\u2069\ufeff]+")
+
+
+class _Cuts(NamedTuple):
+    """Where zero-width runs were cut from the view: segment k starts at view[k] / original[k]."""
+    view: list[int]
+    original: list[int]
+
+    def start(self, p: int) -> int:
+        k = bisect_right(self.view, p) - 1
+        return self.original[k] + p - self.view[k]
+
+    def end(self, p: int) -> int:
+        return self.start(p - 1) + 1
+
+
+def normalise(text: str) -> tuple[str, _Cuts | None]:
+    """The view the recognisers read (see the module's docstring) and its cuts (None: offsets are the text's)."""
+    if text.isascii():
+        return text, None
+    view = text.translate(_NORMAL)
+    if not _ZERO_WIDTH.search(view):
+        return view, None
+    parts, cuts, pos, n = [], _Cuts([], []), 0, 0
+    for m in _ZERO_WIDTH.finditer(view):
+        parts.append(view[pos:m.start()])
+        cuts.view.append(n)
+        cuts.original.append(pos)
+        n += m.start() - pos
+        pos = m.end()
+    parts.append(view[pos:])
+    cuts.view.append(n)
+    cuts.original.append(pos)
+    return "".join(parts), cuts
 
 
 class Span(NamedTuple):
@@ -117,7 +186,7 @@ def _secrets(work: str) -> Iterable[Span]:
 
 # Anchored on "@domain": the local part is then walked back at most 64 characters (RFC 5321's
 # limit), so "a@" * N or a megabyte of "a" costs one step per character.
-_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.){1,8}[^\W\d_]{2,24}(?!\w)")
+_EMAIL_DOMAIN = re.compile(r"(?: ?(?<=\w )@ (?=\w)|@)(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.){1,8}[^\W\d_]{2,24}(?!\w)")
 _LOCAL_EXTRA = frozenset("._%+-'!#$&*/=?^`{|}~")
 
 
@@ -154,11 +223,19 @@ _IBAN_GROUP = re.compile(r"[A-Za-z0-9]{1,34}")
 
 
 def iban_ok(candidate: str) -> bool:
+    """Its country's length, mod-97 and (python-stdnum's registry) the country's BBAN structure:
+    "GB82 1234 …" fails where a British bank code must be letters."""
     s = re.sub(r"[ -]", "", candidate[:80]).upper()
     if len(s) != _IBAN_LENGTHS.get(s[:2], -1) or not s.isalnum():
         return False
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    try:
+        stdnum_iban.validate(s, check_country=False)
+        return True
+    except stdnum_exceptions.InvalidComponent:  # a country stdnum's registry lacks: mod-97 alone
+        rearranged = s[4:] + s[:4]
+        return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    except stdnum_exceptions.ValidationError:
+        return False
 
 
 def _ibans(work: str) -> Iterable[Span]:
@@ -373,6 +450,8 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
     k = len(groups)
     if k == 1 and groups[0].sep in (".", ","):
         return False  # the decimals of 3.14159265358
+    if intl and not _intl_possible(work[groups[0].start:groups[-1].end]):
+        return False
     if any(len(g.sep.strip(" ()")) > 1 for g in groups[1:]):
         return False  # "/." or "--": a list of figures, not one number
     if not intl:
@@ -401,6 +480,17 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
     if _CURRENCY_BEFORE.search(work, max(0, start - 6), start):
         return False
     return True
+
+
+def _intl_possible(number: str) -> bool:
+    """An international number (after "+" or "00") with a country code and a length that country's
+    plan allows (phonenumbers' metadata): "+999 1234 5678" and "+1 415 555 26" are not phones."""
+    if number.startswith("00"):
+        number = number[2:]
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse("+" + number, None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _digit_runs(work: str) -> Iterable[Span]:
@@ -490,7 +580,8 @@ def _blank(work: str, spans: list[Span]) -> str:
 
 
 def _find(text: str) -> list[Span]:
-    work = text.replace(_FILL, " ")  # an input NUL must not pass for a blanked span
+    # An input NUL must not pass for a blanked span.
+    work, cuts = normalise(text.replace(_FILL, " "))
     found: list[Span] = []
     for stage in _STAGES:
         spans, pos = [], 0
@@ -501,6 +592,8 @@ def _find(text: str) -> list[Span]:
         if spans:
             work = _blank(work, spans)
             found += spans
+    if cuts is not None:
+        found = [Span(cuts.start(s.start), cuts.end(s.end), s.kind) for s in found]
     return sorted(found)
 
 
