@@ -36,10 +36,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import re
+import sys
+import threading
 import unicodedata
 from bisect import bisect_right
-from functools import lru_cache
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, NamedTuple
 
 import phonenumbers
@@ -55,6 +58,10 @@ FIELD_MAX_CHARS = 100_000
 _MARGIN = 20_000
 _FILL = "\x00"  # no pattern below matches it
 _CACHE_MAX_CHARS = 4096  # only short texts are memoised (a turn's text recurs in later turns' history)
+# The memo is bounded by the bytes it holds, not by entries: 65 536 entries of 4 096 characters
+# (and their redacted copies) were ~2 GB in a process. 64 MB holds ~8 000 of the longest texts and
+# far more typical ones. EVALGAP_PII_CACHE_MAX_BYTES overrides it (read once, at import).
+CACHE_MAX_BYTES = int(os.environ.get("EVALGAP_PII_CACHE_MAX_BYTES") or 64 * 1024 * 1024)
 
 KINDS = ("SECRET", "EMAIL", "IBAN", "IP", "CARD", "PHONE")
 
@@ -616,13 +623,55 @@ def redact(text: str, *, max_chars: int = FIELD_MAX_CHARS) -> str:
     if not text or not isinstance(text, str):
         return text
     if len(text) <= _CACHE_MAX_CHARS and max_chars >= _CACHE_MAX_CHARS:
-        return _redact_cached(text)
+        out = _cache.get(text)
+        if out is None:
+            out = _redact(text, FIELD_MAX_CHARS)
+            _cache.put(text, out)
+        return out
     return _redact(text, max_chars)
 
 
-@lru_cache(maxsize=65536)  # a turn's text recurs in the conversation shown with later turns
-def _redact_cached(text: str) -> str:
-    return _redact(text, FIELD_MAX_CHARS)
+class _ByteBoundedCache:
+    """A least-recently-used memo holding at most `max_bytes` (keys and values, as sys.getsizeof
+    counts them); thread-safe. A turn's text recurs in the conversation shown with later turns."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: str, value: str) -> None:
+        size = sys.getsizeof(key) + (0 if value is key else sys.getsizeof(value))
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (value, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+
+_cache = _ByteBoundedCache(CACHE_MAX_BYTES)
 
 
 def _redact(text: str, max_chars: int) -> str:
@@ -638,14 +687,35 @@ def _redact(text: str, max_chars: int) -> str:
     return "".join(parts)
 
 
-def redact_obj(obj: Any, *, max_depth: int = 32, _depth: int = 0) -> Any:
+class Budget:
+    """How many characters one response may still redact in full (`redact_obj(..., budget=)`).
+
+    Each string takes what it reads from `left`; once it is spent, every further string is cut at
+    `floor` characters (the rest is "not shown", as past FIELD_MAX_CHARS), so a page of rows with
+    huge fields costs at most `chars` plus `floor` per string rather than FIELD_MAX_CHARS per field.
+    """
+
+    def __init__(self, chars: int, floor: int = 2000):
+        self.left, self.floor, self.cut = chars, floor, 0
+
+    def redact(self, text: str) -> str:
+        cap = min(FIELD_MAX_CHARS, max(self.floor, self.left))
+        self.left -= min(len(text), cap)
+        if len(text) > cap:
+            self.cut += 1
+        return redact(text, max_chars=cap)
+
+
+def redact_obj(obj: Any, *, max_depth: int = 32, budget: Budget | None = None, _depth: int = 0) -> Any:
     """A copy of nested JSON-like data with every string (keys too) redacted.
 
     Integers long enough to be a card or phone number are checked as their digits. Nesting deeper
-    than `max_depth` is replaced by "[TRUNCATED]" rather than walked.
+    than `max_depth` is replaced by "[TRUNCATED]" rather than walked. With a `budget`, strings
+    draw on it (see `Budget`).
     """
+    one = budget.redact if budget is not None else redact
     if isinstance(obj, str):
-        return redact(obj)
+        return one(obj)
     if isinstance(obj, bool) or obj is None or isinstance(obj, float):
         return obj
     if isinstance(obj, int):
@@ -657,11 +727,11 @@ def redact_obj(obj: Any, *, max_depth: int = 32, _depth: int = 0) -> Any:
     if _depth >= max_depth:
         return "[TRUNCATED]"
     if isinstance(obj, dict):
-        return {redact(k) if isinstance(k, str) else k: redact_obj(v, max_depth=max_depth, _depth=_depth + 1)
+        return {one(k) if isinstance(k, str) else k: redact_obj(v, max_depth=max_depth, budget=budget, _depth=_depth + 1)
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [redact_obj(v, max_depth=max_depth, _depth=_depth + 1) for v in obj]
-    return redact(str(obj))
+        return [redact_obj(v, max_depth=max_depth, budget=budget, _depth=_depth + 1) for v in obj]
+    return one(str(obj))
 
 
 def redact_messages(messages: list[dict]) -> list[dict]:

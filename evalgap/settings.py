@@ -410,3 +410,10 @@ GATE_POLICY = {
     # Signals shown but never judged either way (session_ended: the exchange simply ended there).
     "neutral_signals": env.list("GATE_NEUTRAL_SIGNALS", default=["session_ended"]),
 }
+
+# --- redactor: what one API response may redact ---
+# A list response redacts at most this many characters in full (a page of 20 turns with 100k-
+# character fields took 14.5 s); past it, each further field shows its first API_REDACT_FIELD_FLOOR
+# characters and says how many were not shown.
+API_REDACT_MAX_CHARS = env.int("API_REDACT_MAX_CHARS", default=500_000)
+API_REDACT_FIELD_FLOOR = env.int("API_REDACT_FIELD_FLOOR", default=2_000)
