@@ -417,3 +417,8 @@ GATE_POLICY = {
 # characters and says how many were not shown.
 API_REDACT_MAX_CHARS = env.int("API_REDACT_MAX_CHARS", default=500_000)
 API_REDACT_FIELD_FLOOR = env.int("API_REDACT_FIELD_FLOOR", default=2_000)
+
+# --- redactor: how long a spooled ingest body (raw personal data) may stay on disk ---
+# A finished job's spool file is deleted at once (production.tasks.ingest_spool_purge, hourly); any
+# file older than this is deleted whatever its job, and a job still waiting on it is failed.
+INGEST_SPOOL_MAX_DAYS = env.int("INGEST_SPOOL_MAX_DAYS", default=3)
