@@ -422,3 +422,11 @@ API_REDACT_FIELD_FLOOR = env.int("API_REDACT_FIELD_FLOOR", default=2_000)
 # A finished job's spool file is deleted at once (production.tasks.ingest_spool_purge, hourly); any
 # file older than this is deleted whatever its job, and a job still waiting on it is failed.
 INGEST_SPOOL_MAX_DAYS = env.int("INGEST_SPOOL_MAX_DAYS", default=3)
+
+# --- redactor: X-Forwarded-Proto is believed only from the proxy ---
+# DJANGO_HTTPS says the site is served over HTTPS; the header saying a request came over it is
+# trusted only with DJANGO_BEHIND_PROXY=true: where the app's port is reachable by the proxy alone
+# (docker-compose.yml binds web to 127.0.0.1) and the proxy overwrites the header.
+BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
+if not BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = None
