@@ -129,3 +129,36 @@ def test_the_redaction_memo_is_bounded_by_bytes():
     for i in range(500):
         pii.redact(f"mail jane{i}@example.com " + "y" * 3_000)
     assert pii._cache.bytes <= pii.CACHE_MAX_BYTES and pii.redact("mail jane1@example.com") == "mail [EMAIL]"
+
+
+def test_a_viewer_reads_no_release_system_prompt_base_url_or_key_name(people, db):
+    from releases.models import Release
+
+    Release.objects.create(name="r1", model="m", base_url="https://internal.example/v1", api_key_env="R1_KEY",
+                           system_prompt="You are Acme's agent. Escalate to ops@acme.example.")
+    for role in ("viewer", "taxonomy_admin"):
+        for body in (people[role].get("/api/releases/").json()["results"][0], people[role].get("/api/releases/r1/").json()):
+            assert body["name"] == "r1" and body["model"] == "m"
+            assert not {"system_prompt", "base_url", "api_key_env"} & set(body), (role, body)
+    full = people["admin"].get("/api/releases/r1/").json()
+    assert full["system_prompt"].startswith("You are Acme") and full["base_url"] == "https://internal.example/v1"
+
+
+def test_raw_taxonomy_proposals_are_shown_only_to_those_who_govern_the_taxonomy(people, db):
+    from django.test import Client
+
+    from taxonomy.services import proposal_submit
+
+    proposal_submit(text=f"answers leak jane.doe＠example.com and 4111{NBSP}1111{NBSP}1111{NBSP}1111",
+                    ref="annotation:1")
+    annotator = _client(user_with_role("p-annotator", "annotator"))
+    for who in (people["viewer"], annotator):
+        (p,) = who.get("/api/taxonomy/").json()["pending_proposals"]
+        assert "jane" not in json.dumps(p, ensure_ascii=False) and "1111" not in json.dumps(p, ensure_ascii=False)
+        assert p["text"] == "answers leak [EMAIL] and [CARD]" and "refs" not in p
+    (raw,) = people["taxonomy_admin"].get("/api/taxonomy/").json()["pending_proposals"]
+    assert "jane.doe＠example.com" in raw["text"] and raw["refs"] == ["annotation:1"]
+    page = Client()
+    page.force_login(user_with_role("p-viewer-page", "viewer"))
+    html = page.get("/taxonomy/").content.decode()
+    assert "jane" not in html and "answers leak [EMAIL] and [CARD]" in html
