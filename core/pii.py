@@ -43,6 +43,7 @@ import threading
 import unicodedata
 from bisect import bisect_right
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any, Callable, Iterable, NamedTuple
 
 import phonenumbers
@@ -489,6 +490,7 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
     return True
 
 
+@lru_cache(maxsize=4096)  # short keys (< 64 characters): a few hundred KB at most
 def _intl_possible(number: str) -> bool:
     """An international number (after "+" or "00") with a country code and a length that country's
     plan allows (phonenumbers' metadata): "+999 1234 5678" and "+1 415 555 26" are not phones."""
@@ -604,13 +606,13 @@ def _find(text: str) -> list[Span]:
     return sorted(found)
 
 
-def detect(text: str, *, max_chars: int = FIELD_MAX_CHARS) -> list[Span]:
+def detect(text: str, *, max_chars: int = FIELD_MAX_CHARS, margin: int = _MARGIN) -> list[Span]:
     """Spans of personal data and secrets in the part of `text` that `redact` would show."""
     if not text:
         return []
     if len(text) <= max_chars:
         return _find(text)
-    return [s for s in _find(text[:max_chars + _MARGIN]) if s.start < max_chars]
+    return [s for s in _find(text[:max_chars + margin]) if s.start < max_chars]
 
 
 def redact(text: str, *, max_chars: int = FIELD_MAX_CHARS) -> str:
@@ -674,9 +676,19 @@ class _ByteBoundedCache:
 _cache = _ByteBoundedCache(CACHE_MAX_BYTES)
 
 
-def _redact(text: str, max_chars: int) -> str:
-    spans = detect(text, max_chars=max_chars)
+# A field cut short by a response's budget (`Budget`) is read only this far past its cap: far enough
+# for every e-mail address, phone, card and IBAN to be found whole. A longer token straddling the cap
+# (a JWT) is not shown at all: the cut backs off to the whitespace before it.
+_SHORT_MARGIN = 512
+
+
+def _redact(text: str, max_chars: int, margin: int = _MARGIN) -> str:
+    spans = detect(text, max_chars=max_chars, margin=margin)
     cut = len(text) if len(text) <= max_chars else max([max_chars] + [s.end for s in spans])
+    if margin < _MARGIN and cut < len(text) and not text[cut].isspace() and not any(s.end == cut for s in spans):
+        floor = max([0] + [s.end for s in spans if s.end <= cut])
+        back = max(text.rfind(c, floor, cut) for c in (" ", "\n", "\t", "\r"))
+        cut = back if back >= 0 else floor
     parts, pos = [], 0
     for s in spans:
         parts += [text[pos:s.start], f"[{s.kind}]"]
@@ -695,15 +707,16 @@ class Budget:
     huge fields costs at most `chars` plus `floor` per string rather than FIELD_MAX_CHARS per field.
     """
 
-    def __init__(self, chars: int, floor: int = 2000):
+    def __init__(self, chars: int, floor: int = 1000):
         self.left, self.floor, self.cut = chars, floor, 0
 
     def redact(self, text: str) -> str:
         cap = min(FIELD_MAX_CHARS, max(self.floor, self.left))
         self.left -= min(len(text), cap)
-        if len(text) > cap:
-            self.cut += 1
-        return redact(text, max_chars=cap)
+        if len(text) <= cap:
+            return redact(text)
+        self.cut += 1
+        return _redact(text, cap, _SHORT_MARGIN if cap < FIELD_MAX_CHARS else _MARGIN)
 
 
 def redact_obj(obj: Any, *, max_depth: int = 32, budget: Budget | None = None, _depth: int = 0) -> Any:

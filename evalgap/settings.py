@@ -411,19 +411,16 @@ GATE_POLICY = {
     "neutral_signals": env.list("GATE_NEUTRAL_SIGNALS", default=["session_ended"]),
 }
 
-# --- redactor: what one API response may redact ---
+# --- redactor: what one API response may redact, spool files, the proxy header ---
 # A list response redacts at most this many characters in full (a page of 20 turns with 100k-
 # character fields took 14.5 s); past it, each further field shows its first API_REDACT_FIELD_FLOOR
-# characters and says how many were not shown.
-API_REDACT_MAX_CHARS = env.int("API_REDACT_MAX_CHARS", default=500_000)
-API_REDACT_FIELD_FLOOR = env.int("API_REDACT_FIELD_FLOOR", default=2_000)
-
-# --- redactor: how long a spooled ingest body (raw personal data) may stay on disk ---
-# A finished job's spool file is deleted at once (production.tasks.ingest_spool_purge, hourly); any
-# file older than this is deleted whatever its job, and a job still waiting on it is failed.
+# characters and says how many were not shown (benchmarks/bench_redacted_list.py).
+API_REDACT_MAX_CHARS = env.int("API_REDACT_MAX_CHARS", default=200_000)
+API_REDACT_FIELD_FLOOR = env.int("API_REDACT_FIELD_FLOOR", default=1_000)
+# How long a spooled ingest body (raw personal data) may stay on disk: a finished job's spool file is
+# deleted at once (production.tasks.ingest_spool_purge, hourly); any file older than this is deleted
+# whatever its job, and a job still waiting on it is failed.
 INGEST_SPOOL_MAX_DAYS = env.int("INGEST_SPOOL_MAX_DAYS", default=3)
-
-# --- redactor: X-Forwarded-Proto is believed only from the proxy ---
 # DJANGO_HTTPS says the site is served over HTTPS; the header saying a request came over it is
 # trusted only with DJANGO_BEHIND_PROXY=true: where the app's port is reachable by the proxy alone
 # (docker-compose.yml binds web to 127.0.0.1) and the proxy overwrites the header.

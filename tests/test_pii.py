@@ -214,3 +214,17 @@ def test_planted_pii_recall_and_clean_turn_false_positives_hold():
 def test_the_planted_set_is_the_same_on_every_run():
     ev = _eval_module()
     assert list(ev.planted())[:50] == list(ev.planted())[:50]
+
+
+def test_a_budget_cut_field_shows_no_part_of_a_token_straddling_its_cap():
+    jwt = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" * 40 + ".sig"
+    budget = pii.Budget(0, floor=40)
+    out = budget.redact("the token is " + jwt + " and more text after it")
+    assert "eyJ" not in out or "[SECRET]" in out
+    assert "eyJzdWIi" not in out and out.endswith("more characters not shown]")
+    # An address across the cap is found whole and replaced whole.
+    out = pii.Budget(0, floor=20).redact("write to me at jane.doe@example.com please, soon")
+    assert out.startswith("write to me at [EMAIL]") and "jane" not in out
+    # A long token with no whitespace before it: nothing of it is shown.
+    out = pii.Budget(0, floor=20).redact("x" * 5000)
+    assert "x" not in out.split("[")[0] and budget.cut == 1
