@@ -8,10 +8,11 @@ WORKDIR /build
 COPY requirements.txt requirements-build.txt ./
 RUN pip install --no-cache-dir -r requirements-build.txt
 COPY rephrase/ rephrase/
-RUN EVALGAP_ENCODER_DIR=/encoder python -m rephrase.encoder build
+# The graph goes where settings.REPHRASE_ENCODER_DIR points (below: /app/encoder, copied from /encoder).
+RUN REPHRASE_ENCODER_DIR=/encoder python -m rephrase.encoder build
 
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 EVALGAP_ENCODER_DIR=/app/encoder
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REPHRASE_ENCODER_DIR=/app/encoder
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt gunicorn==23.0.0

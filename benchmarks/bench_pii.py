@@ -6,6 +6,8 @@
 For each input the text is built to the size asked, then matched *without* the field cap
 (`core.pii._find`, what the cap protects us from) and redacted as the app does (`redact`, which cuts
 at FIELD_MAX_CHARS). Linear time shows as a 1 MB / 100 KB ratio near 10; quadratic near 100.
+`--sizes 100000,200000,400000,800000` prints the time at each size (time vs input size); the
+ratio is always last / first.
 Each measurement runs in a child process with a time limit, so a catastrophic case is reported
 as "> limit" instead of hanging the run.
 """
@@ -48,6 +50,14 @@ ADVERSARIAL = {
     "password=": "password=",
     "://a: (URL credentials)": "://a:",
     "mixed": "a@ 1- :: sk- eyJa. GB82 +1 ( 4111 1.1.1. password= ",
+    # What keyboards type: the normalised view (and its cuts table, for zero-width characters).
+    "4111␣nbsp (no-break groups)": "4111\u00a0",
+    "1–thin (en dash, thin space)": "1\u2013\u2009",
+    "fullwidth digits": "４１１１ ",
+    "zero-width spaces only": "\u200b",
+    "a​@ (zero-width before @)": "a\u200b@",
+    "a @ (spaced at)": "a @ ",
+    "１​ (fullwidth digit, zero-width)": "１\u200b",
 }
 
 
@@ -113,7 +123,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated parts of input names to run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    small, big = (int(s) for s in args.sizes.split(","))
+    sizes = [int(s) for s in args.sizes.split(",")]
     fn = _presidio if args.presidio else _ours
     rows = []
     inputs = {"natural text (example logs)": None, **ADVERSARIAL}
@@ -121,12 +131,15 @@ def main() -> None:
         if args.only and not any(part in name for part in args.only.split(",")):
             continue
         make = (lambda n: natural(n)) if unit is None else (lambda n, u=unit: build(u, n))
-        t_small = timed(fn, make(small), "find", args.limit)
-        t_big = timed(fn, make(big), "find", args.limit) if t_small is not None else None
-        t_redact = None if args.presidio else timed(fn, make(big), "redact", args.limit)
+        times: list[float | None] = []
+        for size in sizes:
+            times.append(timed(fn, make(size), "find", args.limit) if not times or times[-1] is not None else None)
+        t_small, t_big = times[0], times[-1]
+        t_redact = None if args.presidio else timed(fn, make(sizes[-1]), "redact", args.limit)
         ratio = f"{t_big / t_small:.1f}" if t_small and t_big else "—"
-        rows.append({"input": name, "small_s": t_small, "big_s": t_big, "ratio": ratio, "redact_s": t_redact})
-        print(f"| {name} | {fmt(t_small, args.limit)} | {fmt(t_big, args.limit)} | {ratio} |"
+        rows.append({"input": name, "sizes": sizes, "find_s": times, "small_s": t_small, "big_s": t_big,
+                     "ratio": ratio, "redact_s": t_redact})
+        print(f"| {name} | " + " | ".join(fmt(t, args.limit) for t in times) + f" | {ratio} |"
               + ("" if args.presidio else f" {fmt(t_redact, args.limit)} |"), flush=True)
     if args.json:
         print(json.dumps(rows))

@@ -9,7 +9,9 @@ examples/*.jsonl (a query or an answer, at a word boundary, with a neutral carri
 "({x})" — no "call me at" to help). A planted item counts as found only when every character of
 its sensitive part is inside a redacted span (any tag); a partial redaction is a miss. For
 labelled secrets ("password: …", "Authorization: Bearer …") the sensitive part is the value.
-Everything is generated from a fixed seed, so the set is the same on every run.
+Each kind also has the shapes people's keyboards and phones produce (no-break, narrow no-break and thin
+spaces, en dashes, fullwidth digits and `＠`, zero-width spaces, " @ "), which the redactor reads
+through its normalised view. Everything is generated from a fixed seed, so the set is the same on every run.
 
 False positives: every query and answer of the example logs is redacted as it is. Each redacted
 span is a false positive unless the text really holds PII there; the spans judged real are listed
@@ -94,6 +96,11 @@ def _group(s: str, sizes: list[int], sep: str) -> str:
     return sep.join(out)
 
 
+def _fullwidth(s: str) -> str:
+    """ASCII letters, digits and signs as their fullwidth forms (U+FF01…U+FF5E)."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in s)
+
+
 def whole(x: str) -> tuple[str, tuple[int, int]]:
     return x, (0, len(x))
 
@@ -115,6 +122,10 @@ def emails(r):
         "f_last99@domain": whole(f"{f[0]}_{l}{r.randint(1, 99)}@{d}"),
         "UPPER@DOMAIN": whole(f"{f}.{l}@{d}".upper()),
         "unicode local": whole(f"{f}.müller@{d}"),
+        # How people type (issue #19): a fullwidth at sign, a zero-width space, spaces around "@".
+        "fullwidth ＠": whole(f"{f}.{l}＠{d}"),
+        "zero-width space before @": whole(f"{f}.{l}\u200b@{d}"),
+        "spaced ' @ '": whole(f"{f}.{l} @ {d}"),
     }
 
 
@@ -140,6 +151,12 @@ def phones(r):
         "01 23 45 67 89": whole("0" + _group(fr, [1, 2, 2, 2, 2], " ")),
         "9876543210 (unformatted mobile)": whole(inm),
         "030 1234567": whole(f"0{de[:2]} {de[2:]}"),
+        "+44 20 7946 0958 no-break spaces": whole(f"+44\u00a0{uk[:2]}\u00a0{uk[2:6]}\u00a0{uk[6:]}"),
+        "+33 1 23 45 67 89 narrow no-break": whole("+33\u202f" + _group(fr, [1, 2, 2, 2, 2], "\u202f")),
+        "020 7946 0958 thin spaces": whole(f"0{uk[:2]}\u2009{uk[2:6]}\u2009{uk[6:]}"),
+        "415–555–2671 en dashes": whole(f"{us[:3]}\u2013{us[3:6]}\u2013{us[6:]}"),
+        "fullwidth digits": whole(_fullwidth(f"+44 {uk[:2]} {uk[2:6]} {uk[6:]}")),
+        "zero-width spaces": whole(f"{us[:3]}\u200b{us[3:6]}\u200b{us[6:]}"),
     }
 
 
@@ -155,6 +172,12 @@ def cards(r):
         "mastercard dots": whole(_group(mc, [4, 4, 4, 4], ".")),
         "amex 4-6-5": whole(_group(amex, [4, 6, 5], " ")),
         "discover dashes": whole(_group(disc, [4, 4, 4, 4], "-")),
+        "visa no-break spaces": whole(_group(visa, [4, 4, 4, 4], "\u00a0")),
+        "visa narrow no-break": whole(_group(visa, [4, 4, 4, 4], "\u202f")),
+        "mastercard thin spaces": whole(_group(mc, [4, 4, 4, 4], "\u2009")),
+        "mastercard en dashes": whole(_group(mc, [4, 4, 4, 4], "\u2013")),
+        "visa fullwidth digits": whole(_fullwidth(_group(visa, [4, 4, 4, 4], " "))),
+        "visa zero-width spaces": whole(_group(visa, [4, 4, 4, 4], "\u200b")),
     }
 
 
@@ -177,6 +200,8 @@ def ibans(r):
         "groups of 4": whole(grouped),
         "lower case grouped": whole(grouped.lower()),
         "lower case compact": whole(iban.lower()),
+        "groups of 4, no-break spaces": whole(grouped.replace(" ", "\u00a0")),
+        "fullwidth": whole(_fullwidth(iban)),
     }
 
 

@@ -87,16 +87,36 @@ class Job(models.Model):
         return self.status in (JobStatus.DONE, JobStatus.FAILED)
 
 
-def job_claim(model: type[Job], pk, *, statuses=(JobStatus.PENDING,), take_stale: bool = True) -> bool:
+def job_claim(model: type[Job], pk, *, statuses=(JobStatus.PENDING,), take_stale: bool = True,
+              take_running: bool = False) -> bool:
     """Mark the job running if it is in one of `statuses` (or running with a stale heartbeat: its
-    owner died). One conditional UPDATE, so of two workers given the same job exactly one wins."""
+    owner died; `take_running`: running at all, for a caller that knows the owner is dead). One
+    conditional UPDATE, so of two workers given the same job exactly one wins.
+
+    A job is taken over from a dead owner only while it has attempts left (`max_attempts`): a job
+    that kills its worker (out of memory) would otherwise be redelivered forever. Past the cap the
+    job is failed, and the error and the log name it and say why."""
     now = timezone.now()
     cond = Q(status__in=statuses)
-    if take_stale:
-        cond |= Q(status=JobStatus.RUNNING, heartbeat_at__lt=now - model.stale_after())
-    return model.objects.filter(cond, pk=pk).update(
-        status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now, error=""
-    ) == 1
+    takeover = Q(status=JobStatus.RUNNING) & ~Q(status__in=statuses)
+    if not take_running:
+        takeover &= Q(heartbeat_at__lt=now - model.stale_after())
+    if take_running or take_stale:
+        cond |= takeover & Q(attempts__lt=model.max_attempts)
+    if model.objects.filter(cond, pk=pk).update(
+            status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now, error="") == 1:
+        return True
+    if take_running or take_stale:
+        _fail_over_cap(model, pk, takeover & Q(attempts__gte=model.max_attempts), now)
+    return False
+
+
+def _fail_over_cap(model: type[Job], pk, cond: Q, now) -> None:
+    name = f"{model._meta.label} {pk}"
+    why = (f"{name} failed: its worker died in each of {model.max_attempts} attempts (killed by this job, "
+           f"e.g. out of memory?); not redelivered again")
+    if model.objects.filter(cond, pk=pk).update(status=JobStatus.FAILED, finished_at=now, heartbeat_at=now, error=why):
+        logger.error("job attempt cap: %s", why)
 
 
 def _lock_key(model: type[Job], pk) -> tuple[int, int]:
@@ -138,7 +158,8 @@ def job_held(model: type[Job], pk, *, statuses=(JobStatus.PENDING,)) -> Iterator
         yield False
         return
     try:
-        yield job_claim(model, pk, statuses=(*statuses, JobStatus.RUNNING), take_stale=False)
+        # The lock is ours, so a "running" job has no live holder: take it over (attempts permitting).
+        yield job_claim(model, pk, statuses=statuses, take_stale=False, take_running=True)
     finally:
         _unlock(model, pk)
 

@@ -19,6 +19,14 @@ How it stays linear on any input:
 - a field is cut at `FIELD_MAX_CHARS` before anything is shown (see `redact`).
 `benchmarks/bench_pii.py` measures this on 1 MB adversarial fields.
 
+What people type: the recognisers read a normalised view of the text, built in one `str.translate`
+pass, in which every Unicode space (no-break U+00A0, narrow no-break U+202F, thin U+2009, …) is a
+space, every dash (en dash, minus sign, …) a hyphen, fullwidth forms (fullwidth digits, `＠`, `．`)
+their ASCII letter and every decimal digit of any script an ASCII digit — one character for one, so
+offsets do not move. Zero-width characters (U+200B…U+200F, U+2060, U+FEFF, the soft hyphen) are left
+out of the view, so "jane​@example.com" is one address; a table of the cuts maps every span found
+back to the original text. An address typed "jane.doe @ example.com" is found too.
+
 Recognisers run in a fixed order over a working copy of the text. Each span found is blanked there
 with filler of the same length, so a later recogniser cannot match inside it (an IP inside a
 digit run, a phone inside a secret) and every offset stays that of the original text.
@@ -28,9 +36,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import re
+import sys
+import threading
+import unicodedata
+from bisect import bisect_right
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Callable, Iterable, NamedTuple
+
+import phonenumbers
+from stdnum import exceptions as stdnum_exceptions
+from stdnum import iban as stdnum_iban
 
 # Longest part of one field that is ever shown. What follows is dropped, never redacted-and-shown,
 # so a pattern missing there cannot leak. 100k characters is ~25k tokens: more than an annotator
@@ -41,8 +59,67 @@ FIELD_MAX_CHARS = 100_000
 _MARGIN = 20_000
 _FILL = "\x00"  # no pattern below matches it
 _CACHE_MAX_CHARS = 4096  # only short texts are memoised (a turn's text recurs in later turns' history)
+# The memo is bounded by the bytes it holds, not by entries: 65 536 entries of 4 096 characters
+# (and their redacted copies) were ~2 GB in a process. 64 MB holds ~8 000 of the longest texts and
+# far more typical ones. EVALGAP_PII_CACHE_MAX_BYTES overrides it (read once, at import).
+CACHE_MAX_BYTES = int(os.environ.get("EVALGAP_PII_CACHE_MAX_BYTES") or 64 * 1024 * 1024)
 
 KINDS = ("SECRET", "EMAIL", "IBAN", "IP", "CARD", "PHONE")
+
+
+# --- the normalised view -------------------------------------------------------------------------
+
+def _normal_table() -> dict[int, str]:
+    table = {0xFE6B: "@", 0x2212: "-", 0x3000: " "}  # small commercial at, minus sign, ideographic space
+    for cp in range(0x80, 0x10000):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat == "Zs":
+            table[cp] = " "
+        elif cat == "Pd":
+            table[cp] = "-"
+        elif cat == "Nd":
+            table[cp] = str(unicodedata.decimal(ch))
+        if 0xFF01 <= cp <= 0xFF5E:  # fullwidth ASCII
+            table[cp] = chr(cp - 0xFEE0)
+    return table
+
+
+_NORMAL = _normal_table()
+_ZERO_WIDTH = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\u2066-\u2069\ufeff]+")
+
+
+class _Cuts(NamedTuple):
+    """Where zero-width runs were cut from the view: segment k starts at view[k] / original[k]."""
+    view: list[int]
+    original: list[int]
+
+    def start(self, p: int) -> int:
+        k = bisect_right(self.view, p) - 1
+        return self.original[k] + p - self.view[k]
+
+    def end(self, p: int) -> int:
+        return self.start(p - 1) + 1
+
+
+def normalise(text: str) -> tuple[str, _Cuts | None]:
+    """The view the recognisers read (see the module's docstring) and its cuts (None: offsets are the text's)."""
+    if text.isascii():
+        return text, None
+    view = text.translate(_NORMAL)
+    if not _ZERO_WIDTH.search(view):
+        return view, None
+    parts, cuts, pos, n = [], _Cuts([], []), 0, 0
+    for m in _ZERO_WIDTH.finditer(view):
+        parts.append(view[pos:m.start()])
+        cuts.view.append(n)
+        cuts.original.append(pos)
+        n += m.start() - pos
+        pos = m.end()
+    parts.append(view[pos:])
+    cuts.view.append(n)
+    cuts.original.append(pos)
+    return "".join(parts), cuts
 
 
 class Span(NamedTuple):
@@ -117,7 +194,7 @@ def _secrets(work: str) -> Iterable[Span]:
 
 # Anchored on "@domain": the local part is then walked back at most 64 characters (RFC 5321's
 # limit), so "a@" * N or a megabyte of "a" costs one step per character.
-_EMAIL_DOMAIN = re.compile(r"@(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.){1,8}[^\W\d_]{2,24}(?!\w)")
+_EMAIL_DOMAIN = re.compile(r"(?: ?(?<=\w )@ (?=\w)|@)(?:[^\W_](?:[\w-]{0,62}[^\W_])?\.){1,8}[^\W\d_]{2,24}(?!\w)")
 _LOCAL_EXTRA = frozenset("._%+-'!#$&*/=?^`{|}~")
 
 
@@ -154,11 +231,19 @@ _IBAN_GROUP = re.compile(r"[A-Za-z0-9]{1,34}")
 
 
 def iban_ok(candidate: str) -> bool:
+    """Its country's length, mod-97 and (python-stdnum's registry) the country's BBAN structure:
+    "GB82 1234 …" fails where a British bank code must be letters."""
     s = re.sub(r"[ -]", "", candidate[:80]).upper()
     if len(s) != _IBAN_LENGTHS.get(s[:2], -1) or not s.isalnum():
         return False
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    try:
+        stdnum_iban.validate(s, check_country=False)
+        return True
+    except stdnum_exceptions.InvalidComponent:  # a country stdnum's registry lacks: mod-97 alone
+        rearranged = s[4:] + s[:4]
+        return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    except stdnum_exceptions.ValidationError:
+        return False
 
 
 def _ibans(work: str) -> Iterable[Span]:
@@ -373,6 +458,8 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
     k = len(groups)
     if k == 1 and groups[0].sep in (".", ","):
         return False  # the decimals of 3.14159265358
+    if intl and not _intl_possible(work[groups[0].start:groups[-1].end]):
+        return False
     if any(len(g.sep.strip(" ()")) > 1 for g in groups[1:]):
         return False  # "/." or "--": a list of figures, not one number
     if not intl:
@@ -401,6 +488,18 @@ def _phone_ok(work: str, groups: list[_Group], intl: bool, context: str) -> bool
     if _CURRENCY_BEFORE.search(work, max(0, start - 6), start):
         return False
     return True
+
+
+@lru_cache(maxsize=4096)  # short keys (< 64 characters): a few hundred KB at most
+def _intl_possible(number: str) -> bool:
+    """An international number (after "+" or "00") with a country code and a length that country's
+    plan allows (phonenumbers' metadata): "+999 1234 5678" and "+1 415 555 26" are not phones."""
+    if number.startswith("00"):
+        number = number[2:]
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse("+" + number, None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _digit_runs(work: str) -> Iterable[Span]:
@@ -490,7 +589,8 @@ def _blank(work: str, spans: list[Span]) -> str:
 
 
 def _find(text: str) -> list[Span]:
-    work = text.replace(_FILL, " ")  # an input NUL must not pass for a blanked span
+    # An input NUL must not pass for a blanked span.
+    work, cuts = normalise(text.replace(_FILL, " "))
     found: list[Span] = []
     for stage in _STAGES:
         spans, pos = [], 0
@@ -501,16 +601,18 @@ def _find(text: str) -> list[Span]:
         if spans:
             work = _blank(work, spans)
             found += spans
+    if cuts is not None:
+        found = [Span(cuts.start(s.start), cuts.end(s.end), s.kind) for s in found]
     return sorted(found)
 
 
-def detect(text: str, *, max_chars: int = FIELD_MAX_CHARS) -> list[Span]:
+def detect(text: str, *, max_chars: int = FIELD_MAX_CHARS, margin: int = _MARGIN) -> list[Span]:
     """Spans of personal data and secrets in the part of `text` that `redact` would show."""
     if not text:
         return []
     if len(text) <= max_chars:
         return _find(text)
-    return [s for s in _find(text[:max_chars + _MARGIN]) if s.start < max_chars]
+    return [s for s in _find(text[:max_chars + margin]) if s.start < max_chars]
 
 
 def redact(text: str, *, max_chars: int = FIELD_MAX_CHARS) -> str:
@@ -523,18 +625,70 @@ def redact(text: str, *, max_chars: int = FIELD_MAX_CHARS) -> str:
     if not text or not isinstance(text, str):
         return text
     if len(text) <= _CACHE_MAX_CHARS and max_chars >= _CACHE_MAX_CHARS:
-        return _redact_cached(text)
+        out = _cache.get(text)
+        if out is None:
+            out = _redact(text, FIELD_MAX_CHARS)
+            _cache.put(text, out)
+        return out
     return _redact(text, max_chars)
 
 
-@lru_cache(maxsize=65536)  # a turn's text recurs in the conversation shown with later turns
-def _redact_cached(text: str) -> str:
-    return _redact(text, FIELD_MAX_CHARS)
+class _ByteBoundedCache:
+    """A least-recently-used memo holding at most `max_bytes` (keys and values, as sys.getsizeof
+    counts them); thread-safe. A turn's text recurs in the conversation shown with later turns."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: str, value: str) -> None:
+        size = sys.getsizeof(key) + (0 if value is key else sys.getsizeof(value))
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (value, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
 
 
-def _redact(text: str, max_chars: int) -> str:
-    spans = detect(text, max_chars=max_chars)
+_cache = _ByteBoundedCache(CACHE_MAX_BYTES)
+
+
+# A field cut short by a response's budget (`Budget`) is read only this far past its cap: far enough
+# for every e-mail address, phone, card and IBAN to be found whole. A longer token straddling the cap
+# (a JWT) is not shown at all: the cut backs off to the whitespace before it.
+_SHORT_MARGIN = 512
+
+
+def _redact(text: str, max_chars: int, margin: int = _MARGIN) -> str:
+    spans = detect(text, max_chars=max_chars, margin=margin)
     cut = len(text) if len(text) <= max_chars else max([max_chars] + [s.end for s in spans])
+    if margin < _MARGIN and cut < len(text) and not text[cut].isspace() and not any(s.end == cut for s in spans):
+        floor = max([0] + [s.end for s in spans if s.end <= cut])
+        back = max(text.rfind(c, floor, cut) for c in (" ", "\n", "\t", "\r"))
+        cut = back if back >= 0 else floor
     parts, pos = [], 0
     for s in spans:
         parts += [text[pos:s.start], f"[{s.kind}]"]
@@ -545,14 +699,36 @@ def _redact(text: str, max_chars: int) -> str:
     return "".join(parts)
 
 
-def redact_obj(obj: Any, *, max_depth: int = 32, _depth: int = 0) -> Any:
+class Budget:
+    """How many characters one response may still redact in full (`redact_obj(..., budget=)`).
+
+    Each string takes what it reads from `left`; once it is spent, every further string is cut at
+    `floor` characters (the rest is "not shown", as past FIELD_MAX_CHARS), so a page of rows with
+    huge fields costs at most `chars` plus `floor` per string rather than FIELD_MAX_CHARS per field.
+    """
+
+    def __init__(self, chars: int, floor: int = 1000):
+        self.left, self.floor, self.cut = chars, floor, 0
+
+    def redact(self, text: str) -> str:
+        cap = min(FIELD_MAX_CHARS, max(self.floor, self.left))
+        self.left -= min(len(text), cap)
+        if len(text) <= cap:
+            return redact(text)
+        self.cut += 1
+        return _redact(text, cap, _SHORT_MARGIN if cap < FIELD_MAX_CHARS else _MARGIN)
+
+
+def redact_obj(obj: Any, *, max_depth: int = 32, budget: Budget | None = None, _depth: int = 0) -> Any:
     """A copy of nested JSON-like data with every string (keys too) redacted.
 
     Integers long enough to be a card or phone number are checked as their digits. Nesting deeper
-    than `max_depth` is replaced by "[TRUNCATED]" rather than walked.
+    than `max_depth` is replaced by "[TRUNCATED]" rather than walked. With a `budget`, strings
+    draw on it (see `Budget`).
     """
+    one = budget.redact if budget is not None else redact
     if isinstance(obj, str):
-        return redact(obj)
+        return one(obj)
     if isinstance(obj, bool) or obj is None or isinstance(obj, float):
         return obj
     if isinstance(obj, int):
@@ -564,11 +740,11 @@ def redact_obj(obj: Any, *, max_depth: int = 32, _depth: int = 0) -> Any:
     if _depth >= max_depth:
         return "[TRUNCATED]"
     if isinstance(obj, dict):
-        return {redact(k) if isinstance(k, str) else k: redact_obj(v, max_depth=max_depth, _depth=_depth + 1)
+        return {one(k) if isinstance(k, str) else k: redact_obj(v, max_depth=max_depth, budget=budget, _depth=_depth + 1)
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [redact_obj(v, max_depth=max_depth, _depth=_depth + 1) for v in obj]
-    return redact(str(obj))
+        return [redact_obj(v, max_depth=max_depth, budget=budget, _depth=_depth + 1) for v in obj]
+    return one(str(obj))
 
 
 def redact_messages(messages: list[dict]) -> list[dict]:

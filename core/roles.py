@@ -201,19 +201,25 @@ class CappedPagination(LimitOffsetPagination):
         return settings.API_MAX_PAGE_SIZE
 
 
-def redact_value(value: Any, depth: int = 0) -> Any:
-    """Every string inside `value` (nested lists and dicts too) through core.pii.redact."""
-    from core.pii import redact
+def redact_value(value: Any, budget=None) -> Any:
+    """`value` as core.pii.redact_obj shows it: every string, dict key and card- or phone-long
+    number inside it redacted, as on every other path; with a `core.pii.Budget`, drawing on it."""
+    from core.pii import redact_obj
 
-    if isinstance(value, str):
-        return redact(value)
-    if depth > 32:
-        return None
-    if isinstance(value, list):
-        return [redact_value(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        return {k: redact_value(v, depth + 1) for k, v in value.items()}
-    return value
+    if isinstance(value, bool) or not isinstance(value, (str, int, list, tuple, dict)):
+        return value
+    return redact_obj(value, budget=budget)
+
+
+def redaction_budget(context: dict):
+    """The one `core.pii.Budget` of a response (a serializer's context is shared by its rows):
+    API_REDACT_MAX_CHARS characters redacted in full, then API_REDACT_FIELD_FLOOR per field."""
+    from core.pii import Budget
+
+    budget = context.get("_redact_budget")
+    if budget is None:
+        budget = context["_redact_budget"] = Budget(settings.API_REDACT_MAX_CHARS, settings.API_REDACT_FIELD_FLOOR)
+    return budget
 
 
 class RedactedFieldsMixin:
@@ -237,9 +243,10 @@ class RedactedFieldsMixin:
         data = super().to_representation(instance)
         if self._show_raw():
             return data
+        budget = redaction_budget(self.context)
         for f in self.redacted_fields:
             if f in data:
-                data[f] = redact_value(data[f])
+                data[f] = redact_value(data[f], budget)
         from core.pii import pseudonym
 
         for f, kind in self.pseudonymised_fields.items():

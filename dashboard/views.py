@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from core.roles import DASHBOARDS, TAXONOMY_GOVERN, TAXONOMY_READ, TESTSETS_READ, has, require_perm
+from core.roles import DASHBOARDS, TAXONOMY_GOVERN, TAXONOMY_READ, TESTSETS_READ, has, redact_value, require_perm
 from evaluation import selectors as evaluation
 from labelling import selectors as labelling
 from production import selectors as production
@@ -113,8 +113,12 @@ def changelog(request, name: str):
 def taxonomy(request):
     modes = failure_mode_tree()
     can_govern = has(request.user, TAXONOMY_GOVERN)
+    proposals = list(pending_proposals())
+    if not can_govern:  # annotators' raw free text: redacted for every role that does not decide on it
+        proposals = [{"id": p.id, "text": redact_value(p.text), "wordings": redact_value(p.wordings),
+                      "count": p.count, "created_at": p.created_at} for p in proposals]
     return render(request, "dashboard/taxonomy.html", {
-        "version": current_version(), "modes": _tree_order(modes), "proposals": list(pending_proposals()),
+        "version": current_version(), "modes": _tree_order(modes), "proposals": proposals,
         "can_govern": can_govern, "active_codes": [m["code"] for m in modes if m["active"]],
         "all_codes": [m["code"] for m in modes],
     })

@@ -438,3 +438,20 @@ PROXY_SHADOW_SALT = env.str("PROXY_SHADOW_SALT", default="evalgap-proxy-v1")
 PROXY_QUEUE_SIZE = env.int("PROXY_QUEUE_SIZE", default=10_000)  # lines waiting for the writer; then spooled
 PROXY_SHADOW_QUEUE_SIZE = env.int("PROXY_SHADOW_QUEUE_SIZE", default=1_000)  # candidate calls; then dropped
 PROXY_SHADOW_WORKERS = env.int("PROXY_SHADOW_WORKERS", default=4)
+
+# --- redactor: what one API response may redact, spool files, the proxy header ---
+# A list response redacts at most this many characters in full (a page of 20 turns with 100k-
+# character fields took 14.5 s); past it, each further field shows its first API_REDACT_FIELD_FLOOR
+# characters and says how many were not shown (benchmarks/bench_redacted_list.py).
+API_REDACT_MAX_CHARS = env.int("API_REDACT_MAX_CHARS", default=200_000)
+API_REDACT_FIELD_FLOOR = env.int("API_REDACT_FIELD_FLOOR", default=1_000)
+# How long a spooled ingest body (raw personal data) may stay on disk: a finished job's spool file is
+# deleted at once (production.tasks.ingest_spool_purge, hourly); any file older than this is deleted
+# whatever its job, and a job still waiting on it is failed.
+INGEST_SPOOL_MAX_DAYS = env.int("INGEST_SPOOL_MAX_DAYS", default=3)
+# DJANGO_HTTPS says the site is served over HTTPS; the header saying a request came over it is
+# trusted only with DJANGO_BEHIND_PROXY=true: where the app's port is reachable by the proxy alone
+# (docker-compose.yml binds web to 127.0.0.1) and the proxy overwrites the header.
+BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
+if not BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = None

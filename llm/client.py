@@ -63,10 +63,11 @@ class Endpoint:
     price_in_per_1k: Decimal = Decimal(0)
     price_out_per_1k: Decimal = Decimal(0)
     timeout: float = 60.0
+    key_name: str = "OPENAI_API_KEY"  # where the key comes from, named when it is missing
 
     def missing(self) -> list[str]:
         """The settings to set, named as a user would set them (the shared OPENAI_* ones first)."""
-        out = [name for name, value in (("OPENAI_BASE_URL", self.base_url), ("OPENAI_API_KEY", self.api_key))
+        out = [name for name, value in (("OPENAI_BASE_URL", self.base_url), (self.key_name, self.api_key))
                if not value]
         if not self.model:
             out.append(f"{self.role}_MODEL")
@@ -97,11 +98,20 @@ def endpoint(role: str, *, model: str | None = None) -> Endpoint:
 
 def endpoint_for(*, role: str, base_url: str, api_key_env: str, model: str, price_in=0, price_out=0) -> Endpoint:
     """An endpoint described by a record (a release): its key is the environment variable the record
-    names (settings.RELEASE_API_KEYS), so no key is ever stored in the database."""
+    names (settings.RELEASE_API_KEYS), so no key is ever stored in the database.
+
+    OPENAI_API_KEY is the key of OPENAI_BASE_URL only: a record with a base URL of its own gets the
+    key it names or none (the endpoint is then "not configured", naming the variable to set), never
+    the shared key, which a custom URL would otherwise receive."""
     key = settings.RELEASE_API_KEYS.get(api_key_env, "") if api_key_env else ""
-    return Endpoint(role=role, base_url=base_url or settings.OPENAI_BASE_URL, api_key=key or settings.OPENAI_API_KEY,
+    own_url = bool(base_url) and base_url.rstrip("/") != (settings.OPENAI_BASE_URL or "").rstrip("/")
+    if own_url:
+        key_name = api_key_env or f"the api_key_env of {role} (its base URL is its own)"
+    else:
+        key, key_name = key or settings.OPENAI_API_KEY, api_key_env or "OPENAI_API_KEY"
+    return Endpoint(role=role, base_url=base_url or settings.OPENAI_BASE_URL, api_key=key,
                     model=model, price_in_per_1k=Decimal(str(price_in)), price_out_per_1k=Decimal(str(price_out)),
-                    timeout=float(settings.LLM_TIMEOUT_SECONDS))
+                    timeout=float(settings.LLM_TIMEOUT_SECONDS), key_name=key_name)
 
 
 def not_configured_message(ep: Endpoint, hint: str = "") -> str:

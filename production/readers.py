@@ -10,6 +10,7 @@ import io
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
+import ijson
 import orjson
 
 from .contract import (DEFAULT_LIMITS, ContractError, Limits, ParsedEvent, ParsedShadow, ParsedTurn,
@@ -153,18 +154,25 @@ def read_messages(stream: BinaryIO, progress: Callable[[int], None] | None = Non
             yield line_no, turn
 
 
-def read_json_array(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
-    """The API accepts a JSON array too; element k is reported as line k."""
+def read_json_array(body: bytes | BinaryIO, limits: Limits = DEFAULT_LIMITS) -> Iterator[Item]:
+    """The API accepts a JSON array too; element k is reported as line k.
+
+    Stream-parsed (ijson): one element in memory at a time, not the whole array's objects (which
+    took ~29x the body's size). Invalid JSON part-way rejects the rest of the body as "line k" (the
+    element where it broke); the elements before it are kept."""
+    stream = io.BytesIO(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
+    n = 0
     try:
-        values = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        yield 1, Reject(1, f"body: invalid JSON ({e})", _raw_text(body[:RAW_CAP]))
-        return
-    for n, value in enumerate(values, start=1):
-        try:
-            yield n, parse_record(value, limits)
-        except ContractError as e:
-            yield n, Reject(n, str(e), _value_text(value))
+        for value in ijson.items(stream, "item", use_float=True):
+            n += 1
+            try:
+                yield n, parse_record(value, limits)
+            except ContractError as e:
+                yield n, Reject(n, str(e), _value_text(value))
+    except ijson.JSONError as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        where = "body" if n == 0 else f"body after element {n}"
+        yield n + 1, Reject(n + 1, f"{where}: invalid JSON ({reason}); the rest of the body was not read", "")
 
 
 def _value_text(value) -> str:

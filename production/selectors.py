@@ -13,6 +13,21 @@ def session_list() -> QuerySet[Session]:
     return Session.objects.select_related("source").annotate(turn_count=Count("turns")).order_by("id")
 
 
+def session_ids_by_pseudonym(value: str) -> list[int]:
+    """Sessions whose pseudonym (what users without production.view_raw_turns see, the same as
+    Label Studio shows) is `value`. A keyed pseudonym cannot be reversed, so each session's is
+    computed: one HMAC per session, read in chunks. A raw id matches nothing."""
+    from django.conf import settings
+
+    from core.pii import pseudonym
+
+    if not value.startswith("session-"):
+        return []
+    key = settings.PII_PSEUDONYM_KEY.encode()
+    rows = Session.objects.values_list("id", "source__name", "external_id").order_by("id").iterator(chunk_size=5000)
+    return [pk for pk, source, ext in rows if pseudonym(f"{source}\x1f{ext}", key=key, kind="session") == value]
+
+
 def event_list() -> QuerySet[Event]:
     return Event.objects.select_related("source", "turn").order_by("id")
 

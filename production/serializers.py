@@ -7,10 +7,11 @@ from .signal_definitions import SIGNAL_NAMES
 
 
 class TurnSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
-    # Without production.view_raw_turns, text is redacted and the user id is a pseudonym.
-    # Ids pass the redactor too: an id that is an e-mail address or a phone number is PII.
-    redacted_fields = ("query", "response", "contexts", "metadata", "turn_id", "session_id")
-    pseudonymised_fields = {"user_id": "user"}  # the pseudonym Label Studio shows for the same user
+    # Without production.view_raw_turns, text is redacted and the user and session ids are
+    # pseudonyms (those Label Studio shows; `?session=` takes them). The turn id passes the
+    # redactor: an id that is an e-mail address or a phone number is PII.
+    redacted_fields = ("query", "response", "contexts", "metadata", "turn_id")
+    pseudonymised_fields = {"user_id": "user", "session_id": "session"}
     source = serializers.CharField(source="source.name")
     session_id = serializers.CharField(source="session.external_id")
     turn_id = serializers.CharField(source="external_id")
@@ -22,7 +23,7 @@ class TurnSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
 
 
 class SessionSerializer(RedactedFieldsMixin, serializers.ModelSerializer):
-    redacted_fields = ("session_id",)
+    pseudonymised_fields = {"session_id": "session"}
     source = serializers.CharField(source="source.name")
     session_id = serializers.CharField(source="external_id")
     turn_count = serializers.IntegerField(read_only=True)

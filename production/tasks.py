@@ -16,6 +16,12 @@ def ingest_job_run(job_id: int) -> dict | None:
 
 
 @shared_task(acks_late=True)
+def ingest_spool_purge() -> dict:
+    # Beat: hourly (migration 0009). Spool files hold raw API bodies; none is kept past its use.
+    return ingest.ingest_spool_purge()
+
+
+@shared_task(acks_late=True)
 def signals_detect() -> dict:
     # Idempotent: it works on whatever sessions are dirty when it runs. Also run by the beat schedule
     # (every 5 minutes), which catches up on anything ingested without a chained run.

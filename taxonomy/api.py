@@ -6,7 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.roles import TAXONOMY_GOVERN, TAXONOMY_READ, Allow
+from core.roles import TAXONOMY_GOVERN, TAXONOMY_READ, Allow, has, redact_value
 
 from . import services
 from .models import Proposal, TaxonomyChange
@@ -21,6 +21,16 @@ class ProposalSerializer(serializers.ModelSerializer):
         fields = ["id", "text", "wordings", "refs", "count", "status", "decided_by", "decision_reason",
                   "created_at", "decided_at"]
 
+    def to_representation(self, instance):
+        """Proposals are annotators' free text, raw: those who govern the taxonomy decide on them as
+        written; every other role reading the taxonomy sees them redacted, without who or where."""
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is not None and has(request.user, TAXONOMY_GOVERN):
+            return data
+        return {**{k: data[k] for k in ("id", "count", "status", "created_at", "decided_at") if k in data},
+                "text": redact_value(data["text"]), "wordings": redact_value(data["wordings"])}
+
 
 class TaxonomyApi(APIView):
     permission_classes = [Allow(GET=TAXONOMY_READ)]
@@ -28,7 +38,8 @@ class TaxonomyApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"version": current_version(), "modes": failure_mode_tree(),
-                         "pending_proposals": ProposalSerializer(pending_proposals(), many=True).data})
+                         "pending_proposals": ProposalSerializer(pending_proposals(), many=True,
+                                                                 context={"request": request}).data})
 
 
 class ActionSerializer(serializers.Serializer):

@@ -27,7 +27,7 @@ def test_the_services_and_their_images():
         assert env["LABEL_STUDIO_URL"] == "http://label-studio:8080"
     assert "celery -A evalgap worker" in SERVICES["worker"]["command"]
     assert "django_celery_beat" in SERVICES["beat"]["command"]
-    assert SERVICES["web"]["command"].startswith("gunicorn ") and SERVICES["web"]["ports"] == ["8000:8000"]
+    assert SERVICES["web"]["command"].startswith("gunicorn ") and SERVICES["web"]["ports"] == ["127.0.0.1:8000:8000"]
     assert SERVICES["postgres"]["image"].startswith("postgres:")
     assert SERVICES["redis"]["image"].startswith("redis:")
     assert SERVICES["label-studio"]["image"] == "heartexlabs/label-studio:1.23.2"
@@ -139,8 +139,21 @@ def test_the_runtime_image_carries_no_build_only_package():
     assert len(stages) == 2 and "requirements-build.txt" in stages[0] and "rephrase.encoder build" in stages[0]
     runtime = stages[1]
     assert "requirements-build" not in runtime and "-r requirements.txt" in runtime
-    assert "COPY --from=encoder" in runtime and "EVALGAP_ENCODER_DIR" in runtime
+    assert "COPY --from=encoder" in runtime  # where it goes: tests/test_dockerfile.py runs the build step
     # and make's venv step installs the build packages, so a fresh clone still builds the encoder
     assert "scripts/venv.sh" in (REPO / "Makefile").read_text()
     venv = (REPO / "scripts" / "venv.sh").read_text()
     assert "-r requirements-build.txt" in venv and "ensure_built()" in venv
+
+
+def test_published_ports_are_on_loopback_only_and_the_proxy_header_is_trusted_only_there():
+    """Web and Label Studio speak plain HTTP: only a proxy on the host reaches them, and Django
+    believes X-Forwarded-Proto because nothing but that proxy can send it."""
+    published = {name: svc["ports"] for name, svc in SERVICES.items() if svc.get("ports")}
+    assert published == {"web": ["127.0.0.1:8000:8000"], "label-studio": ["127.0.0.1:8080:8080"]}
+    for name, svc in SERVICES.items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    env = SERVICES["web"]["environment"]
+    assert env["DJANGO_HTTPS"] == "true" and env["DJANGO_BEHIND_PROXY"] == "true"
+    assert "X-Forwarded-Proto" in (REPO / "docker-compose.yml").read_text().split("name: evalgap")[0]

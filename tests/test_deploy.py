@@ -68,6 +68,23 @@ def test_https_redirects_everything_but_the_webhook_and_the_health_check(tmp_pat
     assert (page, webhook, health, page_over_https) == (301, 401, 200, 302)
 
 
+def test_x_forwarded_proto_is_believed_behind_the_proxy_only(tmp_path):
+    """Compose's web port is on loopback behind the proxy (DJANGO_BEHIND_PROXY): the header counts.
+    Anywhere else a client could send it, so it is ignored and the page still goes to https."""
+    code = ("import django; django.setup()\n"
+            "from django.test import Client\n"
+            "print(Client(HTTP_HOST='web').get('/healthz/', HTTP_X_FORWARDED_PROTO='https').status_code,"
+            " Client(HTTP_HOST='web').get('/', HTTP_X_FORWARDED_PROTO='https').status_code)\n")
+    env = compose_app_env(tmp_path)
+    out = run_django(code, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "302"  # believed: served as https, the login redirect
+    env.pop("DJANGO_BEHIND_PROXY")
+    out = run_django(code, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "301"  # ignored: redirected to https
+
+
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="database roles: make test")
 
 

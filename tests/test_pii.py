@@ -67,6 +67,46 @@ def test_dates_times_orders_versions_prices_and_isbns_are_left_alone(text):
     assert detect(text) == [], [text[s.start:s.end] for s in detect(text)]
 
 
+NBSP, NNBSP, THIN, EN, ZWSP = "\u00a0", "\u202f", "\u2009", "\u2013", "\u200b"
+
+
+def _fw(s: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in s)
+
+
+@pytest.mark.parametrize("text, kind", [
+    (f"4111{NBSP}1111{NBSP}1111{NBSP}1111", "CARD"), (f"4111{NNBSP}1111{NNBSP}1111{NNBSP}1111", "CARD"),
+    (f"4111{THIN}1111{THIN}1111{THIN}1111", "CARD"), (f"4111{EN}1111{EN}1111{EN}1111", "CARD"),
+    (_fw("4111 1111 1111 1111"), "CARD"), (f"4111{ZWSP}1111{ZWSP}1111{ZWSP}1111", "CARD"),
+    (f"+44{NBSP}20{NBSP}7946{NBSP}0958", "PHONE"), (f"+33{NNBSP}1{NNBSP}23{NNBSP}45{NNBSP}67{NNBSP}89", "PHONE"),
+    (f"020{THIN}7946{THIN}0958", "PHONE"), (f"415{EN}555{EN}2671", "PHONE"), (_fw("+44 20 7946 0958"), "PHONE"),
+    (f"415{ZWSP}555{ZWSP}2671", "PHONE"), ("٠٢٠ ٧٩٤٦ ٠٩٥٨", "PHONE"),  # Arabic-Indic digits
+    ("jane.doe＠example.com", "EMAIL"), (f"jane.doe{ZWSP}@example.com", "EMAIL"), ("jane.doe @ example.com", "EMAIL"),
+    (_fw("jane.doe@example.com"), "EMAIL"), (f"GB82{NBSP}WEST{NBSP}1234{NBSP}5698{NBSP}7654{NBSP}32", "IBAN"),
+    (_fw("GB82WEST12345698765432"), "IBAN"),
+])
+def test_what_keyboards_and_phones_type_is_found_whole(text, kind):
+    """Unicode spaces, dashes, fullwidth forms and zero-width characters: the recognisers read the
+    normalised view and the span covers exactly the original characters."""
+    sentence = f"Hello, here it is: {text}, thanks."
+    start = sentence.index(text)
+    assert [(s.start, s.end, s.kind) for s in detect(sentence)] == [(start, start + len(text), kind)]
+    assert redact(sentence) == f"Hello, here it is: [{kind}], thanks."
+
+
+def test_zero_width_characters_elsewhere_keep_every_offset_right():
+    text = f"{ZWSP}a{ZWSP}{ZWSP}b jane{ZWSP}@example.com c{ZWSP} +44 20{ZWSP}7946 0958{ZWSP}."
+    assert redact(text) == f"{ZWSP}a{ZWSP}{ZWSP}b [EMAIL] c{ZWSP} [PHONE]{ZWSP}."
+
+
+@pytest.mark.parametrize("text", [
+    f"in 2019{EN}2021", f"costs 1{NBSP}234{NBSP}567,90{NBSP}€", f"on 2026{EN}10{EN}01", "meet @ noon",
+    f"see pages 12{EN}19", "+999 1234 5678 points", "GB82 1234 1234 5698 7654 32", _fw("version 1.2.3"),
+])
+def test_normalised_lookalikes_are_left_alone(text):
+    assert detect(text) == [], [text[s.start:s.end] for s in detect(text)]
+
+
 def test_a_phone_next_to_a_date_is_still_found():
     assert redact("2026-10-01 020 7946 0958") == "2026-10-01 [PHONE]"
     assert redact("call me 9876543210 or 7021645199") == "call me [PHONE] or [PHONE]"
@@ -174,3 +214,17 @@ def test_planted_pii_recall_and_clean_turn_false_positives_hold():
 def test_the_planted_set_is_the_same_on_every_run():
     ev = _eval_module()
     assert list(ev.planted())[:50] == list(ev.planted())[:50]
+
+
+def test_a_budget_cut_field_shows_no_part_of_a_token_straddling_its_cap():
+    jwt = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" * 40 + ".sig"
+    budget = pii.Budget(0, floor=40)
+    out = budget.redact("the token is " + jwt + " and more text after it")
+    assert "eyJ" not in out or "[SECRET]" in out
+    assert "eyJzdWIi" not in out and out.endswith("more characters not shown]")
+    # An address across the cap is found whole and replaced whole.
+    out = pii.Budget(0, floor=20).redact("write to me at jane.doe@example.com please, soon")
+    assert out.startswith("write to me at [EMAIL]") and "jane" not in out
+    # A long token with no whitespace before it: nothing of it is shown.
+    out = pii.Budget(0, floor=20).redact("x" * 5000)
+    assert "x" not in out.split("[")[0] and budget.cut == 1

@@ -85,5 +85,26 @@ def test_a_release_key_is_read_by_settings_at_start_and_never_one_of_the_project
     settings.OPENAI_API_KEY = "sk-default"
     assert endpoint_for(role="SHADOW", base_url="http://127.0.0.1:9/v1", api_key_env="CANDIDATE_KEY",
                         model="m").api_key == "sk-candidate"
-    assert endpoint_for(role="SHADOW", base_url="http://127.0.0.1:9/v1", api_key_env="DJANGO_SECRET_KEY",
-                        model="m").api_key == "sk-default"
+    # a key settings do not hold (the project's own secrets are never among them) is no key: a base URL
+    # of the release's own never receives the shared OPENAI_API_KEY
+    refused = endpoint_for(role="SHADOW", base_url="http://127.0.0.1:9/v1", api_key_env="DJANGO_SECRET_KEY", model="m")
+    assert refused.api_key == "" and refused.missing() == ["DJANGO_SECRET_KEY"]
+
+
+def test_a_release_without_its_own_key_never_gets_the_shared_key_at_its_own_base_url(settings):
+    from llm.client import LLMNotConfigured, endpoint_for, get_client
+
+    settings.RELEASE_API_KEYS = {"CANDIDATE_KEY": "sk-candidate"}
+    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = "https://api.openai.example/v1", "sk-shared"
+    own = endpoint_for(role="release:r", base_url="https://evil.example/v1", api_key_env="", model="m")
+    assert own.api_key == "" and "api_key_env of release:r" in own.missing()[0]
+    with pytest.raises(LLMNotConfigured, match="api_key_env of release:r"):
+        get_client(own)
+    missing_var = endpoint_for(role="release:r", base_url="https://evil.example/v1", api_key_env="NOT_SET_KEY", model="m")
+    assert missing_var.api_key == "" and missing_var.missing() == ["NOT_SET_KEY"]
+    # The shared URL (or none: the shared one) keeps the shared key; a named key still wins.
+    assert endpoint_for(role="release:r", base_url="", api_key_env="", model="m").api_key == "sk-shared"
+    assert endpoint_for(role="release:r", base_url="https://api.openai.example/v1/", api_key_env="",
+                        model="m").api_key == "sk-shared"
+    assert endpoint_for(role="release:r", base_url="https://evil.example/v1", api_key_env="CANDIDATE_KEY",
+                        model="m").api_key == "sk-candidate"

@@ -23,8 +23,10 @@ def candidate(body):
 
 @pytest.fixture
 def cand():
+    # The releases below are served at the shared OPENAI_BASE_URL, so the shared key is theirs (a
+    # release at a base URL of its own gets only the key it names: tests/test_releases.py).
     with FakeOpenAI(candidate) as server, override_settings(
-            OPENAI_BASE_URL="", OPENAI_API_KEY="sk-served", LLM_BACKOFF_SECONDS=0.01, LLM_MAX_RETRIES=2,
+            OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-served", LLM_BACKOFF_SECONDS=0.01, LLM_MAX_RETRIES=2,
             LLM_TIMEOUT_SECONDS=2, SHADOW_MAX_USD_PER_DAY=None, SHADOW_CONCURRENCY=4,
             SHADOW_SAMPLE_SALT="test-salt"):
         yield server

@@ -31,7 +31,7 @@ from .writers import writer_for
 
 __all__ = [
     "IngestError", "IngestResult", "limits", "source_get_or_create", "turns_ingest_items", "turns_ingest_stream",
-    "turns_ingest_path", "turns_ingest_body", "ingest_job_spool", "ingest_job_run",
+    "turns_ingest_path", "turns_ingest_body", "ingest_job_spool", "ingest_job_run", "ingest_spool_purge",
 ]
 
 
@@ -108,14 +108,28 @@ def turns_ingest_path(
     return result
 
 
-def turns_ingest_body(*, source: Source, body: bytes, job: IngestJob | None = None) -> IngestResult:
-    """An API body: JSON lines, or one JSON array (element k is reported as line k)."""
-    stripped = body.lstrip()
-    if stripped.startswith(b"["):
-        items = read_json_array(stripped, limits())
+def turns_ingest_body(*, source: Source, body: bytes | BinaryIO, job: IngestJob | None = None) -> IngestResult:
+    """An API body (bytes, or a seekable binary stream such as a spool file): JSON lines, or one
+    JSON array (element k is reported as line k), both read as a stream."""
+    stream = io.BytesIO(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
+    if _first_byte(stream) == b"[":
+        items = read_json_array(stream, limits())
     else:
-        items = READERS["jsonl"](io.BytesIO(body), None, limits())
+        items = READERS["jsonl"](stream, None, limits())
     return turns_ingest_items(source=source, items=items, origin=f"api:job-{job.pk}" if job else "api", job=job)
+
+
+def _first_byte(stream: BinaryIO) -> bytes:
+    """The first byte that is not whitespace; the stream is left where it was."""
+    start = stream.tell()
+    try:
+        while block := stream.read(65536):
+            rest = block.lstrip()
+            if rest:
+                return rest[:1]
+        return b""
+    finally:
+        stream.seek(start)
 
 
 def ingest_job_spool(*, source: Source, body: bytes, user=None) -> IngestJob:
@@ -145,16 +159,52 @@ def ingest_job_run(*, job_id: int) -> IngestResult | None:
             _job_failed(job, "nothing to resume: this ingest ran in a command's process (run the command again)")
             return None
         try:
-            result = turns_ingest_body(source=job.source, body=Path(job.spool_path).read_bytes(), job=job)
+            with open(job.spool_path, "rb") as body:
+                result = turns_ingest_body(source=job.source, body=body, job=job)
         except TRANSIENT_ERRORS as e:
             job_release(IngestJob, job_id, e)
             raise
         except BaseException as e:
             _job_failed(job, e)
+            Path(job.spool_path).unlink(missing_ok=True)  # a failed job is never read again
             raise
         _job_done(job, result)
     Path(job.spool_path).unlink(missing_ok=True)
     return result
+
+
+def ingest_spool_purge(*, now=None) -> dict:
+    """Spool files hold raw API bodies (personal data): none outlives its use. The file of a job that
+    is done or failed (however it failed: its task, the sweeper, the attempt cap) is deleted; a file
+    older than INGEST_SPOOL_MAX_DAYS is deleted whatever its job, and a job still waiting on it is
+    failed with the reason. Idempotent; run by the beat schedule (migration 0009) and safe any time."""
+    from django.utils import timezone
+
+    from core.jobs import JobStatus, job_fail
+
+    now = now or timezone.now()
+    spool = Path(settings.INGEST_SPOOL_DIR)
+    cutoff = now.timestamp() - settings.INGEST_SPOOL_MAX_DAYS * 86400
+    finished = expired = 0
+    jobs = IngestJob.objects.exclude(spool_path="")
+    for pk, status, path in jobs.values_list("pk", "status", "spool_path").iterator():
+        f = Path(path)
+        old = f.exists() and f.stat().st_mtime < cutoff
+        if status in (JobStatus.DONE, JobStatus.FAILED) or old:
+            if old and status not in (JobStatus.DONE, JobStatus.FAILED):
+                job_fail(IngestJob, pk, f"spool file deleted unread after INGEST_SPOOL_MAX_DAYS "
+                                        f"({settings.INGEST_SPOOL_MAX_DAYS}) days")
+            f.unlink(missing_ok=True)
+            IngestJob.objects.filter(pk=pk).update(spool_path="")
+            finished += status in (JobStatus.DONE, JobStatus.FAILED)
+            expired += old and status not in (JobStatus.DONE, JobStatus.FAILED)
+    orphans = 0
+    known = set(IngestJob.objects.exclude(spool_path="").values_list("spool_path", flat=True))
+    for f in spool.glob("ingest-*.jsonl") if spool.is_dir() else ():
+        if str(f) not in known and f.stat().st_mtime < now.timestamp() - 3600:  # not one being written now
+            f.unlink(missing_ok=True)
+            orphans += 1
+    return {"finished": finished, "expired": expired, "orphans": orphans}
 
 
 # The job row of an ingest, in one place: progress after each chunk, then done or failed. The error
