@@ -13,6 +13,7 @@ router.register("failures", api.FailureViewSet, basename="failure")
 
 urlpatterns = [
     path("ingest/", api.IngestApi.as_view(), name="ingest"),
+    path("privacy/erase/", api.EraseSubjectApi.as_view(), name="erase-subject"),
     path("signals/daily/", api.SignalRatesDailyApi.as_view(), name="signals-daily"),
     path("", include(router.urls)),
 ]

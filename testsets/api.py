@@ -24,6 +24,10 @@ class VersionSerializer(serializers.Serializer):
     item_count = serializers.IntegerField()
     frozen_at = serializers.DateTimeField()
     redacted = serializers.BooleanField(help_text="false: frozen with raw text, read and exported by admins only")
+    erased_subject_items = serializers.SerializerMethodField(help_text="items from subjects erased since")
+
+    def get_erased_subject_items(self, version) -> int:
+        return selectors.erased_subject_items(version)
 
 
 class TestSetListApi(APIView):

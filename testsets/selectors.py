@@ -42,6 +42,17 @@ def version_unreadable_reason(version: TestSetVersion) -> str:
             f"`redact_version {version.testset.name} {version.number}` to freeze a redacted successor)")
 
 
+def erased_subject_items(version: TestSetVersion) -> int:
+    """How many of the version's items came from subjects erased since (production's tombstones keep
+    the user pseudonyms test items carry). The items stay: they hold only redacted text."""
+    from production.models import ErasureTombstone
+
+    erased = {p for ps in ErasureTombstone.objects.values_list("user_pseudonyms", flat=True) for p in ps or ()}
+    if not erased:
+        return 0
+    return version.items.filter(provenance__user_id__in=sorted(erased)).count()
+
+
 def latest_frozen(*, name: str = "production") -> TestSetVersion | None:
     return (TestSetVersion.objects.filter(testset__name=name, status=TestSetVersion.Status.FROZEN)
             .order_by("-number").first())
