@@ -131,6 +131,12 @@ def test_erase_subject_leaves_no_raw_text_of_the_user_and_a_rerun_changes_nothin
     assert tomb.subject_sha256 == result["subject_sha256"] == subject_hash(JANE) and JANE not in str(tomb.__dict__)
     version.refresh_from_db()
     assert version_sha256(version) == version.sha256 and erased_subject_items(version) == jane_items
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(admin)
+    listed = api.get("/api/testsets/").json()[0]["versions"][0]
+    assert (listed["number"], listed["erased_subject_items"], listed["redacted"]) == (1, jane_items, True)
     audit = PrivacyAudit.objects.get()
     assert (audit.action, audit.subject_sha256, audit.counts["turns"]) == ("erase_subject", tomb.subject_sha256, 2)
 

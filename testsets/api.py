@@ -27,7 +27,10 @@ class VersionSerializer(serializers.Serializer):
     erased_subject_items = serializers.SerializerMethodField(help_text="items from subjects erased since")
 
     def get_erased_subject_items(self, version) -> int:
-        return selectors.erased_subject_items(version)
+        counts = self.context.get("erased_subject_items")
+        if counts is None:
+            return selectors.erased_subject_items(version)
+        return counts.get(version.pk, 0)
 
 
 class TestSetListApi(APIView):
@@ -36,9 +39,12 @@ class TestSetListApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         # Newest first from the prefetched versions (an order_by here would query once per test set).
+        sets = list(selectors.testset_list())
+        erased = selectors.erased_subject_items_by_version([v.pk for t in sets for v in t.versions.all()])
         return Response([{"name": t.name, "versions": VersionSerializer(sorted(t.versions.all(), key=lambda v: -v.number),
-                                                                        many=True).data}
-                         for t in selectors.testset_list()])
+                                                                        many=True,
+                                                                        context={"erased_subject_items": erased}).data}
+                         for t in sets])
 
 
 class ChangelogApi(APIView):
