@@ -2,7 +2,8 @@ from django.contrib import admin
 
 from core.roles import REJECTED_LINES, has
 
-from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
+from .models import (ErasureTombstone, Event, IngestJob, MirroredAnswer, PrivacyAudit, RejectedLine, Session, Source,
+                     Turn, TurnSignals)
 from .signal_definitions import SIGNAL_NAMES
 
 
@@ -93,3 +94,28 @@ class TurnSignalsAdmin(admin.ModelAdmin):
     @admin.display(description="evidence")
     def short_evidence(self, obj):
         return str(obj.evidence)[:160]
+
+
+class _ReadOnly(admin.ModelAdmin):
+    """The record of erasures and retention runs: written by the services only, never edited."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ErasureTombstone)
+class ErasureTombstoneAdmin(_ReadOnly):
+    list_display = ["subject_sha256", "first_erased_at", "last_erased_at", "erased_by", "counts"]
+    search_fields = ["subject_sha256"]
+
+
+@admin.register(PrivacyAudit)
+class PrivacyAuditAdmin(_ReadOnly):
+    list_display = ["action", "created_at", "actor", "subject_sha256", "counts"]
+    list_filter = ["action"]
