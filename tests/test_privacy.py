@@ -189,3 +189,17 @@ def test_a_draft_begun_before_redaction_is_redacted_at_the_next_promotion(plante
     assert draft.redacted
     dump = json.dumps(list(draft.items.values("key", "query", "provenance")))
     assert not [p for p in PLANTED if p in dump]
+
+
+def test_erasure_reports_the_raw_items_a_version_frozen_before_redaction_still_holds(planted):
+    # given a version frozen with the raw text of the planted user's turn
+    legacy = _legacy_version(planted)
+    from production.services.privacy import subject_erase
+
+    # when the user is erased
+    result = subject_erase(user_id=EMAIL)
+
+    # then the frozen version is unchanged (the database keeps it) and the erasure says what it holds
+    assert result["items_in_unredacted_versions"] == 1
+    assert TestSetVersion.objects.get(pk=legacy.pk).sha256 == legacy.sha256 == version_sha256(legacy)
+    assert subject_erase(user_id=EMAIL)["items_in_unredacted_versions"] == 0  # nothing left found by user id

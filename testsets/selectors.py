@@ -61,6 +61,15 @@ def erased_subject_items_by_version(version_ids: list[int]) -> dict[int, int]:
                 .values("version_id").annotate(n=Count("id")).values_list("version_id", "n"))
 
 
+def unredacted_items_of(turn_keys: list[tuple[str, str]]) -> int:
+    """Items of versions frozen with raw text (redacted false) that came from these turns: the database
+    keeps them as frozen, so an erasure reports them (docs/privacy.md, known limits)."""
+    keys = [f"turn:{source}:{turn_id}" for source, turn_id in turn_keys]
+    if not keys:
+        return 0
+    return TestItem.objects.filter(version__redacted=False, key__in=keys).count()
+
+
 def latest_frozen(*, name: str = "production") -> TestSetVersion | None:
     return (TestSetVersion.objects.filter(testset__name=name, status=TestSetVersion.Status.FROZEN)
             .order_by("-number").first())

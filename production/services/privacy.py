@@ -121,7 +121,8 @@ def subject_erase(*, user_id: str, actor=None) -> dict:
     counts = _drop_raw(turn_ids, timezone.now())
     counts["ids_pseudonymised"] = _pseudonymise_ids([r[:4] for r in rows])
     Turn.objects.filter(pk__in=turn_ids).update(user_id="")
-    for _, reply in subject_erased.send(sender=subject_erase, turn_ids=turn_ids, user_pseudonyms=pseudonyms):
+    for _, reply in subject_erased.send(sender=subject_erase, turn_ids=turn_ids, user_pseudonyms=pseudonyms,
+                                        turn_keys=[(r[4], r[2]) for r in rows]):
         counts = _merge(counts, reply or {})
     tombstone, created = ErasureTombstone.objects.select_for_update().get_or_create(subject_sha256=digest)
     if created or turn_ids:  # a re-run with nothing left to erase leaves the tombstone as it was
