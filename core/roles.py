@@ -12,6 +12,12 @@ migrate):
 | `viewer` | dashboards, redacted turns/sessions/events/failures, annotations, frozen exports |
 | `ingest` | a service token: POST /api/ingest/ and read its own ingest jobs, nothing else |
 
+Who may export a frozen test-set version (`testsets.export_testset`): `admin`, `taxonomy_admin` and
+`viewer` — all get the same bytes, since a version stores only redacted, pseudonymised text
+(docs/privacy.md); `annotator` and `ingest` may not export. A version frozen before promotion
+redacted (`redacted` false) is read and exported by `admin` only (`testsets.view_unredacted_version`).
+Erasing a subject and applying retention (`production.erase_subject`) are `admin` only.
+
 Raw, unredacted turns (`production.view_raw_turns`), rejected lines
 (`production.view_rejected_lines`) and webhook payloads (`labelling.view_webhook_payloads`) need
 their own permission, which only `admin` holds. Assign a role with
@@ -65,6 +71,8 @@ TAXONOMY_READ = "taxonomy.view_failuremode"
 TAXONOMY_GOVERN = "taxonomy.govern_taxonomy"
 TESTSETS_READ = "testsets.view_testset"
 TESTSETS_EXPORT = "testsets.export_testset"
+TESTSETS_UNREDACTED = "testsets.view_unredacted_version"
+ERASE_SUBJECT = "production.erase_subject"
 ASK_GATE = "gate.ask_gate"
 
 # "app_label.codename" -> (model the permission hangs on, its description). Standard model
@@ -83,6 +91,9 @@ PERMISSIONS: dict[str, tuple[str, str]] = {
     TAXONOMY_GOVERN: ("failuremode", "Can change the failure taxonomy (admins)"),
     TESTSETS_READ: ("testset", "Can view test set"),
     TESTSETS_EXPORT: ("testset", "Can download exports of frozen test set versions"),
+    # Versions frozen before promotion stored redacted text hold raw text (admins only).
+    TESTSETS_UNREDACTED: ("testsetversion", "Can read and export test set versions frozen with raw text"),
+    ERASE_SUBJECT: ("turn", "Can erase a production user's raw data (erase_subject)"),
     "releases.view_release": ("release", "Can view release"),
     "releases.add_release": ("release", "Can add release"),
     # Paid work (LLM calls): starting a shadow replay or a judge pass.

@@ -2,6 +2,7 @@
 need taxonomy.govern_taxonomy, checked on every POST (hiding the forms is a courtesy, not the control).
 Turn text on a page passes `shown_to` (redacted unless the user may see raw turns)."""
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -74,6 +75,8 @@ def version_detail(request, name: str, number: int):
         version = testsets.version_get(name=name, number=number)
     except testsets.TestSetError as e:
         raise Http404(str(e)) from None
+    if not testsets.version_readable(version, request.user):
+        raise PermissionDenied(testsets.version_unreadable_reason(version))
     cov = testsets.coverage(name=name, number=number)
     modes = cov["failure_modes"]
     strata = [s for s in cov["strata"] if s["items"] or s["production_rate"]]
@@ -100,6 +103,10 @@ def changelog(request, name: str):
     try:
         old = int(request.GET.get("from") or (numbers[1] if len(numbers) > 1 else numbers[0]))
         new = int(request.GET.get("to") or numbers[0])
+        for number in (old, new):
+            version = testsets.version_get(name=name, number=number)
+            if not testsets.version_readable(version, request.user):
+                raise PermissionDenied(testsets.version_unreadable_reason(version))
         log = testsets.changelog(name=name, old=old, new=new)
     except ValueError:
         # TestSetError is a ValueError too: an unknown number is a bad request, shown on the page.

@@ -455,3 +455,13 @@ INGEST_SPOOL_MAX_DAYS = env.int("INGEST_SPOOL_MAX_DAYS", default=3)
 BEHIND_PROXY = env.bool("DJANGO_BEHIND_PROXY", default=False)
 if not BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = None
+
+# --- privacy: erasure and retention of raw text (docs/privacy.md) ---
+# Days a turn's raw text is kept (its timestamp, else when it arrived); older text is dropped by the
+# daily "apply RAW_RETENTION_DAYS" beat row and `manage.py apply_retention`, signals and labels stay.
+# Empty: keep forever.
+_raw_retention_days = env.str("RAW_RETENTION_DAYS", default="").strip()
+if _raw_retention_days and not (_raw_retention_days.isdigit() and int(_raw_retention_days) > 0):
+    raise ImproperlyConfigured(f"RAW_RETENTION_DAYS: {_raw_retention_days!r} is not a positive number of days "
+                               "(leave it empty to keep raw text forever)")
+RAW_RETENTION_DAYS = int(_raw_retention_days) if _raw_retention_days else None

@@ -2,18 +2,22 @@ from django.contrib import admin
 
 from core.roles import REJECTED_LINES, has
 
-from .models import (Event, IngestJob, MirroredAnswer, PublishableKey, RejectedLine, Session, Source, Turn,
-                     TurnSignals)
+from .models import (ErasureTombstone, Event, IngestJob, MirroredAnswer, PrivacyAudit, PublishableKey, RejectedLine,
+                     Session, Source, Turn, TurnSignals)
 from .signal_definitions import SIGNAL_NAMES
 
 
 @admin.register(Source)
+
+
 class SourceAdmin(admin.ModelAdmin):
     list_display = ["name", "redact_pii", "created_at"]
     list_editable = ["redact_pii"]
 
 
 @admin.register(Session)
+
+
 class SessionAdmin(admin.ModelAdmin):
     list_display = ["external_id", "source", "first_seen", "last_seen", "dirty"]
     list_filter = ["source", ("first_seen", admin.DateFieldListFilter)]
@@ -29,6 +33,8 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(Turn)
+
+
 class TurnAdmin(admin.ModelAdmin):
     list_display = ["external_id", "source", "session", "timestamp", "model", "short_query"]
     list_filter = ["source", "model", ("timestamp", admin.DateFieldListFilter)]
@@ -44,6 +50,8 @@ class TurnAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
+
+
 class EventAdmin(admin.ModelAdmin):
     list_display = ["type", "turn_external_id", "source", "timestamp", "actor", "turn"]
     list_filter = ["source", "type", ("timestamp", admin.DateFieldListFilter)]
@@ -52,6 +60,8 @@ class EventAdmin(admin.ModelAdmin):
 
 
 @admin.register(MirroredAnswer)
+
+
 class MirroredAnswerAdmin(admin.ModelAdmin):
     list_display = ["release", "turn_external_id", "source", "latency_ms", "received_at", "turn"]
     list_filter = ["source", "release"]
@@ -60,6 +70,8 @@ class MirroredAnswerAdmin(admin.ModelAdmin):
 
 
 @admin.register(RejectedLine)
+
+
 class RejectedLineAdmin(admin.ModelAdmin):
     list_display = ["origin", "line_no", "reason", "source", "created_at"]
     list_filter = ["source", "origin"]
@@ -73,6 +85,8 @@ class RejectedLineAdmin(admin.ModelAdmin):
 
 
 @admin.register(IngestJob)
+
+
 class IngestJobAdmin(admin.ModelAdmin):
     list_display = ["id", "source", "origin", "status", "read", "created", "duplicates", "rejected", "events",
                     "shadow", "created_at"]
@@ -80,6 +94,8 @@ class IngestJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(TurnSignals)
+
+
 class TurnSignalsAdmin(admin.ModelAdmin):
     """Failure candidates with evidence: filter on failure_candidate to list them."""
 
@@ -97,9 +113,40 @@ class TurnSignalsAdmin(admin.ModelAdmin):
 
 
 @admin.register(PublishableKey)
+
+
 class PublishableKeyAdmin(admin.ModelAdmin):
     """Revoke a leaked key by setting revoked_at; create keys with `manage.py publishable_key_create`."""
 
     list_display = ["key", "name", "source", "rate_per_minute", "revoked_at", "created_at"]
     list_filter = ["source"]
     readonly_fields = ["key", "created_at"]
+
+
+class _ReadOnly(admin.ModelAdmin):
+    """The record of erasures and retention runs: written by the services only, never edited."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ErasureTombstone)
+
+
+class ErasureTombstoneAdmin(_ReadOnly):
+    list_display = ["subject_sha256", "first_erased_at", "last_erased_at", "erased_by", "counts"]
+    search_fields = ["subject_sha256"]
+
+
+@admin.register(PrivacyAudit)
+
+
+class PrivacyAuditAdmin(_ReadOnly):
+    list_display = ["action", "created_at", "actor", "subject_sha256", "counts"]
+    list_filter = ["action"]

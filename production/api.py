@@ -6,18 +6,18 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import serializers as drf, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.roles import ALL_INGEST_JOBS, DASHBOARDS, INGEST, REJECTED_LINES, TURNS, Allow
+from core.roles import ALL_INGEST_JOBS, DASHBOARDS, ERASE_SUBJECT, INGEST, REJECTED_LINES, TURNS, Allow
 
 from . import filters, selectors, serializers
 from .models import IngestJob
-from .services import ingest, traces
+from .services import ingest, privacy, traces
 from .traces import otlp
 from .tasks import ingest_job_run, signals_detect_after_ingest
 
@@ -196,3 +196,19 @@ class SignalRatesDailyApi(APIView):
     def get(self, request):
         by_model = request.query_params.get("by_model", "true").lower() not in ("0", "false", "no")
         return Response(selectors.signal_rates_daily(by_model=by_model, source=request.query_params.get("source")))
+
+
+class EraseSubjectRequest(drf.Serializer):
+    user_id = drf.CharField(max_length=500, help_text="the production user id, as the log sent it")
+
+
+class EraseSubjectApi(APIView):
+    """Erase a production user (issue #19): the same service as `manage.py erase_subject`. Admins only."""
+
+    permission_classes = [Allow(POST=ERASE_SUBJECT)]
+
+    @extend_schema(request=EraseSubjectRequest, responses={200: dict})
+    def post(self, request):
+        params = EraseSubjectRequest(data=request.data)
+        params.is_valid(raise_exception=True)
+        return Response(privacy.subject_erase(user_id=params.validated_data["user_id"], actor=request.user))

@@ -68,6 +68,9 @@ class Turn(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # A database default, so COPY need not send it.
     ingested_at = models.DateTimeField(db_default=Now())
+    # When its raw text was dropped (erasure or RAW_RETENTION_DAYS: production.services.privacy);
+    # its signals, labels and ids stay.
+    raw_dropped_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -224,7 +227,6 @@ class TurnSignals(models.Model):
         return {name: getattr(self, name) for name in SIGNAL_NAMES}
 
 
-
 class TraceSpan(models.Model):
     """A span received over OTLP (or read from a trace export), kept so that a trace whose spans arrive
     in several requests becomes one turn: the trace is assembled again from all its spans whenever one
@@ -265,3 +267,41 @@ class PublishableKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.key[:10]} ({self.source_id})"
+
+
+class ErasureTombstone(models.Model):
+    """That a subject (a production user id) was erased: when, by whom, how much. No raw identity: the
+    subject is a keyed hash (core.pii.pseudonym, kind "subject"), and `user_pseudonyms` are the per-source
+    pseudonyms test items and Label Studio knew the user by, so a frozen version can say how many of its
+    items came from erased subjects."""
+
+    subject_sha256 = models.CharField(max_length=64, unique=True)
+    user_pseudonyms = models.JSONField(default=list, blank=True)
+    erased_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    first_erased_at = models.DateTimeField(auto_now_add=True)
+    last_erased_at = models.DateTimeField(auto_now=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="rows erased, summed over runs")
+
+    def __str__(self) -> str:
+        return f"erased subject {self.subject_sha256[:12]}"
+
+
+class PrivacyAudit(models.Model):
+    """One row per run of erase_subject or apply_retention (a re-run that changes nothing still gets one)."""
+
+    class Action(models.TextChoices):
+        ERASE_SUBJECT = "erase_subject"
+        APPLY_RETENTION = "apply_retention"
+
+    action = models.CharField(max_length=20, choices=Action.choices)
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="username; empty: the beat schedule")
+    subject_sha256 = models.CharField(max_length=64, blank=True, default="")
+    counts = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} at {self.created_at:%Y-%m-%d %H:%M}"

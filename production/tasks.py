@@ -34,3 +34,11 @@ def signals_detect_after_ingest(result: "ingest.IngestResult | None") -> None:
     """Chain signal detection after an ingest that stored something (SIGNALS_DETECT_AFTER_INGEST)."""
     if result is not None and settings.SIGNALS_DETECT_AFTER_INGEST and (result.created or result.events):
         transaction.on_commit(signals_detect.delay, robust=True)  # the beat row catches up if the broker is down
+
+
+@shared_task(acks_late=True)
+def retention_apply() -> dict:
+    # The daily beat row (migration 0009): idempotent, it drops only text still held past RAW_RETENTION_DAYS.
+    from .services.privacy import retention_apply as apply
+
+    return apply()

@@ -17,6 +17,7 @@ urlpatterns = [
     path("otlp/v1/traces", api.OtlpTracesApi.as_view(), name="otlp-traces"),
     path("public/otel/v1/traces", api.OtlpTracesApi.as_view(), name="otlp-traces-langfuse"),
     path("browser-events/", views.browser_events, name="browser-events"),
+    path("privacy/erase/", api.EraseSubjectApi.as_view(), name="erase-subject"),
     path("signals/daily/", api.SignalRatesDailyApi.as_view(), name="signals-daily"),
     path("", include(router.urls)),
 ]

@@ -77,6 +77,8 @@ RULES = {
     "otlp-traces": {"POST": (("admin", "ingest"), {"query": "?source=bot", "body": _otlp_body()})},
     "otlp-traces-langfuse": {"POST": (("admin", "ingest"), {"query": "?source=bot", "body": _otlp_body()})},
     "signals-daily": {"GET": (STAFF, {})},
+    # erasing a production user is the admin's (an unknown user: nothing to erase, still audited)
+    "erase-subject": {"POST": (("admin",), {"body": {"data": {"user_id": "nobody"}, "format": "json"}})},
     "ingest-job-list": {"GET": (("admin", "ingest"), {})},
     # the ingest service's own job; another's is a 404 for it (test_an_ingest_token_sees_only_its_own_jobs)
     "ingest-job-detail": {"GET": (("admin", "ingest"), {"kwargs": lambda w: {"pk": w["job"].pk}})},

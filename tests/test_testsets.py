@@ -3,11 +3,13 @@ import io
 import json
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from rest_framework.test import APIClient
 
+from core.pii import pseudonym
 from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject, Resolution
 from labelling.selectors import turns_before
 from labelling.services.push import task_payload
@@ -44,6 +46,11 @@ def annotate(world, it, verdict, modes=(), reference="", who="ann-1", proposed="
     return Annotation.objects.create(ls_annotation_id=n, project=world["project"], item=it, ls_task_id=n,
                                      annotator=who, verdict=verdict, failure_modes=list(modes),
                                      reference_answer=reference, proposed_failure_mode=proposed, taxonomy_version=1)
+
+
+def annotator_pseudonym(who, source="bot"):
+    """How annotators (and a resolving admin) appear in test items: the annotations API's pseudonym."""
+    return pseudonym(f"{source}\x1f{who}", key=settings.PII_PSEUDONYM_KEY.encode(), kind="annotator")
 
 
 def run_json(*args):
@@ -83,9 +90,10 @@ def test_promotion_rules_promote_what_is_judged_and_hold_back_the_rest_with_reas
     assert (ok_item.verdict, ok_item.failure_modes, ok_item.reference_answer) == (
         "incorrect", ["RETRIEVAL.MISS"], "Use 'Forgot password'.")
     prov = ok_item.provenance
-    assert prov["turn_id"] == "ok" and prov["source"] == "bot" and prov["annotators"] == ["ann-1"]
+    assert prov["turn_id"] == "ok" and prov["source"] == "bot" and prov["annotators"] == [annotator_pseudonym("ann-1")]
     assert prov["stratum"] == "failure" and prov["inclusion_probability"] == 1.0 and prov["taxonomy_versions"] == [1]
-    assert draft.items.get(key="turn:bot:agreed").provenance["annotators"] == ["a", "b", "c"]
+    assert draft.items.get(key="turn:bot:agreed").provenance["annotators"] == sorted(
+        annotator_pseudonym(who) for who in ("a", "b", "c"))
     # promoting again changes nothing
     assert run_json("promote") == {"promoted": 0, "held_back": 3}
 
@@ -123,7 +131,7 @@ def test_an_admin_resolution_promotes_a_disputed_item(world):
                               reason="b is right", resolved_by=admin)
     assert testset_promote() == {"promoted": 1, "held_back": 0}
     test_item = TestItem.objects.get(key="turn:bot:split")
-    assert test_item.provenance["resolved_by"] == "admin" and test_item.verdict == "incorrect"
+    assert test_item.provenance["resolved_by"] == annotator_pseudonym("admin") and test_item.verdict == "incorrect"
 
 
 # --- versions ------------------------------------------------------------------------------------------

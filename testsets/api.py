@@ -4,7 +4,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,6 +23,14 @@ class VersionSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     item_count = serializers.IntegerField()
     frozen_at = serializers.DateTimeField()
+    redacted = serializers.BooleanField(help_text="false: frozen with raw text, read and exported by admins only")
+    erased_subject_items = serializers.SerializerMethodField(help_text="items from subjects erased since")
+
+    def get_erased_subject_items(self, version) -> int:
+        counts = self.context.get("erased_subject_items")
+        if counts is None:
+            return selectors.erased_subject_items(version)
+        return counts.get(version.pk, 0)
 
 
 class TestSetListApi(APIView):
@@ -31,9 +39,12 @@ class TestSetListApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         # Newest first from the prefetched versions (an order_by here would query once per test set).
+        sets = list(selectors.testset_list())
+        erased = selectors.erased_subject_items_by_version([v.pk for t in sets for v in t.versions.all()])
         return Response([{"name": t.name, "versions": VersionSerializer(sorted(t.versions.all(), key=lambda v: -v.number),
-                                                                        many=True).data}
-                         for t in selectors.testset_list()])
+                                                                        many=True,
+                                                                        context={"erased_subject_items": erased}).data}
+                         for t in sets])
 
 
 class ChangelogApi(APIView):
@@ -44,6 +55,8 @@ class ChangelogApi(APIView):
     def get(self, request, name: str):
         try:
             old, new = int(request.query_params["from"]), int(request.query_params["to"])
+            for number in (old, new):
+                _readable(request, selectors.version_get(name=name, number=number))
             return Response(selectors.changelog(name=name, old=old, new=new))
         except (KeyError, ValueError):
             raise ValidationError({"from": "pass ?from=N&to=M (version numbers)"}) from None
@@ -57,6 +70,7 @@ class CoverageApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, number: int):
         try:
+            _readable(request, selectors.version_get(name=name, number=number))
             return Response(selectors.coverage(name=name, number=number))
         except selectors.TestSetError as e:
             raise NotFound(str(e)) from None
@@ -87,9 +101,15 @@ class ExportRequestSerializer(serializers.Serializer):
     csv_raw = serializers.BooleanField(default=False, help_text="csv: cells as they are (formulas not neutralised)")
 
 
-def _frozen_version(name: str, number: int):
+def _readable(request, version):
+    if not selectors.version_readable(version, request.user):
+        raise PermissionDenied(selectors.version_unreadable_reason(version))
+    return version
+
+
+def _frozen_version(request, name: str, number: int):
     try:
-        version = selectors.version_get(name=name, number=number)
+        version = _readable(request, selectors.version_get(name=name, number=number))
     except selectors.TestSetError as e:
         raise NotFound(str(e)) from None
     if version.status != version.Status.FROZEN:
@@ -129,7 +149,7 @@ class ExportApi(APIView):
     def get(self, request, name: str, number: int, fmt: str):
         if fmt not in FORMATS:
             raise ValidationError({"format": f"one of {', '.join(FORMATS)}"})
-        version = _frozen_version(name, number)
+        version = _frozen_version(request, name, number)
         csv_raw = request.query_params.get("csv_raw") in ("1", "true")
         if exports.exported_in_background(version):
             return _accepted(request, exports.export_request(version=version, fmt=fmt, csv_raw=csv_raw,
@@ -150,7 +170,7 @@ class ExportsApi(APIView):
     def post(self, request, name: str, number: int):
         params = ExportRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        version = _frozen_version(name, number)
+        version = _frozen_version(request, name, number)
         fmt, csv_raw = params.validated_data["format"], params.validated_data["csv_raw"]
         if exports.exported_in_background(version):
             return _accepted(request, exports.export_request(version=version, fmt=fmt, csv_raw=csv_raw,
@@ -166,6 +186,7 @@ class ExportJobApi(APIView):
     @extend_schema(responses={200: ExportJobSerializer})
     def get(self, request, pk: int):
         job = get_object_or_404(ExportJob.objects.select_related("version__testset"), pk=pk)
+        _readable(request, job.version)
         return Response(ExportJobSerializer(job, context={"request": request}).data)
 
 
@@ -175,6 +196,7 @@ class ExportDownloadApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.BINARY, 202: ExportJobSerializer, 409: ExportJobSerializer})
     def get(self, request, pk: int):
         job = get_object_or_404(ExportJob.objects.select_related("version__testset"), pk=pk)
+        _readable(request, job.version)
         if job.status != job.Status.DONE:
             return Response(ExportJobSerializer(job, context={"request": request}).data,
                             status=status.HTTP_409_CONFLICT)

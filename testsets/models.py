@@ -32,6 +32,10 @@ class TestSetVersion(models.Model):
     frozen_at = models.DateTimeField(null=True, blank=True)
     frozen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     created_at = models.DateTimeField(auto_now_add=True)
+    # False for a version frozen before promotion stored redacted text (set by migration 0005): it holds
+    # raw text, so only admins read it (core.roles.TESTSETS_UNREDACTED); `redact_version` freezes a
+    # redacted successor. Fixed once frozen (the database's guard).
+    redacted = models.BooleanField(default=True)
 
     class Meta:
         constraints = [

@@ -1,6 +1,7 @@
 from django.db import transaction
 from django.dispatch import receiver
 
+from production.dispatch import subject_erased
 from taxonomy.signals import failure_modes_merged
 
 from .models import TestItem, TestSet, TestSetVersion
@@ -19,3 +20,11 @@ def remap_draft_items(sender, old: str, new: str, **kwargs):
                 item.failure_modes = sorted(set(new if c == old else c for c in item.failure_modes))
                 changed.append(item)
         TestItem.objects.bulk_update(changed, ["failure_modes"], batch_size=500)
+
+
+@receiver(subject_erased)
+def count_raw_items_of_erased_subject(sender, turn_keys: list[tuple[str, str]], **kwargs):
+    """Redacted versions need nothing; items frozen with raw text cannot change, so they are counted."""
+    from .selectors import unredacted_items_of
+
+    return {"items_in_unredacted_versions": unredacted_items_of(turn_keys)}

@@ -7,6 +7,8 @@ from collections import Counter
 from labelling import selectors as labelling
 from labelling.vocabulary import FAILED_VERDICTS, STRATA
 
+from core.roles import TESTSETS_UNREDACTED, has
+
 from .models import ExportJob, TestItem, TestSet, TestSetVersion
 
 
@@ -27,6 +29,45 @@ def version_get(*, name: str, number: int) -> TestSetVersion:
         return TestSetVersion.objects.select_related("testset").get(testset__name=name, number=number)
     except TestSetVersion.DoesNotExist:
         raise TestSetError(f"version: test set {name!r} has no version {number}") from None
+
+
+def version_readable(version: TestSetVersion, user) -> bool:
+    """A version frozen before promotion redacted holds raw text: only admins read or export it."""
+    return version.redacted or has(user, TESTSETS_UNREDACTED)
+
+
+def version_unreadable_reason(version: TestSetVersion) -> str:
+    return (f"version: {version.testset.name} v{version.number} was frozen before test sets stored redacted text "
+            f"and holds raw text: only admins read it (an admin can run "
+            f"`redact_version {version.testset.name} {version.number}` to freeze a redacted successor)")
+
+
+def erased_subject_items(version: TestSetVersion) -> int:
+    """How many of the version's items came from subjects erased since (production's tombstones keep
+    the user pseudonyms test items carry). The items stay: they hold only redacted text."""
+    return erased_subject_items_by_version([version.pk]).get(version.pk, 0)
+
+
+def erased_subject_items_by_version(version_ids: list[int]) -> dict[int, int]:
+    """{version id: items from erased subjects} in two queries, whatever the number of versions."""
+    from django.db.models import Count
+
+    from production.models import ErasureTombstone
+
+    erased = {p for ps in ErasureTombstone.objects.values_list("user_pseudonyms", flat=True) for p in ps or ()}
+    if not erased:
+        return {}
+    return dict(TestItem.objects.filter(version_id__in=version_ids, provenance__user_id__in=sorted(erased))
+                .values("version_id").annotate(n=Count("id")).values_list("version_id", "n"))
+
+
+def unredacted_items_of(turn_keys: list[tuple[str, str]]) -> int:
+    """Items of versions frozen with raw text (redacted false) that came from these turns: the database
+    keeps them as frozen, so an erasure reports them (docs/privacy.md, known limits)."""
+    keys = [f"turn:{source}:{turn_id}" for source, turn_id in turn_keys]
+    if not keys:
+        return 0
+    return TestItem.objects.filter(version__redacted=False, key__in=keys).count()
 
 
 def latest_frozen(*, name: str = "production") -> TestSetVersion | None:
@@ -73,6 +114,8 @@ def changelog(*, name: str, old: int, new: int) -> dict:
     changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
     (ma, sa), (mb, sb) = _mode_and_stratum_counts(a), _mode_and_stratum_counts(b)
     return {
+        # What the newer version says about itself (a redacted successor says why it was made).
+        "note": b.note, "redacted": {"from": a.redacted, "to": b.redacted},
         "testset": name, "from": old, "to": new, "added": added, "removed": removed, "changed": changed,
         "failure_modes": {m: {"from": ma[m], "to": mb[m], "delta": mb[m] - ma[m]} for m in sorted(ma | mb)},
         "strata": {s: {"from": sa[s], "to": sb[s], "delta": sb[s] - sa[s]} for s in sorted(sa | sb)},

@@ -1,5 +1,6 @@
 """The page a large version's download links lead to: it starts the export job, shows it while a worker
 writes the file, then links to the download."""
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -18,6 +19,8 @@ def export_page(request, name: str, number: int, fmt: str):
         version = selectors.version_get(name=name, number=number)
     except selectors.TestSetError as e:
         raise Http404(str(e)) from None
+    if not selectors.version_readable(version, request.user):
+        raise PermissionDenied(selectors.version_unreadable_reason(version))
     if version.status != TestSetVersion.Status.FROZEN or fmt not in selectors.export_formats():
         raise Http404("only a frozen version is exported, in one of the formats")
     if request.method == "POST":

@@ -75,6 +75,11 @@ def task_evalgap_id(turn: Turn) -> str:
     return _evalgap_id(turn.source.name, turn.external_id, turn.source.redact_pii)
 
 
+def evalgap_id(*, source: str, external_id: str, redact_pii: bool) -> str:
+    """task_evalgap_id from plain values: what test items keep as the turn id (testsets.services.privacy)."""
+    return _evalgap_id(source, external_id, redact_pii)
+
+
 def _evalgap_id(source: str, external_id: str, redact_pii: bool) -> str:
     if redact_pii and detect(external_id):
         return pseudonym(f"{source}\x1f{external_id}", key=_pseudonym_key(), kind="turn")

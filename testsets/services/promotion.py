@@ -7,11 +7,11 @@ Rules, in order (the first that fails holds the item back, with that reason):
 2. the verdict can be used: `cannot_judge` is held back (testsets.selectors.promotion_hold_reason);
 3. `incorrect` / `partially_correct` items have a reference answer (same place).
 
-A test item keeps the conversation the annotator saw before the query.
+A test item keeps the conversation the annotator saw before the query, and like everything it
+keeps, as Label Studio showed it: redacted and pseudonymised (testsets.services.privacy).
 """
 from __future__ import annotations
 
-import hashlib
 import re
 
 import orjson
@@ -24,6 +24,7 @@ from labelling.vocabulary import CORRECT
 
 from ..models import ITEM_FIELDS, PromotionHold, TestItem, TestSet, TestSetVersion
 from ..selectors import promotion_hold_reason
+from .privacy import item_redact, legacy_item_redact
 
 # Test set names end up in URLs and export file names.
 SLUG = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -55,6 +56,7 @@ def _item_fields(item: BatchItem, j: Judgement, conversation: list[dict]) -> dic
         "inclusion_probability": item.inclusion_probability,
         "provenance": {
             "turn_id": turn.external_id, "source": turn.source.name, "session_id": turn.session.external_id,
+            "user_id": turn.user_id,
             "model": turn.model, "timestamp": turn.timestamp.isoformat() if turn.timestamp else None,
             "label_studio_task_id": task.ls_task_id if task else None,
             "label_studio_project_id": task.project.ls_project_id if task else None,
@@ -67,8 +69,7 @@ def _item_fields(item: BatchItem, j: Judgement, conversation: list[dict]) -> dic
             "generation": turn.metadata.get("generation") if turn.source.name == "generated" else None,
         },
     }
-    fields["content_sha256"] = hashlib.sha256(canonical(fields)).hexdigest()
-    return fields
+    return item_redact(fields, redact_pii=turn.source.redact_pii)
 
 
 def testset_lock(*, name: str, create: bool = False) -> TestSet:
@@ -88,10 +89,26 @@ def draft_for(testset: TestSet) -> TestSetVersion:
         draft = TestSetVersion.objects.create(testset=testset, number=(last.number + 1) if last else 1)
         if last is not None:
             # A new draft starts from the last frozen version: the set grows month by month.
-            TestItem.objects.bulk_create([
-                TestItem(version=draft, **{f: getattr(i, f) for f in COPY_FIELDS}) for i in last.items.all()
-            ], batch_size=2000)
+            TestItem.objects.bulk_create(
+                [TestItem(version=draft, **fields) for fields in redacted_copy(last)], batch_size=2000)
+    elif not draft.redacted:
+        # A draft begun before promotion redacted: its items are redacted in place, once.
+        for item in draft.items.all():
+            fields = legacy_item_redact({f: getattr(item, f) for f in COPY_FIELDS}, {})
+            TestItem.objects.filter(pk=item.pk).update(**fields)
+        TestSetVersion.objects.filter(pk=draft.pk).update(redacted=True)
+        draft.redacted = True
     return draft
+
+
+def redacted_copy(version: TestSetVersion) -> list[dict]:
+    """The items of `version` as a redacted version stores them (a version frozen before redaction
+    has its items redacted on the way)."""
+    rows = [{f: getattr(i, f) for f in COPY_FIELDS} for i in version.items.all()]
+    if version.redacted:
+        return rows
+    cache: dict[str, bool] = {}
+    return [legacy_item_redact(fields, cache) for fields in rows]
 
 
 COPY_FIELDS = (*ITEM_FIELDS, "content_sha256")

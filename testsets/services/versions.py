@@ -116,3 +116,43 @@ def testset_freeze(*, name: str, note: str = "", user=None) -> TestSetVersion:
     draft.frozen_by = user if getattr(user, "pk", None) else None
     draft.save()
     return draft
+
+
+def successor_note(number: int) -> str:
+    return (f"redacted successor of v{number}: v{number} was frozen before test sets stored redacted text, so it "
+            f"holds raw text and only admins read it; this version holds the same items redacted and "
+            f"pseudonymised as Label Studio shows them (docs/privacy.md)")
+
+
+@transaction.atomic
+def version_redact(*, name: str, number: int, note: str = "", user=None) -> tuple[TestSetVersion, bool]:
+    """Freeze a redacted successor of version `number` (frozen before promotion redacted): the next
+    version, holding its items redacted and pseudonymised, with a note saying why. Returns the successor
+    and whether it was made now (False: it already existed, so running again changes nothing)."""
+    from ..selectors import version_get
+    from .promotion import draft_for, redacted_copy
+
+    try:
+        testset = testset_lock(name=name)
+    except TestSet.DoesNotExist:
+        raise TestSetError(f"name: no test set {name!r}") from None
+    old = version_get(name=name, number=number)
+    if old.status != TestSetVersion.Status.FROZEN:
+        raise TestSetError(f"version: v{number} is a draft: only a frozen version has a redacted successor")
+    if old.redacted:
+        raise TestSetError(f"version: v{number} already holds redacted text: nothing to do")
+    done = (TestSetVersion.objects.filter(testset=testset, note__startswith=successor_note(number))
+            .order_by("number").first())
+    if done is not None:
+        return done, False
+    if testset.versions.filter(status=TestSetVersion.Status.DRAFT).exists():
+        draft = testset.versions.get(status=TestSetVersion.Status.DRAFT)
+        raise TestSetError(f"name: {name} has a draft (v{draft.number}): freeze it first; its items are redacted "
+                           f"already, then run redact_version again for v{number}")
+    draft = draft_for(testset)  # copies the last frozen version's items, redacted
+    if testset.versions.filter(number__gt=number, status=TestSetVersion.Status.FROZEN).exists():
+        # The draft copied a later frozen version: the successor holds v{number}'s items, not that one's.
+        TestItem.objects.filter(version=draft).delete()
+        TestItem.objects.bulk_create([TestItem(version=draft, **fields) for fields in redacted_copy(old)],
+                                     batch_size=2000)
+    return testset_freeze(name=name, note=successor_note(number) + (f". {note}" if note else ""), user=user), True
