@@ -41,8 +41,10 @@ def upstream():
 def candidate(settings):
     settings.OPENAI_API_KEY = "test-key"
     settings.LLM_BACKOFF_SECONDS = 0
+    # a release at a base URL of its own gets only the key it names (never OPENAI_API_KEY)
+    settings.RELEASE_API_KEYS = {**settings.RELEASE_API_KEYS, "CAND_1_KEY": "cand-key"}
     with FakeOpenAI(responder=lambda body: "candidate says: " + body["messages"][-1]["content"]) as fake:
-        Release.objects.create(name="cand-1", model="cand-model", base_url=fake.url)
+        Release.objects.create(name="cand-1", model="cand-model", base_url=fake.url, api_key_env="CAND_1_KEY")
         yield fake
 
 
