@@ -12,7 +12,7 @@ from core.roles import ASK_GATE, DASHBOARDS, Allow
 
 from . import selectors
 from .models import GateDecision
-from .policy import GateUsageError, policy_from_mapping, policy_load
+from .policy import GateUsageError, policy_floor, policy_request
 from .render import as_markdown
 from .services import gate_decide
 
@@ -30,7 +30,8 @@ class AskSerializer(serializers.Serializer):
     candidate = serializers.CharField()
     baseline = serializers.CharField()
     testset = serializers.CharField(required=False, allow_blank=True)
-    policy = serializers.JSONField(required=False, help_text="policy keys over the server's policy (a mapping)")
+    policy = serializers.JSONField(required=False, help_text="policy keys that tighten the server's policy (a mapping); "
+                                                            "a looser value is refused (400, the key named)")
 
 
 class GateAnswerSerializer(serializers.Serializer):
@@ -63,7 +64,8 @@ def decision_response(decision: GateDecision) -> dict:
 
 class GateApi(APIView):
     """POST {"candidate", "baseline", "testset"?, "policy"?}: the decision (200 whatever it is; a CI
-    job fails on `exit_code` != 0). 400 for usage errors (unknown release, missing test set, bad policy)."""
+    job fails on `exit_code` != 0). 400 for usage errors (unknown release, missing test set, bad policy, a
+    policy looser than the server's)."""
 
     permission_classes = [Allow(POST=ASK_GATE)]
 
@@ -73,10 +75,7 @@ class GateApi(APIView):
         s.is_valid(raise_exception=True)
         d = s.validated_data
         try:
-            if "policy" in d:
-                policy = policy_from_mapping(d["policy"], where="request policy", source="request")
-            else:
-                policy = policy_load()
+            policy = policy_request(d["policy"]) if "policy" in d else policy_floor()
             decision = gate_decide(candidate=d["candidate"], baseline=d["baseline"],
                                    policy=policy.with_testset(d.get("testset")),
                                    requested_by=request.user.get_username(), via="api", auth=auth_kind(request))

@@ -88,6 +88,15 @@ def canary(candidate, baseline, days: int, n: int, *, cand_signals=None, base_si
         ev.turns(model=baseline.model, n=n, day=day, failures=base_failures, signals=base_signals or {}, src="shop")
 
 
+def decide_under(path: Path, *args) -> tuple[int, dict]:
+    """release_gate --json with the server's policy file (GATE_POLICY_FILE) at `path`: the floor a
+    --policy may only tighten (the tests' small horizons are looser than the settings')."""
+    from django.test import override_settings
+
+    with override_settings(GATE_POLICY_FILE=str(path)):
+        return gate_json(*args)
+
+
 def gate(*args) -> tuple[int, str]:
     """Run release_gate; (exit code, stdout)."""
     out = io.StringIO()

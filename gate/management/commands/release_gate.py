@@ -19,9 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--candidate", required=True, metavar="NAME")
         parser.add_argument("--baseline", required=True, metavar="NAME")
         parser.add_argument("--policy", default=None, metavar="FILE",
-                            help="YAML policy (default GATE_POLICY_FILE, else the settings' GATE_POLICY)")
+                            help="YAML policy that tightens the server's (GATE_POLICY_FILE, else the settings' "
+                                 "GATE_POLICY); a looser value is refused (exit 2, the key named)")
         parser.add_argument("--testset", default=None, metavar="T",
-                            help="read offline scores on this test set (overrides the policy's testset)")
+                            help="read offline scores on this test set (only where the policy names none)")
         parser.add_argument("--json", action="store_true", help="print the decision as one JSON object")
         parser.add_argument("--format", choices=["text", "json", "markdown"], default=None,
                             help="text (default), json (same as --json) or markdown (for a pull request)")
