@@ -30,6 +30,8 @@ class AskSerializer(serializers.Serializer):
     candidate = serializers.CharField()
     baseline = serializers.CharField()
     testset = serializers.CharField(required=False, allow_blank=True)
+    as_of = serializers.DateField(required=False, allow_null=True,
+                                  help_text="YYYY-MM-DD: the decision on the evidence up to the end of that day")
     policy = serializers.JSONField(required=False, help_text="policy keys that tighten the server's policy (a mapping); "
                                                             "a looser value is refused (400, the key named)")
 
@@ -37,10 +39,12 @@ class AskSerializer(serializers.Serializer):
 class GateAnswerSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(["ship", "block", "insufficient_evidence"])
     reasons = serializers.ListField(child=serializers.CharField())
-    evidence = serializers.JSONField(help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […]}')
+    evidence = serializers.JSONField(help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […], "guardrails": {…}}')
     id = serializers.IntegerField()
     exit_code = serializers.IntegerField(help_text="what release_gate exits with: 0 ship, 1 block, 3 insufficient")
     policy_sha256 = serializers.CharField()
+    policy_source = serializers.CharField()
+    as_of = serializers.DateField(allow_null=True)
     markdown = serializers.CharField(help_text="the decision rendered for a pull request or a job summary")
 
 
@@ -52,18 +56,19 @@ class DecisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = GateDecision
         fields = ["id", "candidate", "baseline", "decision", "exit_code", "reasons", "evidence", "policy",
-                  "policy_sha256", "policy_source", "requested_by", "via", "auth", "created_at"]
+                  "policy_sha256", "policy_source", "requested_by", "via", "auth", "as_of", "created_at"]
 
 
 def decision_response(decision: GateDecision) -> dict:
     """The command's --json keys, then what a CI job needs: the id, the exit code the command would
     give, and the Markdown rendering for the job summary or the pull request."""
     return {**decision.as_json(), "id": decision.pk, "exit_code": decision.exit_code,
-            "policy_sha256": decision.policy_sha256, "markdown": as_markdown(decision)}
+            "policy_sha256": decision.policy_sha256, "policy_source": decision.policy_source,
+            "as_of": decision.as_of.isoformat() if decision.as_of else None, "markdown": as_markdown(decision)}
 
 
 class GateApi(APIView):
-    """POST {"candidate", "baseline", "testset"?, "policy"?}: the decision (200 whatever it is; a CI
+    """POST {"candidate", "baseline", "testset"?, "policy"?, "as_of"?}: the decision (200 whatever it is; a CI
     job fails on `exit_code` != 0). 400 for usage errors (unknown release, missing test set, bad policy, a
     policy looser than the server's)."""
 
@@ -78,7 +83,8 @@ class GateApi(APIView):
             policy = policy_request(d["policy"]) if "policy" in d else policy_floor()
             decision = gate_decide(candidate=d["candidate"], baseline=d["baseline"],
                                    policy=policy.with_testset(d.get("testset")),
-                                   requested_by=request.user.get_username(), via="api", auth=auth_kind(request))
+                                   requested_by=request.user.get_username(), via="api", auth=auth_kind(request),
+                                   as_of=d.get("as_of"))
         except GateUsageError as e:
             return Response({"detail": str(e)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(decision_response(decision), status=status.HTTP_200_OK)

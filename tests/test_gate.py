@@ -44,7 +44,7 @@ def test_offline_alone_however_good_is_insufficient_evidence(scored, tmp_path):
     # then: exit 3, with the exact JSON shape and reasons that name numbers and thresholds
     assert code == 3
     assert set(out) == {"decision", "reasons", "evidence"}
-    assert set(out["evidence"]) == {"offline", "shadow", "ab", "critical_modes"}
+    assert set(out["evidence"]) == {"offline", "shadow", "ab", "critical_modes", "guardrails"}
     assert out["decision"] == "insufficient_evidence"
     assert out["evidence"]["offline"]["verdict"] == "pass"
     assert out["evidence"]["offline"]["difference"]["value"] == pytest.approx(0.19)

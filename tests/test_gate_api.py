@@ -51,7 +51,7 @@ def test_a_ci_token_asks_the_gate_and_the_decision_is_recorded_as_the_token(worl
     assert r.status_code == 200, r.content
     body = r.json()
     assert (body["decision"], body["exit_code"]) == ("ship", 0)
-    assert set(body["evidence"]) == {"offline", "shadow", "ab", "critical_modes"}
+    assert set(body["evidence"]) == {"offline", "shadow", "ab", "critical_modes", "guardrails"}
     assert body["markdown"].startswith("### Release gate: `ship`")
     row = GateDecision.objects.get(pk=body["id"])
     assert (row.requested_by, row.via, row.auth, row.decision) == ("ci-bot", "api", "token", "ship")
