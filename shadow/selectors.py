@@ -16,7 +16,6 @@ from datetime import date, datetime, time, timedelta, timezone
 import numpy as np
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
-from django.db.models.fields.json import KT
 from django.db.models.functions import Length
 
 from core import stats
@@ -264,9 +263,11 @@ def pair_costs(release: Release | str, *, since: date | None = None, until: date
     pairs): (session id, candidate latency ms, served latency ms, candidate cost, served cost), None
     where not recorded. The served answer's cost is the turn's `metadata.cost_usd` when the log
     carries it; the candidate's is what replay paid (or the mirrored answer's)."""
-    rows = (_judged_in(_release(release), since, until, as_of).annotate(served_cost=KT("turn__metadata__cost_usd"))
-            .order_by("id").values_list("session_id", "latency_ms", "turn__latency_ms", "cost_usd", "served_cost"))
-    return [(sid, cl, sl, None if cc is None else float(cc), _number(sc)) for sid, cl, sl, cc, sc in rows]
+    # The whole metadata, read here: KT() across the relation reads NULL on SQLite.
+    rows = (_judged_in(_release(release), since, until, as_of).order_by("id")
+            .values_list("session_id", "latency_ms", "turn__latency_ms", "cost_usd", "turn__metadata"))
+    return [(sid, cl, sl, None if cc is None else float(cc), _number((meta or {}).get("cost_usd")))
+            for sid, cl, sl, cc, meta in rows]
 
 
 def _number(text) -> float | None:

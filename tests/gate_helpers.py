@@ -111,3 +111,24 @@ def gate(*args) -> tuple[int, str]:
 def gate_json(*args) -> tuple[int, dict]:
     code, out = gate(*args, "--json")
     return code, json.loads(out.strip().splitlines()[-1])
+
+
+def pair_costs(release, *, cand_latency: float, served_latency: float, cand_cost: float | None = None,
+               served_cost: float | None = None) -> None:
+    """Latency (ms) and cost ($) on both answers of the release's pairs, spread ±20 % around the given
+    values the same way on both sides (turn i: x * (0.8 + 0.4 * (i % 11) / 10)); the served cost in the
+    turn's metadata.cost_usd, as a log carries it."""
+    from shadow.models import ShadowPair
+
+    pairs = list(ShadowPair.objects.filter(release=release).select_related("turn").order_by("id"))
+    turns = []
+    for i, p in enumerate(pairs):
+        f = 0.8 + 0.4 * (i % 11) / 10
+        p.latency_ms, p.turn.latency_ms = cand_latency * f, served_latency * f
+        if cand_cost is not None:
+            p.cost_usd = round(cand_cost * f, 6)
+        if served_cost is not None:
+            p.turn.metadata = {**p.turn.metadata, "cost_usd": round(served_cost * f, 6)}
+        turns.append(p.turn)
+    ShadowPair.objects.bulk_update(pairs, ["latency_ms", "cost_usd"])
+    type(turns[0]).objects.bulk_update(turns, ["latency_ms", "metadata"])
