@@ -32,14 +32,15 @@ class AskSerializer(serializers.Serializer):
     testset = serializers.CharField(required=False, allow_blank=True)
     as_of = serializers.DateField(required=False, allow_null=True,
                                   help_text="YYYY-MM-DD: the decision on the evidence up to the end of that day")
-    policy = serializers.JSONField(required=False, help_text="policy keys that tighten the server's policy (a mapping); "
-                                                            "a looser value is refused (400, the key named)")
+    policy = serializers.JSONField(required=False, help_text="policy keys that tighten the server's policy (a "
+                                                            "mapping); a looser value is refused (400, the key named)")
 
 
 class GateAnswerSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(["ship", "block", "insufficient_evidence"])
     reasons = serializers.ListField(child=serializers.CharField())
-    evidence = serializers.JSONField(help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […], "guardrails": {…}}')
+    evidence = serializers.JSONField(
+        help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […], "guardrails": {…}}')
     id = serializers.IntegerField()
     exit_code = serializers.IntegerField(help_text="what release_gate exits with: 0 ship, 1 block, 3 insufficient")
     policy_sha256 = serializers.CharField()

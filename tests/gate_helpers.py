@@ -53,6 +53,15 @@ def testset(name: str = "support-qa", items: int = 100):
     return ev.frozen_version(name, [{"key": f"item-{i:03d}", "query": f"question {i}"} for i in range(items)])
 
 
+def scored(cand_correct: int = 82, base_correct: int = 80):
+    """cand and base, both scored on support-qa v1 (the latest frozen version): (cand, base, v1)."""
+    cand, base = releases()
+    v1 = testset()
+    offline_run(cand, v1, cand_correct)
+    offline_run(base, v1, base_correct)
+    return cand, base, v1
+
+
 def offline_run(release, version, correct: int, *, grader: str = "grader-x") -> OfflineRun:
     """A finished graded run: the first `correct` items score 1, the rest 0."""
     items = list(version.items.order_by("key"))

@@ -11,6 +11,7 @@ from gate.models import GateDecision
 from taxonomy import services as taxonomy_services
 from django.test import override_settings
 
+from tests import gate_helpers
 from tests.gate_helpers import (DAY0, canary, decide_under, gate, gate_json, offline_run, policy_file, releases,
                                 shadow_days, testset)
 
@@ -20,11 +21,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def scored():
     """cand and base, both scored on support-qa v1 (the latest frozen version): cand 0.82, base 0.80."""
-    cand, base = releases()
-    v1 = testset()
-    offline_run(cand, v1, 82)
-    offline_run(base, v1, 80)
-    return cand, base, v1
+    return gate_helpers.scored()
 
 
 def decide(tmp_path, **policy):

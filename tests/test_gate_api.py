@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from conftest import user_with_role
 from gate.models import GateDecision
-from tests.gate_helpers import TEST_POLICY, offline_run, releases, shadow_days, testset
+from tests.gate_helpers import TEST_POLICY, scored, shadow_days
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +26,7 @@ def person(name: str, *, can_ask: bool, role: str | None = "viewer") -> User:
 @pytest.fixture
 def world(settings):
     settings.GATE_POLICY = {**settings.GATE_POLICY, **TEST_POLICY}
-    cand, base = releases()
-    v1 = testset()
-    offline_run(cand, v1, 82)
-    offline_run(base, v1, 80)
+    cand, base, _ = scored()
     shadow_days(cand, 3, wins=70, losses=30)
     return cand, base
 

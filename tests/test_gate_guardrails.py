@@ -6,18 +6,15 @@ import pytest
 
 from gate.guardrails import paired_ratio, quantile_interval
 from gate.models import GateDecision
-from tests.gate_helpers import decide_under, offline_run, pair_costs, policy_file, releases, shadow_days, testset
+from tests import gate_helpers
+from tests.gate_helpers import decide_under, pair_costs, policy_file, shadow_days
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def scored():
-    cand, base = releases()
-    v1 = testset()
-    offline_run(cand, v1, 81)
-    offline_run(base, v1, 80)
-    return cand, base
+    return gate_helpers.scored(81, 80)[:2]
 
 
 def decide(tmp_path, **policy):

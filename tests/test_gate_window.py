@@ -11,7 +11,7 @@ from gate.models import GateDecision
 from gate.policy import defaults
 from shadow.models import ShadowPair
 from tests.gate_helpers import (DAY0, TEST_POLICY, decide_under, gate, gate_json, offline_run, policy_file, releases,
-                                shadow_days, testset)
+                                scored, shadow_days, testset)
 from tests.shadow_helpers import run_json
 
 pytestmark = pytest.mark.django_db
@@ -21,10 +21,7 @@ pytestmark = pytest.mark.django_db
 def ten_days():
     """cand and base scored offline; 10 days of judged pairs, 100 a day (the 7-day and the 14-day
     windows differ: 700 against 1,000 pairs)."""
-    cand, base = releases()
-    v1 = testset()
-    offline_run(cand, v1, 82)
-    offline_run(base, v1, 80)
+    cand, base, _ = scored()
     shadow_days(cand, 10, wins=60, losses=40)
     return cand, base
 
