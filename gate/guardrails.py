@@ -12,7 +12,9 @@ A ratio is judged against its policy limit as the offline score is against its m
 - pass: the ratio itself is at or below the limit;
 - inconclusive: above the limit, but the interval reaches below it (not shown, not fine) — the
   decision waits (insufficient_evidence) rather than ships on it;
-- missing: not recorded on either side (say so; it neither blocks nor holds a decision back).
+- missing: not recorded on both answers of any pair; insufficient_data: recorded on fewer than
+  MIN_PAIRS pairs, or the served side is all zero (no ratio). Both are said and neither blocks nor
+  holds a decision back: only a number above the limit does.
 The block rule errs at most 2.5 % of the time when the true ratio sits exactly at the limit
 (one side of a 95 % interval); `benchmarks/bench_guardrails.py` shows it by simulation.
 """
@@ -30,6 +32,7 @@ from shadow import selectors as shadow
 from .policy import Policy
 
 PASS, WORSE, INCONCLUSIVE, MISSING = "pass", "worse", "inconclusive", "missing"
+INSUFFICIENT = "insufficient_data"  # recorded, but too few pairs (or a zero served side) for a ratio
 NOT_JUDGED = "no_limit"
 MIN_PAIRS = 20  # below this many pairs with both sides recorded, no ratio is read
 RESAMPLES = 2000
@@ -120,7 +123,7 @@ def judge_ratio(ratio: Estimate | None, limit: float | None, n: int) -> str:
     if n == 0:
         return MISSING
     if ratio is None:
-        return INCONCLUSIVE
+        return INSUFFICIENT
     if limit is None:
         return NOT_JUDGED
     if ratio.lo > limit:
@@ -170,7 +173,8 @@ def _reason(row: dict) -> str:
                                                   and not rec["served"] else ""))
     numbers = (f"{what} {_fmt(name, c['value'])} on the candidate vs {_fmt(name, s['value'])} served over {n} pairs")
     if row["ratio"] is None:
-        return f"guardrail {what}: {numbers}; too few pairs (under {MIN_PAIRS}) or no spread to bound the ratio"
+        return (f"guardrail {what}: {numbers}; insufficient data for a ratio (fewer than {MIN_PAIRS} pairs with "
+                f"both recorded, or the served side is zero)")
     ratio = f"ratio {row['ratio']:.2f} (95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f})"
     if row["verdict"] == NOT_JUDGED:
         return f"guardrail {what}: {numbers}, {ratio}; no limit ({key}: null)"

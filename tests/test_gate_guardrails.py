@@ -78,6 +78,18 @@ def test_without_latency_or_cost_on_the_pairs_the_guardrails_say_so_and_do_not_h
     assert cost["verdict"] == "missing" and cost["ratio"] is None
     assert "log the served turn's metadata.cost_usd" in cost["reason"]
     assert not any(r.startswith("ship: cheaper") for r in out["reasons"])
+    # recorded on only 10 pairs: said, no ratio invented, and the decision is not held on it
+    from shadow.models import ShadowPair
+    ShadowPair.objects.filter(pk__in=list(ShadowPair.objects.filter(release=cand).values_list("pk", flat=True)[:10])) \
+        .update(cost_usd=0.01)
+    for p in ShadowPair.objects.filter(release=cand).exclude(cost_usd=None).select_related("turn"):
+        p.turn.metadata = {"cost_usd": 0.001}
+        p.turn.save(update_fields=["metadata"])
+    code, out = decide(tmp_path)
+    cost = metric(out, "cost_mean")
+    assert (cost["verdict"], cost["pairs"], cost["ratio"]) == ("insufficient_data", 10, None)
+    assert "insufficient data for a ratio (fewer than 20 pairs" in cost["reason"]
+    assert (code, out["decision"]) == (0, "ship")
 
 
 def test_an_estimate_above_the_limit_but_not_shown_holds_the_ship(scored, tmp_path):
