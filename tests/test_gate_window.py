@@ -58,7 +58,7 @@ def _judged_on(pairs, day):
         judged_at=datetime.combine(day, time(23, 0), tzinfo=timezone.utc))
 
 
-def test_as_of_a_past_day_reads_only_the_evidence_up_to_that_day(tmp_path, settings):
+def test_as_of_a_past_day_reads_only_the_evidence_up_to_that_day(tmp_path, settings, client):
     # given: three bad days, then three good ones; day 2's pairs were judged late (on day 4); the
     # candidate's offline score improved after day 2 (a later run)
     cand, base = releases()
@@ -95,6 +95,10 @@ def test_as_of_a_past_day_reads_only_the_evidence_up_to_that_day(tmp_path, setti
     row = GateDecision.objects.order_by("id").last()
     assert (row.decision, row.as_of.isoformat(), row.via) == ("block", as_of, "cli")
     assert GateDecision.objects.order_by("id").first().as_of is None
+    # and its page says which day it describes, with the guardrails read on the same pairs
+    client.force_login(user_with_role("lead", "viewer"))
+    page = client.get(f"/gate/decisions/{row.pk}/").content.decode()
+    assert f'<b id="as-of">{as_of}</b>' in page and 'data-metric="latency_p95"' in page
 
     # the API asks the same, and a day still to come is a usage error
     settings.GATE_POLICY_FILE = str(floor)
