@@ -36,7 +36,8 @@ def gate_decision(request, pk: int):
     e = decision.evidence
     return render(request, "dashboard/gate_decision.html", {
         "d": decision, "offline": e.get("offline", {}), "shadow": e.get("shadow", {}), "ab": e.get("ab", {}),
-        "critical": e.get("critical_modes", []), "markdown": gate.decision_markdown(decision),
+        "critical": e.get("critical_modes", []), "guardrails": e.get("guardrails", {}).get("metrics", []),
+        "markdown": gate.decision_markdown(decision),
         "policy": gate.decision_policy_rows(decision)})
 
 

@@ -27,7 +27,7 @@ def _days_param(request, default: int, high: int = 90) -> int:
 def shadow_list(request):
     rows = []
     for r in shadow.shadow_releases():
-        report = shadow.shadow_report(r["name"])
+        report = shadow.shadow_report(r["name"], gate.shadow_window_days())
         rows.append({**r, "report": report})
     return render(request, "dashboard/shadow_list.html", {"releases": rows})
 
@@ -36,7 +36,8 @@ def shadow_list(request):
 def shadow_release(request, name: str):
     if shadow._release(name) is None:
         raise Http404(f"no release {name!r}")
-    days = _days_param(request, 0) if request.GET.get("days") else None
+    # By default the gate's window: the page and the gate count the same pairs.
+    days = _days_param(request, 0) if request.GET.get("days") else gate.shadow_window_days()
     report = shadow.shadow_report(name, days)
     daily = shadow.shadow_daily(name, 30)
     # The chart starts at the first day with pairs (a new candidate has no month of history).

@@ -399,7 +399,7 @@ GATE_POLICY = {
     # Shadow: the fixed horizon (see README "Shadow evaluation"), over the last N days of pairs.
     "min_shadow_pairs": env.int("GATE_MIN_SHADOW_PAIRS", default=SHADOW_MIN_PAIRS),
     "min_shadow_days": env.int("GATE_MIN_SHADOW_DAYS", default=SHADOW_MIN_DAYS),
-    "shadow_window_days": env.int("GATE_SHADOW_WINDOW_DAYS", default=max(14, SHADOW_MIN_DAYS)),
+    "shadow_window_days": env.int("GATE_SHADOW_WINDOW_DAYS", default=SHADOW_REPORT_DAYS),
     # Shadow: a judge that disagrees with itself on more swapped pairs than this is not evidence.
     "max_inconsistent_rate": env.float("GATE_MAX_INCONSISTENT_RATE", default=0.3),
     # Shadow: the share of pairs whose served answer the baseline gave (else the pairs compare
@@ -465,3 +465,12 @@ if _raw_retention_days and not (_raw_retention_days.isdigit() and int(_raw_reten
     raise ImproperlyConfigured(f"RAW_RETENTION_DAYS: {_raw_retention_days!r} is not a positive number of days "
                                "(leave it empty to keep raw text forever)")
 RAW_RETENTION_DAYS = int(_raw_retention_days) if _raw_retention_days else None
+
+# --- gatepolicy: guardrails on latency and cost (gate/guardrails.py) ---
+# The largest candidate/served ratio allowed (null/empty: no limit). A ratio shown above its limit
+# (its 95 % interval entirely above) blocks; the server's values are the floor a request may only tighten.
+GATE_POLICY.update({
+    "max_latency_p50_ratio": env.float("GATE_MAX_LATENCY_P50_RATIO", default=None),
+    "max_latency_p95_ratio": env.float("GATE_MAX_LATENCY_P95_RATIO", default=1.5),
+    "max_cost_ratio": env.float("GATE_MAX_COST_RATIO", default=1.5),
+})

@@ -12,7 +12,7 @@ from core.roles import ASK_GATE, DASHBOARDS, Allow
 
 from . import selectors
 from .models import GateDecision
-from .policy import GateUsageError, policy_from_mapping, policy_load
+from .policy import GateUsageError, policy_floor, policy_request
 from .render import as_markdown
 from .services import gate_decide
 
@@ -30,16 +30,22 @@ class AskSerializer(serializers.Serializer):
     candidate = serializers.CharField()
     baseline = serializers.CharField()
     testset = serializers.CharField(required=False, allow_blank=True)
-    policy = serializers.JSONField(required=False, help_text="policy keys over the server's policy (a mapping)")
+    as_of = serializers.DateField(required=False, allow_null=True,
+                                  help_text="YYYY-MM-DD: the decision on the evidence up to the end of that day")
+    policy = serializers.JSONField(required=False, help_text="policy keys that tighten the server's policy (a "
+                                                            "mapping); a looser value is refused (400, the key named)")
 
 
 class GateAnswerSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(["ship", "block", "insufficient_evidence"])
     reasons = serializers.ListField(child=serializers.CharField())
-    evidence = serializers.JSONField(help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […]}')
+    evidence = serializers.JSONField(
+        help_text='{"offline": {…}, "shadow": {…}, "ab": {…}, "critical_modes": […], "guardrails": {…}}')
     id = serializers.IntegerField()
     exit_code = serializers.IntegerField(help_text="what release_gate exits with: 0 ship, 1 block, 3 insufficient")
     policy_sha256 = serializers.CharField()
+    policy_source = serializers.CharField()
+    as_of = serializers.DateField(allow_null=True)
     markdown = serializers.CharField(help_text="the decision rendered for a pull request or a job summary")
 
 
@@ -51,19 +57,21 @@ class DecisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = GateDecision
         fields = ["id", "candidate", "baseline", "decision", "exit_code", "reasons", "evidence", "policy",
-                  "policy_sha256", "policy_source", "requested_by", "via", "auth", "created_at"]
+                  "policy_sha256", "policy_source", "requested_by", "via", "auth", "as_of", "created_at"]
 
 
 def decision_response(decision: GateDecision) -> dict:
     """The command's --json keys, then what a CI job needs: the id, the exit code the command would
     give, and the Markdown rendering for the job summary or the pull request."""
     return {**decision.as_json(), "id": decision.pk, "exit_code": decision.exit_code,
-            "policy_sha256": decision.policy_sha256, "markdown": as_markdown(decision)}
+            "policy_sha256": decision.policy_sha256, "policy_source": decision.policy_source,
+            "as_of": decision.as_of.isoformat() if decision.as_of else None, "markdown": as_markdown(decision)}
 
 
 class GateApi(APIView):
-    """POST {"candidate", "baseline", "testset"?, "policy"?}: the decision (200 whatever it is; a CI
-    job fails on `exit_code` != 0). 400 for usage errors (unknown release, missing test set, bad policy)."""
+    """POST {"candidate", "baseline", "testset"?, "policy"?, "as_of"?}: the decision (200 whatever it is; a CI
+    job fails on `exit_code` != 0). 400 for usage errors (unknown release, missing test set, bad policy, a
+    policy looser than the server's)."""
 
     permission_classes = [Allow(POST=ASK_GATE)]
 
@@ -73,13 +81,11 @@ class GateApi(APIView):
         s.is_valid(raise_exception=True)
         d = s.validated_data
         try:
-            if "policy" in d:
-                policy = policy_from_mapping(d["policy"], where="request policy", source="request")
-            else:
-                policy = policy_load()
+            policy = policy_request(d["policy"]) if "policy" in d else policy_floor()
             decision = gate_decide(candidate=d["candidate"], baseline=d["baseline"],
                                    policy=policy.with_testset(d.get("testset")),
-                                   requested_by=request.user.get_username(), via="api", auth=auth_kind(request))
+                                   requested_by=request.user.get_username(), via="api", auth=auth_kind(request),
+                                   as_of=d.get("as_of"))
         except GateUsageError as e:
             return Response({"detail": str(e)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(decision_response(decision), status=status.HTTP_200_OK)

@@ -15,7 +15,7 @@ about a third of the time, so the block test uses Bonferroni intervals (95 % ove
 """
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 from core import stats
 from core.fmt import pct
@@ -49,10 +49,16 @@ def _run(run) -> dict:
             "items": run.items, "finished_at": run.finished_at.isoformat() if run.finished_at else None}
 
 
-def _pick_runs(candidate: Release, baseline: Release, testset: str, version: int):
+def end_of(as_of: date | None) -> datetime | None:
+    """The first instant after the as-of day (UTC): evidence is what existed before it."""
+    return None if as_of is None else datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=timezone.utc)
+
+
+def _pick_runs(candidate: Release, baseline: Release, testset: str, version: int, as_of: date | None = None):
     """The newest candidate run on the version that has a baseline run scored the same way."""
-    cands = evaluation.offline_runs_on(release=candidate.name, testset=testset, version=version)
-    bases = evaluation.offline_runs_on(release=baseline.name, testset=testset, version=version)
+    end = end_of(as_of)
+    cands = evaluation.offline_runs_on(release=candidate.name, testset=testset, version=version, finished_before=end)
+    bases = evaluation.offline_runs_on(release=baseline.name, testset=testset, version=version, finished_before=end)
     for c in cands:
         for b in bases:
             if evaluation.scoring_of(c) == evaluation.scoring_of(b):
@@ -60,9 +66,10 @@ def _pick_runs(candidate: Release, baseline: Release, testset: str, version: int
     return (cands[0] if cands else None), None, bases
 
 
-def offline_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
+def offline_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: date | None = None) -> dict:
     margin = policy.offline_margin
     testset = policy.testset
+    end = end_of(as_of)
     if testset:
         info = evaluation.testset_latest_frozen(testset=testset)
         if info is None:
@@ -72,7 +79,7 @@ def offline_evidence(candidate: Release, baseline: Release, policy: Policy) -> d
                                  "and score both releases on it")
     out = {"verdict": MISSING, "testset": testset, "version": None, "latest_frozen_version": None, "stale": None,
            "scoring": None, "candidate": None, "baseline": None, "difference": None, "margin": margin}
-    latest_run = evaluation.latest_offline_run(release=candidate.name, testset=testset)
+    latest_run = evaluation.latest_offline_run(release=candidate.name, testset=testset, finished_before=end)
     if latest_run is None:
         where = f" on {testset}" if testset else ""
         out["reason"] = (f"offline: no finished offline score for {candidate.name}{where} "
@@ -80,8 +87,8 @@ def offline_evidence(candidate: Release, baseline: Release, policy: Policy) -> d
         return out
     testset = latest_run.version.testset.name
     version = latest_run.version.number
-    latest = evaluation.testset_latest_frozen(testset=testset)["latest_frozen"]
-    cand_run, base_run, base_runs = _pick_runs(candidate, baseline, testset, version)
+    latest = evaluation.testset_latest_frozen(testset=testset, frozen_before=end)["latest_frozen"]
+    cand_run, base_run, base_runs = _pick_runs(candidate, baseline, testset, version, as_of)
     stale = latest is not None and version < latest
     out.update(testset=testset, version=version, latest_frozen_version=latest, stale=stale,
                scoring=evaluation.scoring_of(cand_run), candidate=_run(cand_run))
@@ -128,11 +135,11 @@ def offline_evidence(candidate: Release, baseline: Release, policy: Policy) -> d
 
 # --- shadow --------------------------------------------------------------------------------------
 
-def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
-    report = shadow.shadow_report(candidate, policy.shadow_window_days)
+def shadow_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: date | None = None) -> dict:
+    report = shadow.shadow_report(candidate, policy.shadow_window_days, as_of=as_of)
     n, days = report["pairs"], report["days_with_pairs"]
     since, until = report["since"], report["until"]
-    served = (shadow.pairs_served_by(candidate, baseline, since=_date(since), until=_date(until)) if n
+    served = (shadow.pairs_served_by(candidate, baseline, since=_date(since), until=_date(until), as_of=as_of) if n
               else {"pairs": 0, "served_by_baseline": 0})
     share = served["served_by_baseline"] / n if n else None
     win, lo, hi = report["win_rate"], report["ci_low"], report["ci_high"]
@@ -146,7 +153,7 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> di
            "served_by_baseline": served["served_by_baseline"], "baseline_share": share,
            "margin": margin, "min_pairs": policy.min_shadow_pairs, "min_days": policy.min_shadow_days,
            "window_days": policy.shadow_window_days, "max_inconsistent_rate": policy.max_inconsistent_rate,
-           "min_baseline_share": policy.min_baseline_share,
+           "min_baseline_share": policy.min_baseline_share, "as_of": report.get("as_of"),
            "input": report.get("input"), "input_note": report.get("input_note", "")}
     if not n:
         out["reason"] = (f"shadow: no judged pairs for {candidate.name} in the last {policy.shadow_window_days} days "
@@ -185,8 +192,6 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> di
 
 
 def _date(value):
-    from datetime import date
-
     return date.fromisoformat(value) if value else None
 
 
@@ -198,7 +203,7 @@ def critical_evidence(candidate: Release, shadow_ev: dict) -> list[dict]:
     hallucination or unsafe answers is not waited on."""
     since, until = _date(shadow_ev["since"]), _date(shadow_ev["until"])
     # No judged pair at all: the window is open-ended and holds none either.
-    counts = shadow.critical_mode_counts(candidate, since=since, until=until)
+    counts = shadow.critical_mode_counts(candidate, since=since, until=until, as_of=_date(shadow_ev.get("as_of")))
     n = counts["pairs"]
     out = []
     for m in counts["modes"]:
@@ -231,14 +236,18 @@ def _count(rate: dict) -> tuple[int, int]:
     return (round(rate["rate"] * n) if n and rate.get("rate") is not None else 0), n
 
 
-def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
+def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: date | None = None) -> dict:
     first, last = release_serving_span(candidate)
+    if as_of is not None and first is not None:  # as of that day: the turns served by its end
+        first = None if first.date() > as_of else first
+        last = min(last, end_of(as_of) - timedelta(microseconds=1))
     margin = policy.ab_margin
     out = {"verdict": MISSING, "accepted": policy.accept in ("ab", "either", "both"), "start": None, "end": None,
            "days": 0, "candidate_turns": 0, "baseline_turns": 0, "margin": margin, "min_turns": policy.min_ab_turns,
            "min_days": policy.min_ab_days, "window_days": policy.ab_window_days, "metrics": []}
     if first is None:
-        out["reason"] = (f"A/B: {candidate.name} served no production turns (no canary: turns with "
+        by = f" by the end of {as_of}" if as_of else ""
+        out["reason"] = (f"A/B: {candidate.name} served no production turns{by} (no canary: turns with "
                          f"metadata.release = {candidate.name!r} or model {candidate.model!r})")
         return out
     end = last.date()

@@ -35,6 +35,8 @@ class GateDecision(models.Model):
     requested_by = models.CharField(max_length=150)
     via = models.CharField(max_length=10, choices=Via.choices)
     auth = models.CharField(max_length=20, blank=True, default="", help_text="token, session or os-user")
+    # Asked about a past day (release_gate --as-of): the evidence as it stood at the end of that day.
+    as_of = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -27,6 +27,10 @@ class PolicyError(GateUsageError):
     """A policy that cannot be used; the message names the key."""
 
 
+class PolicyLooser(PolicyError):
+    """A request or --policy file that would loosen the server's policy; the message names the key."""
+
+
 def _number(low: float, high: float, *, high_open: bool = False) -> Callable[[Any], Any]:
     def check(v):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -65,6 +69,15 @@ def _testset(v):
     return v
 
 
+def _ratio(v):
+    """A largest candidate/served ratio (> 0), or null for no limit."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        raise ValueError(f"expected a ratio above 0 (e.g. 1.2) or null for no limit, got {v!r}")
+    return float(v)
+
+
 def _signals(v):
     from evaluation.selectors import signal_names
 
@@ -96,13 +109,17 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "ab_window_days": (_count, "A/B: the last N days the candidate served"),
     "higher_is_better": (_signals, "A/B: signals where more is better (the others: fewer is better)"),
     "neutral_signals": (_signals, "A/B: signals shown but never judged (neither more nor fewer is worse)"),
+    "max_latency_p50_ratio": (_ratio, "guardrail: largest candidate/served ratio of the median latency (null: none)"),
+    "max_latency_p95_ratio": (_ratio, "guardrail: largest candidate/served ratio of the p95 latency (null: none)"),
+    "max_cost_ratio": (_ratio, "guardrail: largest candidate/served ratio of the mean cost per answer (null: none)"),
 }
 
 
 @dataclass(frozen=True)
 class Policy:
     values: dict
-    source: str  # "settings", "file:<path>" or "request"
+    # "settings" or "file:<path>" (the server's), then " + request: keys" / " + file:<path>: keys" when tightened
+    source: str
 
     def __getattr__(self, key: str):
         try:
@@ -115,9 +132,13 @@ class Policy:
         return hashlib.sha256(json.dumps(self.values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def with_testset(self, testset: str | None) -> Policy:
-        if not testset:
+        """--testset / the API's `testset`: allowed only where the policy names no test set (or the same)."""
+        if not testset or testset == self.values.get("testset"):
             return self
-        return Policy({**self.values, "testset": testset}, self.source)
+        if self.values.get("testset"):
+            raise PolicyLooser(f"testset: {testset!r} is not the policy's test set ({self.values['testset']!r}, "
+                               f"{self.source}): {TIGHTER['testset'][1]}")
+        return Policy({**self.values, "testset": testset}, f"{self.source} + testset: {testset}")
 
 
 def _validate(raw: dict, where: str) -> dict:
@@ -162,21 +183,125 @@ def policy_from_mapping(raw: Any, *, where: str, source: str) -> Policy:
     return Policy(values, source)
 
 
-def policy_load(path: str | Path | None = None) -> Policy:
-    """The policy in force: `path` if given, else settings.GATE_POLICY_FILE if set, else the defaults."""
-    path = str(path or settings.GATE_POLICY_FILE or "")
-    if not path:
-        values = defaults()
-        _cross_check(values, "settings GATE_POLICY")
-        return Policy(values, "settings")
+def _read_file(path: str) -> Any:
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise PolicyError(f"policy file {path}: cannot be read ({e.strerror or e})") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PolicyError(f"policy file {path}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    return policy_from_mapping(raw, where=f"policy file {path}", source=f"file:{path}")
+
+
+def policy_floor() -> Policy:
+    """The server's policy: GATE_POLICY_FILE over the settings' GATE_POLICY if set, else the settings.
+    Nothing a caller sends can go below it (policy_tighten)."""
+    path = str(settings.GATE_POLICY_FILE or "")
+    if not path:
+        values = defaults()
+        _cross_check(values, "settings GATE_POLICY")
+        return Policy(values, "settings")
+    return policy_from_mapping(_read_file(path), where=f"policy file {path}", source=f"file:{path}")
+
+
+def policy_load(path: str | Path | None = None) -> Policy:
+    """The policy in force: the server's (policy_floor), tightened by the file at `path` if given
+    (release_gate --policy): a key the file would loosen is refused (PolicyLooser, exit 2)."""
+    floor = policy_floor()
+    if not path:
+        return floor
+    path = str(path)
+    return policy_tighten(floor, _read_file(path), where=f"policy file {path}", source=f"file:{path}")
+
+
+def policy_request(raw: Any) -> Policy:
+    """The server's policy tightened by the `policy` of a POST /api/gate/ body."""
+    return policy_tighten(policy_floor(), raw, where="request policy", source="request")
+
+
+# --- tighten only -----------------------------------------------------------------------------------
+# What a request or a --policy file may do to each key of the server's policy (the floor). A rule
+# says whether `value` is at least as strict as `floor`. Keys that pick *which* evidence is read
+# (windows, signal directions, a named test set) are neither tighter nor looser: another window or
+# another direction can be chosen to make a candidate look better, so only the floor's value is
+# accepted. Every key in KEYS has a rule (tests/test_gate_policy.py checks it).
+
+_ACCEPT_STRICTER = {"either": {"either", "shadow", "ab", "both"}, "shadow": {"shadow", "both"},
+                    "ab": {"ab", "both"}, "both": {"both"}}
+
+
+def _at_most(floor, value) -> bool:
+    return value <= floor
+
+
+def _at_least(floor, value) -> bool:
+    return value >= floor
+
+
+def _limit_at_most(floor, value) -> bool:  # None = no limit: the loosest of all
+    return floor is None or (value is not None and value <= floor)
+
+
+def _only_if_floor(floor, value) -> bool:  # a permission (True) the floor must already give
+    return floor or not value
+
+
+def _same(floor, value) -> bool:
+    return value == floor
+
+
+def _same_unless_open(floor, value) -> bool:
+    return not floor or value == floor
+
+
+TIGHTER: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "testset": (_same_unless_open, "may be named only when the server's policy names none"),
+    "offline_margin": (_at_most, "smaller is tighter"),
+    "allow_stale_version": (_only_if_floor, "true only when the server's policy allows it"),
+    "accept": (lambda floor, value: value in _ACCEPT_STRICTER[floor],
+               "either < shadow, ab < both: a request may demand more production evidence, never less"),
+    "non_inferiority_margin": (_at_most, "smaller is tighter"),
+    "min_shadow_pairs": (_at_least, "larger is tighter"),
+    "min_shadow_days": (_at_least, "larger is tighter"),
+    "shadow_window_days": (_same, "fixed: a window picks which pairs are read, so only the server's is used"),
+    "max_inconsistent_rate": (_at_most, "smaller is tighter"),
+    "min_baseline_share": (_at_least, "larger is tighter"),
+    "ab_margin": (_at_most, "smaller is tighter"),
+    "min_ab_turns": (_at_least, "larger is tighter"),
+    "min_ab_days": (_at_least, "larger is tighter"),
+    "ab_window_days": (_same, "fixed: a window picks which turns are read, so only the server's is used"),
+    "higher_is_better": (_same, "fixed: a signal's direction is not the caller's to choose"),
+    "neutral_signals": (_same, "fixed: which signals are judged changes the others' Bonferroni intervals too"),
+    "max_latency_p50_ratio": (_limit_at_most, "smaller is tighter; null (no limit) only when the server's is null"),
+    "max_latency_p95_ratio": (_limit_at_most, "smaller is tighter; null (no limit) only when the server's is null"),
+    "max_cost_ratio": (_limit_at_most, "smaller is tighter; null (no limit) only when the server's is null"),
+}
+
+
+def looser_keys(floor: dict, values: dict) -> list[str]:
+    """The keys of `values` that would loosen `floor`, in KEYS order."""
+    return [k for k in KEYS if k in values and not TIGHTER[k][0](floor[k], values[k])]
+
+
+def policy_tighten(floor: Policy, raw: Any, *, where: str, source: str) -> Policy:
+    """`floor` with `raw`'s keys over it, each only tighter or equal; the first looser key is refused."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: expected a mapping of policy keys (e.g. `ab_margin: 0.02`), got "
+                          f"{type(raw).__name__}")
+    asked = _validate(raw, where)
+    values = {**floor.values, **asked}
+    _cross_check(values, where)
+    looser = looser_keys(floor.values, asked)
+    if looser:
+        key = looser[0]
+        raise PolicyLooser(f"{where}: {key}: {asked[key]!r} is looser than the server's policy "
+                           f"({floor.values[key]!r}, {floor.source}): {TIGHTER[key][1]}; a request or a --policy "
+                           f"file may only tighten the server's policy"
+                           + (f" (also looser: {', '.join(looser[1:])})" if looser[1:] else ""))
+    changed = [k for k in KEYS if k in asked and asked[k] != floor.values[k]]
+    return Policy(values, f"{floor.source} + {source}: {', '.join(changed) or 'no change'}")

@@ -55,8 +55,18 @@ def as_text(decision) -> str:
              f"baseline {decision.baseline.name}"]
     lines += [f"  - {r}" for r in decision.reasons]
     lines.append(f"gate decision {decision.pk}: {decision.decision}; policy {decision.policy_sha256[:12]} "
-                 f"({decision.policy_source})")
+                 f"({decision.policy_source})" + (f"; as of {decision.as_of}" if decision.as_of else ""))
     return "\n".join(lines)
+
+
+def _guardrails(g: dict) -> tuple[str, str]:
+    metrics = [m for m in g.get("metrics", []) if m["verdict"] != "missing"]
+    if not metrics:
+        return "missing", "latency and cost not recorded on the pairs"
+    verdict = "worse" if any(m["verdict"] == "worse" for m in metrics) else \
+        "inconclusive" if any(m["verdict"] == "inconclusive" for m in metrics) else "pass"
+    return verdict, "; ".join(f"{m['what']} ×{m['ratio']:.2f}" + (f" (limit {m['limit']:.2f})" if m["limit"] else "")
+                              if m["ratio"] is not None else f"{m['what']} n/a" for m in metrics)
 
 
 def _cell(text: str) -> str:
@@ -72,8 +82,10 @@ def as_markdown(decision) -> str:
             ("A/B" + ("" if e["ab"].get("accepted") else " (not accepted by the policy)"),
              e["ab"]["verdict"], _ab(e["ab"])),
             ("critical modes", crit_verdict, crit_text)]
+    if "guardrails" in e:
+        rows.append(("guardrails (candidate/served)", *_guardrails(e["guardrails"])))
     out = [f"### Release gate: `{decision.decision}` — candidate `{decision.candidate.name}`, "
-           f"baseline `{decision.baseline.name}`", "",
+           f"baseline `{decision.baseline.name}`" + (f" — as of {decision.as_of}" if decision.as_of else ""), "",
            "| evidence | verdict | numbers |", "|---|---|---|"]
     out += [f"| {name} | {VERDICT_WORDS.get(v, v)} | {_cell(text)} |" for name, v, text in rows]
     out += ["", "**Reasons**", ""]

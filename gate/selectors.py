@@ -7,7 +7,7 @@ from releases.models import Release
 from releases.selectors import release_get, release_list
 
 from .models import GateDecision
-from .policy import KEYS
+from .policy import KEYS, PolicyError, policy_floor
 from .render import as_markdown
 
 
@@ -43,3 +43,14 @@ def decision_markdown(decision: GateDecision) -> str:
 def decision_policy_rows(decision: GateDecision) -> list[tuple]:
     """(key, value in force, what it means) for each policy key the decision recorded."""
     return [(k, decision.policy.get(k), KEYS[k][1]) for k in KEYS if k in decision.policy]
+
+
+def shadow_window_days() -> int:
+    """The days of judged pairs the gate reads (the server's policy): the shadow pages read the same
+    window, so the page and the gate count the same pairs."""
+    try:
+        return policy_floor().shadow_window_days
+    except PolicyError:  # a broken policy file is reported where the gate is asked, not on every page
+        from django.conf import settings
+
+        return settings.SHADOW_REPORT_DAYS

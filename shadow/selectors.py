@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 
 import numpy as np
 from django.conf import settings
@@ -44,31 +45,74 @@ def _est(estimate) -> dict:
     return {"value": estimate.value, "ci_low": estimate.lo, "ci_high": estimate.hi}
 
 
-def last_judged_day(release: Release) -> date | None:
-    return ShadowPair.objects.filter(release=release, outcome__in=JUDGED).aggregate(d=Max("day"))["d"]
+def _judged_by(end: datetime | None) -> Q:
+    """Pairs whose verdict existed at `end` (a pair judged before judged_at was recorded counts by its day)."""
+    return Q() if end is None else Q(judged_at__lt=end) | Q(judged_at__isnull=True)
 
 
-def _rows(release: Release, since: date, until: date) -> list[tuple]:
-    return list(ShadowPair.objects.filter(release=release, outcome__in=JUDGED, day__gte=since, day__lte=until)
+def last_judged_day(release: Release, *, as_of: date | None = None) -> date | None:
+    qs = ShadowPair.objects.filter(release=release, outcome__in=JUDGED)
+    if as_of is not None:
+        qs = qs.filter(_judged_by(_end_of(as_of)), day__lte=as_of)
+    return qs.aggregate(d=Max("day"))["d"]
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The pairs a question about a release reads: judged pairs whose day is in since..until (the
+    `days` days ending on the last day with a judged pair), and with `as_of`, only those judged by
+    the end of that day. The report, the page and the gate all take their pairs from here."""
+    release: Release
+    days: int
+    since: date | None
+    until: date | None
+    as_of: date | None = None
+
+    def judged(self) -> QuerySet[ShadowPair]:
+        if self.until is None:
+            return ShadowPair.objects.none()
+        return ShadowPair.objects.filter(
+            _judged_by(_end_of(self.as_of) if self.as_of else None), release=self.release, outcome__in=JUDGED,
+            day__gte=self.since, day__lte=self.until)
+
+
+def shadow_window(release: Release | str, days: int | None = None, *, until: date | None = None,
+                  as_of: date | None = None) -> Window:
+    """The window of `days` days (default SHADOW_REPORT_DAYS, which is also the gate policy's default
+    shadow_window_days) ending `until` (default: the last day with a judged pair, as of `as_of`)."""
+    rel = _release(release)
+    days = days or settings.SHADOW_REPORT_DAYS
+    if as_of is not None and until is not None:
+        until = min(until, as_of)
+    until = until or last_judged_day(rel, as_of=as_of)
+    return Window(rel, days, until - timedelta(days=days - 1) if until else None, until, as_of)
+
+
+def _rows(window: Window) -> list[tuple]:
+    return list(window.judged()
                 .annotate(cand_len=Length("candidate_answer"), served_len=Length("turn__response"))
                 .order_by("id")
                 .values_list("outcome", "session_id", "day", "cand_len", "served_len", "candidate_failure_modes",
                              "served_failure_modes"))
 
 
-def shadow_report(release: Release | str, days: int | None = None, *, until: date | None = None) -> dict:
-    """The release's shadow report over `days` days (default SHADOW_REPORT_DAYS) ending `until`
-    (default: the last day with a judged pair). The keys of `shadow_report --json`, plus the
-    numbers behind them (counts, every interval, the horizon, p-value, per-mode flag rates).
+def shadow_report(release: Release | str, days: int | None = None, *, until: date | None = None,
+                  as_of: date | None = None) -> dict:
+    """The release's shadow report over the window `shadow_window(release, days, until=, as_of=)`.
+    The keys of `shadow_report --json`, plus the numbers behind them (counts, every interval, the
+    horizon, p-value, per-mode flag rates).
     """
     rel = _release(release)
     if rel is None:
         raise ValueError(f"no release named {release!r}")
-    days = days or settings.SHADOW_REPORT_DAYS
-    until = until or last_judged_day(rel)
+    window = shadow_window(rel, days, until=until, as_of=as_of)
+    days, since, until = window.days, window.since, window.until
     min_pairs, min_days = settings.SHADOW_MIN_PAIRS, settings.SHADOW_MIN_DAYS
-    since = until - timedelta(days=days - 1) if until else None
-    rows = _rows(rel, since, until) if until else []
+    rows = _rows(window)
     n = len(rows)
     scores = np.array([SCORES[r[0]] for r in rows], dtype=float)
     clusters = np.array([r[1] for r in rows])
@@ -111,6 +155,7 @@ def shadow_report(release: Release | str, days: int | None = None, *, until: dat
         "days": days,
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
+        "as_of": as_of.isoformat() if as_of else None,
         "days_with_pairs": days_with_pairs,
         "min_pairs": min_pairs,
         "min_days": min_days,
@@ -124,15 +169,17 @@ def shadow_report(release: Release | str, days: int | None = None, *, until: dat
                       "inconsistent_rate": _est(inconsistent), "length_controlled_win_rate": _est(lc)},
         "interval_method": ("bootstrap over conversations" if n and len(set(clusters.tolist())) < n
                             else "Wilson (one pair per conversation)"),
-        **_unjudged(rel, since, until),
+        **_unjudged(rel, since, until, as_of),
     }
     return report
 
 
-def _unjudged(rel: Release, since: date | None, until: date | None) -> dict:
+def _unjudged(rel: Release, since: date | None, until: date | None, as_of: date | None = None) -> dict:
     qs = ShadowPair.objects.filter(release=rel)
     if since:
         qs = qs.filter(day__gte=since, day__lte=until)
+    if as_of:  # as it stood then: pairs made by that day (a verdict given later is today's state)
+        qs = qs.filter(created_at__lt=_end_of(as_of))
     agg = qs.aggregate(unjudged=Count("id", filter=Q(outcome=Outcome.UNJUDGED)),
                        pending=Count("id", filter=Q(outcome="", error="")),
                        candidate_errors=Count("id", filter=~Q(error="")),
@@ -210,8 +257,9 @@ def _by_mode(rows: list[tuple], scores: np.ndarray, clusters: np.ndarray) -> lis
     return out
 
 
-def _judged_in(rel: Release, since: date | None, until: date | None) -> QuerySet[ShadowPair]:
-    qs = ShadowPair.objects.filter(release=rel, outcome__in=JUDGED)
+def _judged_in(rel: Release, since: date | None, until: date | None,
+               as_of: date | None = None) -> QuerySet[ShadowPair]:
+    qs = ShadowPair.objects.filter(_judged_by(_end_of(as_of) if as_of else None), release=rel, outcome__in=JUDGED)
     if since is not None:
         qs = qs.filter(day__gte=since)
     if until is not None:
@@ -219,14 +267,15 @@ def _judged_in(rel: Release, since: date | None, until: date | None) -> QuerySet
     return qs
 
 
-def critical_mode_counts(release: Release | str, *, since: date | None = None, until: date | None = None) -> dict:
+def critical_mode_counts(release: Release | str, *, since: date | None = None, until: date | None = None,
+                         as_of: date | None = None) -> dict:
     """For each critical failure mode of the taxonomy (with its subtree and merged codes): among the
     release's judged pairs from `since` to `until`, on how many the judge flagged it on the
     candidate's answer and on the served answer (the release gate compares the two rates).
     `{"pairs": N, "modes": [{code, name, codes, candidate_flagged, served_flagged}]}`."""
     rel = _release(release)
     modes = critical_modes()
-    rows = list(_judged_in(rel, since, until).values_list("candidate_failure_modes", "served_failure_modes"))
+    rows = list(_judged_in(rel, since, until, as_of).values_list("candidate_failure_modes", "served_failure_modes"))
     out = []
     for mode in modes:
         codes = set(mode["codes"])
@@ -237,13 +286,34 @@ def critical_mode_counts(release: Release | str, *, since: date | None = None, u
 
 
 def pairs_served_by(release: Release | str, baseline: Release, *, since: date | None = None,
-                    until: date | None = None) -> dict:
+                    until: date | None = None, as_of: date | None = None) -> dict:
     """How many of the release's judged pairs in the window set it against an answer that
     `baseline` served: a shadow win rate says "better than what was served", which is "better than
     the baseline" only when the baseline served those turns. `{"pairs": N, "served_by_baseline": K}`."""
-    qs = _judged_in(_release(release), since, until)
+    qs = _judged_in(_release(release), since, until, as_of)
     return {"pairs": qs.count(),
             "served_by_baseline": qs.filter(turn_id__in=release_turns(baseline).values("id")).count()}
+
+
+def pair_costs(release: Release | str, *, since: date | None = None, until: date | None = None,
+               as_of: date | None = None) -> list[tuple]:
+    """Latency and cost of both answers of the release's judged pairs in the window (the report's
+    pairs): (session id, candidate latency ms, served latency ms, candidate cost, served cost), None
+    where not recorded. The served answer's cost is the turn's `metadata.cost_usd` when the log
+    carries it; the candidate's is what replay paid (or the mirrored answer's)."""
+    # The whole metadata, read here: KT() across the relation reads NULL on SQLite.
+    rows = (_judged_in(_release(release), since, until, as_of).order_by("id")
+            .values_list("session_id", "latency_ms", "turn__latency_ms", "cost_usd", "turn__metadata"))
+    return [(sid, cl, sl, None if cc is None else float(cc), _number((meta or {}).get("cost_usd")))
+            for sid, cl, sl, cc, meta in rows]
+
+
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
 
 
 def report_for_json(report: dict) -> dict:
@@ -262,7 +332,7 @@ def shadow_daily(release: Release | str, days: int = 30, *, until: date | None =
         return []
     since = until - timedelta(days=days - 1)
     by_day: dict[date, list[tuple]] = {}
-    for r in _rows(rel, since, until):
+    for r in _rows(Window(rel, days, since, until)):
         by_day.setdefault(r[2], []).append(r)
     out = []
     for k in range(days):

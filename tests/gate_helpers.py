@@ -53,6 +53,15 @@ def testset(name: str = "support-qa", items: int = 100):
     return ev.frozen_version(name, [{"key": f"item-{i:03d}", "query": f"question {i}"} for i in range(items)])
 
 
+def scored(cand_correct: int = 82, base_correct: int = 80):
+    """cand and base, both scored on support-qa v1 (the latest frozen version): (cand, base, v1)."""
+    cand, base = releases()
+    v1 = testset()
+    offline_run(cand, v1, cand_correct)
+    offline_run(base, v1, base_correct)
+    return cand, base, v1
+
+
 def offline_run(release, version, correct: int, *, grader: str = "grader-x") -> OfflineRun:
     """A finished graded run: the first `correct` items score 1, the rest 0."""
     items = list(version.items.order_by("key"))
@@ -88,6 +97,15 @@ def canary(candidate, baseline, days: int, n: int, *, cand_signals=None, base_si
         ev.turns(model=baseline.model, n=n, day=day, failures=base_failures, signals=base_signals or {}, src="shop")
 
 
+def decide_under(path: Path, *args) -> tuple[int, dict]:
+    """release_gate --json with the server's policy file (GATE_POLICY_FILE) at `path`: the floor a
+    --policy may only tighten (the tests' small horizons are looser than the settings')."""
+    from django.test import override_settings
+
+    with override_settings(GATE_POLICY_FILE=str(path)):
+        return gate_json(*args)
+
+
 def gate(*args) -> tuple[int, str]:
     """Run release_gate; (exit code, stdout)."""
     out = io.StringIO()
@@ -102,3 +120,24 @@ def gate(*args) -> tuple[int, str]:
 def gate_json(*args) -> tuple[int, dict]:
     code, out = gate(*args, "--json")
     return code, json.loads(out.strip().splitlines()[-1])
+
+
+def pair_costs(release, *, cand_latency: float, served_latency: float, cand_cost: float | None = None,
+               served_cost: float | None = None) -> None:
+    """Latency (ms) and cost ($) on both answers of the release's pairs, spread ±20 % around the given
+    values the same way on both sides (turn i: x * (0.8 + 0.4 * (i % 11) / 10)); the served cost in the
+    turn's metadata.cost_usd, as a log carries it."""
+    from shadow.models import ShadowPair
+
+    pairs = list(ShadowPair.objects.filter(release=release).select_related("turn").order_by("id"))
+    turns = []
+    for i, p in enumerate(pairs):
+        f = 0.8 + 0.4 * (i % 11) / 10
+        p.latency_ms, p.turn.latency_ms = cand_latency * f, served_latency * f
+        if cand_cost is not None:
+            p.cost_usd = round(cand_cost * f, 6)
+        if served_cost is not None:
+            p.turn.metadata = {**p.turn.metadata, "cost_usd": round(served_cost * f, 6)}
+        turns.append(p.turn)
+    ShadowPair.objects.bulk_update(pairs, ["latency_ms", "cost_usd"])
+    type(turns[0]).objects.bulk_update(turns, ["latency_ms", "metadata"])

@@ -9,8 +9,11 @@ from django.core.management import CommandError
 
 from gate.models import GateDecision
 from taxonomy import services as taxonomy_services
-from tests.gate_helpers import (DAY0, canary, gate, gate_json, offline_run, policy_file, releases, shadow_days,
-                                testset)
+from django.test import override_settings
+
+from tests import gate_helpers
+from tests.gate_helpers import (DAY0, canary, decide_under, gate, gate_json, offline_run, policy_file, releases,
+                                shadow_days, testset)
 
 pytestmark = pytest.mark.django_db
 
@@ -18,15 +21,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def scored():
     """cand and base, both scored on support-qa v1 (the latest frozen version): cand 0.82, base 0.80."""
-    cand, base = releases()
-    v1 = testset()
-    offline_run(cand, v1, 82)
-    offline_run(base, v1, 80)
-    return cand, base, v1
+    return gate_helpers.scored()
 
 
 def decide(tmp_path, **policy):
-    return gate_json("--candidate", "cand", "--baseline", "base", "--policy", str(policy_file(tmp_path, **policy)))
+    return decide_under(policy_file(tmp_path, **policy), "--candidate", "cand", "--baseline", "base")
 
 
 # --- offline alone ---------------------------------------------------------------------------------
@@ -42,7 +41,7 @@ def test_offline_alone_however_good_is_insufficient_evidence(scored, tmp_path):
     # then: exit 3, with the exact JSON shape and reasons that name numbers and thresholds
     assert code == 3
     assert set(out) == {"decision", "reasons", "evidence"}
-    assert set(out["evidence"]) == {"offline", "shadow", "ab", "critical_modes"}
+    assert set(out["evidence"]) == {"offline", "shadow", "ab", "critical_modes", "guardrails"}
     assert out["decision"] == "insufficient_evidence"
     assert out["evidence"]["offline"]["verdict"] == "pass"
     assert out["evidence"]["offline"]["difference"]["value"] == pytest.approx(0.19)
@@ -261,7 +260,7 @@ def test_shadow_pairs_against_another_release_do_not_count_for_this_baseline(sco
     old = ev.release("old", model="old-model")
     offline_run(old, v1, 80)
     shadow_days(cand, 3, wins=70, losses=30)
-    code, out = gate_json("--candidate", "cand", "--baseline", "old", "--policy", str(policy_file(tmp_path)))
+    code, out = decide_under(policy_file(tmp_path), "--candidate", "cand", "--baseline", "old")
     assert (code, out["decision"]) == (3, "insufficient_evidence")
     assert "below 90.0% (min_baseline_share)" in out["evidence"]["shadow"]["reason"]
 
@@ -278,7 +277,9 @@ def test_unknown_release_and_missing_test_set_are_usage_errors(scored, tmp_path)
     from testsets.models import TestSet
     TestSet.objects.create(name="drafts-only")
     with pytest.raises(CommandError, match="testset: drafts-only has no frozen version") as e:
-        gate("--candidate", "cand", "--baseline", "base", "--policy", str(policy_file(tmp_path, testset="drafts-only")))
+        only = tmp_path / "testset.yaml"
+        only.write_text("testset: drafts-only\n")  # the settings name no test set: a file may name one
+        gate("--candidate", "cand", "--baseline", "base", "--policy", str(only))
     assert e.value.returncode == 2
     assert not GateDecision.objects.exists()
 
@@ -322,8 +323,8 @@ def test_the_policy_file_comes_from_gate_policy_file_and_its_hash_is_recorded(sc
 def test_markdown_for_a_pull_request(scored, tmp_path):
     cand, base, _ = scored
     shadow_days(cand, 3, wins=70, losses=30)
-    code, text = gate("--candidate", "cand", "--baseline", "base", "--policy", str(policy_file(tmp_path)),
-                      "--format", "markdown")
+    with override_settings(GATE_POLICY_FILE=str(policy_file(tmp_path))):
+        code, text = gate("--candidate", "cand", "--baseline", "base", "--format", "markdown")
     assert code == 0
     assert text.startswith("### Release gate: `ship` — candidate `cand`, baseline `base`")
     assert "| evidence | verdict | numbers |" in text
@@ -333,16 +334,16 @@ def test_markdown_for_a_pull_request(scored, tmp_path):
     assert f"evalgap gate decision {GateDecision.objects.get().pk}" in text
 
 
-def test_the_readme_policy_example_is_valid_and_is_the_defaults(tmp_path):
+def test_the_documented_policy_example_is_valid_and_is_the_defaults(tmp_path):
     from pathlib import Path
 
-    from gate.policy import defaults, policy_load
+    from gate.policy import KEYS, defaults, policy_load
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = readme.split("# gate-policy.yaml — every key, with its default\n", 1)[1].split("```", 1)[0]
+    example = Path(__file__).resolve().parent.parent / "docs" / "gate-policy.example.yaml"
+    import yaml
+    assert list(yaml.safe_load(example.read_text())) == list(KEYS)  # every key, in the documented order
+    assert policy_load(example).values == defaults()
     path = tmp_path / "gate-policy.yaml"
-    path.write_text(block)
-    assert policy_load(path).values == defaults()
     # and a broken line is reported where it is
     path.write_text("ab_margin: [0.02\n")
     from gate.policy import PolicyError

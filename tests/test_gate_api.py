@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from conftest import user_with_role
 from gate.models import GateDecision
-from tests.gate_helpers import TEST_POLICY, offline_run, releases, shadow_days, testset
+from tests.gate_helpers import TEST_POLICY, scored, shadow_days
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +26,7 @@ def person(name: str, *, can_ask: bool, role: str | None = "viewer") -> User:
 @pytest.fixture
 def world(settings):
     settings.GATE_POLICY = {**settings.GATE_POLICY, **TEST_POLICY}
-    cand, base = releases()
-    v1 = testset()
-    offline_run(cand, v1, 82)
-    offline_run(base, v1, 80)
+    cand, base, _ = scored()
     shadow_days(cand, 3, wins=70, losses=30)
     return cand, base
 
@@ -51,7 +48,7 @@ def test_a_ci_token_asks_the_gate_and_the_decision_is_recorded_as_the_token(worl
     assert r.status_code == 200, r.content
     body = r.json()
     assert (body["decision"], body["exit_code"]) == ("ship", 0)
-    assert set(body["evidence"]) == {"offline", "shadow", "ab", "critical_modes"}
+    assert set(body["evidence"]) == {"offline", "shadow", "ab", "critical_modes", "guardrails"}
     assert body["markdown"].startswith("### Release gate: `ship`")
     row = GateDecision.objects.get(pk=body["id"])
     assert (row.requested_by, row.via, row.auth, row.decision) == ("ci-bot", "api", "token", "ship")
@@ -64,10 +61,39 @@ def test_a_policy_in_the_request_is_validated_and_recorded(world):
     r = ci.post("/api/gate/", {"candidate": "cand", "baseline": "base", "policy": {"accept": "both"}}, format="json")
     assert r.status_code == 200 and r.json()["decision"] == "insufficient_evidence" and r.json()["exit_code"] == 3
     row = GateDecision.objects.get()
-    assert row.policy["accept"] == "both" and row.policy_source == "request"
+    assert row.policy["accept"] == "both" and row.policy_source == "settings + request: accept"
     r = ci.post("/api/gate/", {"candidate": "cand", "baseline": "base", "policy": {"acept": "ab"}}, format="json")
     assert r.status_code == 400 and "acept: unknown key" in r.json()["detail"]
     assert GateDecision.objects.count() == 1
+
+
+def test_a_request_policy_looser_than_the_servers_is_refused_with_the_key_named(world, tmp_path, settings):
+    # given: the server's policy file (the floor) and a CI job that would like an easier gate
+    from tests.gate_helpers import policy_file
+
+    floor = policy_file(tmp_path, non_inferiority_margin=0.05, min_shadow_pairs=200)
+    settings.GATE_POLICY_FILE = str(floor)
+    ci = token_client(person("ci-bot", can_ask=True, role=None))
+
+    # when: a wider margin, fewer pairs, a guardrail switched off, another window
+    for key, value in (("non_inferiority_margin", 0.2), ("min_shadow_pairs", 10), ("max_cost_ratio", None),
+                       ("shadow_window_days", 30), ("allow_stale_version", True)):
+        r = ci.post("/api/gate/", {"candidate": "cand", "baseline": "base", "policy": {key: value}}, format="json")
+        # then: 400, the key named, and nothing recorded
+        assert r.status_code == 400, (key, r.content)
+        assert f"request policy: {key}: " in r.json()["detail"] and "may only tighten" in r.json()["detail"]
+    assert not GateDecision.objects.exists()
+
+    # a tighter one is taken, recorded whole with its hash, and its source says what was tightened
+    r = ci.post("/api/gate/", {"candidate": "cand", "baseline": "base",
+                               "policy": {"non_inferiority_margin": 0.01, "min_shadow_pairs": 300}}, format="json")
+    assert r.status_code == 200, r.content
+    row = GateDecision.objects.get()
+    assert (row.policy["non_inferiority_margin"], row.policy["min_shadow_pairs"]) == (0.01, 300)
+    assert row.policy_source == f"file:{floor} + request: non_inferiority_margin, min_shadow_pairs"
+    assert row.policy_sha256 == r.json()["policy_sha256"]
+    # the tighter horizon is what decided: 300 pairs in the window, enough for 300
+    assert row.evidence["shadow"]["min_pairs"] == 300 and row.decision == "ship"
 
 
 def test_usage_errors_are_400_and_record_nothing(world):

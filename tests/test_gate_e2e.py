@@ -7,7 +7,7 @@ from django.test import override_settings
 from gate.models import GateDecision
 from shadow.models import ShadowPair
 from tests.fake_openai import FakeOpenAI
-from tests.gate_helpers import gate_json, offline_run, policy_file, releases, shadow_days, testset
+from tests.gate_helpers import decide_under, offline_run, policy_file, releases, shadow_days, testset
 from tests.shadow_helpers import GOOD, fair_judge, first_picker, run_json
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +41,7 @@ def test_a_fair_judge_on_a_better_candidate_ships(judge, candidate_better):
     assert (judged["judged"], judged["candidate_wins"], judged["inconsistent"]) == (60, 60, 0)
     assert len(judge.requests) == 120  # both orders of every pair
 
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy", str(candidate_better))
+    code, out = decide_under(candidate_better, "--candidate", "cand", "--baseline", "base")
 
     assert (code, out["decision"]) == (0, "ship")
     shadow = out["evidence"]["shadow"]
@@ -57,7 +57,7 @@ def test_a_judge_that_always_picks_the_first_answer_is_never_a_ship(judge, candi
     judged = run_json("shadow_judge", "--release", "cand")
     assert (judged["judged"], judged["inconsistent"], judged["candidate_wins"]) == (60, 60, 0)
 
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy", str(candidate_better))
+    code, out = decide_under(candidate_better, "--candidate", "cand", "--baseline", "base")
 
     assert out["decision"] != "ship"
     assert (code, out["decision"]) == (3, "insufficient_evidence")

@@ -1,6 +1,8 @@
 """Reads of offline runs, their scores, and alarms."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
 from core import stats
@@ -20,11 +22,13 @@ def offline_run_get(*, run_id: int) -> OfflineRun | None:
     return OfflineRun.objects.select_related("release", "version__testset").filter(pk=run_id).first()
 
 
-def latest_offline_run(*, release: str, testset: str | None = None, version: int | None = None) -> OfflineRun | None:
-    """The release's latest finished run with a score (on the given test set / version if given):
-    the gate's offline evidence. Its version tells whether it is stale."""
-    qs = OfflineRun.objects.select_related("release", "version__testset").filter(
-        release__name=release, status=OfflineRun.Status.DONE, score__isnull=False)
+def latest_offline_run(*, release: str, testset: str | None = None, version: int | None = None,
+                       finished_before: datetime | None = None) -> OfflineRun | None:
+    """The release's latest finished run with a score (on the given test set / version if given;
+    finished before `finished_before` if given: the gate's as-of): the gate's offline evidence. Its
+    version tells whether it is stale."""
+    qs = _finished_before(OfflineRun.objects.select_related("release", "version__testset").filter(
+        release__name=release, status=OfflineRun.Status.DONE, score__isnull=False), finished_before)
     if testset:
         qs = qs.filter(version__testset__name=testset)
     if version is not None:
@@ -32,21 +36,30 @@ def latest_offline_run(*, release: str, testset: str | None = None, version: int
     return qs.order_by("-version__number", "-id").first()
 
 
-def testset_latest_frozen(*, testset: str) -> dict | None:
+def _finished_before(qs: QuerySet[OfflineRun], end: datetime | None) -> QuerySet[OfflineRun]:
+    return qs if end is None else qs.filter(finished_at__lt=end)
+
+
+def testset_latest_frozen(*, testset: str, frozen_before: datetime | None = None) -> dict | None:
     """None when no test set has that name; else `{"testset": name, "latest_frozen": N or None}` —
-    an offline score on an older version than N is stale."""
+    an offline score on an older version than N is stale (counting versions frozen before
+    `frozen_before` if given)."""
     if not TestSet.objects.filter(name=testset).exists():
         return None
-    number = (TestSetVersion.objects.filter(testset__name=testset, status=TestSetVersion.Status.FROZEN)
-              .order_by("-number").values_list("number", flat=True).first())
+    versions = TestSetVersion.objects.filter(testset__name=testset, status=TestSetVersion.Status.FROZEN)
+    if frozen_before is not None:
+        versions = versions.filter(frozen_at__lt=frozen_before)
+    number = versions.order_by("-number").values_list("number", flat=True).first()
     return {"testset": testset, "latest_frozen": number}
 
 
-def offline_runs_on(*, release: str, testset: str, version: int) -> list[OfflineRun]:
+def offline_runs_on(*, release: str, testset: str, version: int,
+                    finished_before: datetime | None = None) -> list[OfflineRun]:
     """The release's finished, scored runs on that frozen version, newest first."""
-    return list(OfflineRun.objects.select_related("release", "version__testset")
-                .filter(release__name=release, version__testset__name=testset, version__number=version,
-                        status=OfflineRun.Status.DONE, score__isnull=False).order_by("-id"))
+    return list(_finished_before(OfflineRun.objects.select_related("release", "version__testset")
+                                 .filter(release__name=release, version__testset__name=testset,
+                                         version__number=version, status=OfflineRun.Status.DONE,
+                                         score__isnull=False), finished_before).order_by("-id"))
 
 
 def scoring_of(run: OfflineRun) -> str:
