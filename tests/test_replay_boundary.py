@@ -14,7 +14,7 @@ from releases.models import Release
 from shadow import selectors
 from shadow.models import ShadowPair
 from tests.fake_openai import FakeOpenAI
-from tests.gate_helpers import gate_json, offline_run, policy_file, releases, shadow_days, testset
+from tests.gate_helpers import decide_under, offline_run, policy_file, releases, shadow_days, testset
 from tests.shadow_helpers import ingest_turns, judgement, run_json, taxonomy
 
 pytestmark = pytest.mark.django_db
@@ -102,8 +102,8 @@ def test_the_gate_says_the_comparison_is_on_redacted_input(tmp_path):
     offline_run(base, v1, 80)
     shadow_days(cand, 2, wins=30, losses=0)
     ShadowPair.objects.filter(release=cand).update(candidate_input="redacted")
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
-                          str(policy_file(tmp_path, min_shadow_pairs=60, min_shadow_days=2)))
+    code, out = decide_under(policy_file(tmp_path, min_shadow_pairs=60, min_shadow_days=2),
+                             "--candidate", "cand", "--baseline", "base")
     note = [r for r in out["reasons"] if "redacted input" in r]
     assert len(note) == 1 and note[0].startswith("shadow: the comparison is on redacted input: on 60 of 60")
     assert out["evidence"]["shadow"]["input"] == "redacted"
