@@ -23,6 +23,8 @@ from evaluation import selectors as evaluation
 from releases.models import Release
 from releases.selectors import release_serving_span, release_turn_filter, release_turns
 from shadow import selectors as shadow
+from shadow.decision import BETTER, NON_INFERIOR, decide
+from shadow.decision import WORSE as DECISION_WORSE
 
 from .policy import GateUsageError, Policy
 
@@ -135,14 +137,23 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> di
     served = (shadow.pairs_served_by(candidate, baseline, since=_date(since), until=_date(until)) if n
               else {"pairs": 0, "served_by_baseline": 0})
     share = served["served_by_baseline"] / n if n else None
-    win, lo, hi = report["win_rate"], report["ci_low"], report["ci_high"]
     margin = policy.non_inferiority_margin
+    # The report's intervals, judged under this policy: the same numbers the report shows.
+    ev = report["evidence"]
+    verdict = decide(ev, margin=margin, source=policy.shadow_decides_on, min_audited=policy.min_audited_pairs)
+    iv = verdict["interval"] or {}
     out = {"verdict": MISSING, "accepted": policy.accept in ("shadow", "either", "both"),
            "report_decision": report["decision"], "pairs": n, "days_with_pairs": days, "since": since, "until": until,
-           "win_rate": win, "ci_low": lo, "ci_high": hi, "interval_method": report["interval_method"],
+           "win_rate": report["win_rate"], "ci_low": report["ci_low"], "ci_high": report["ci_high"],
+           "interval_method": report["interval_method"],
            "decisive_win_rate": report["decisive_win_rate"], "tie_rate": report["tie_rate"],
            "inconsistent_rate": report["inconsistent_rate"],
            "length_controlled_win_rate": report["length_controlled_win_rate"],
+           # what decides: the decisive win rate (judge-only or human-calibrated), its sequence
+           "decides_on": verdict["source"], "decision_interval": verdict["interval"],
+           "judge_decisive": ev["judge"], "calibrated_decisive": ev["calibrated"],
+           "length_controlled": ev["length_controlled"], "length_note": ev["length_note"],
+           "judge_bias": ev["judge_bias"], "audited_pairs": ev["audited"], "decisive_pairs": ev["decisive_pairs"],
            "served_by_baseline": served["served_by_baseline"], "baseline_share": share,
            "margin": margin, "min_pairs": policy.min_shadow_pairs, "min_days": policy.min_shadow_days,
            "window_days": policy.shadow_window_days, "max_inconsistent_rate": policy.max_inconsistent_rate,
@@ -151,12 +162,13 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> di
         out["reason"] = (f"shadow: no judged pairs for {candidate.name} in the last {policy.shadow_window_days} days "
                          f"of shadowing (shadow_run / mirror lines, then shadow_judge)")
         return out
-    rate = f"win rate {num(win)} (95% CI {num(lo)} to {num(hi)}, ties as half) over {n} judged pairs, {days} days"
+    rate = (f"decisive win rate {num(iv.get('value'))} (95% CS {num(iv.get('ci_low'))} to {num(iv.get('ci_high'))}) "
+            f"over {n} judged pairs, {days} days")
     out["verdict"] = INCONCLUSIVE
     if n < policy.min_shadow_pairs or days < policy.min_shadow_days:
-        out["reason"] = (f"shadow: {n} judged pairs over {days} days, below the fixed horizon of "
+        out["reason"] = (f"shadow: {n} judged pairs over {days} days, below the least evidence read: "
                          f"{policy.min_shadow_pairs} pairs (min_shadow_pairs) over {policy.min_shadow_days} days "
-                         f"(min_shadow_days); {rate} — not read before the horizon")
+                         f"(min_shadow_days); {rate}")
     elif share < policy.min_baseline_share:
         out["reason"] = (f"shadow: only {pct(share)} of the pairs set {candidate.name} against answers "
                          f"{baseline.name} served, below {pct(policy.min_baseline_share)} (min_baseline_share): "
@@ -165,21 +177,10 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy) -> di
         out["reason"] = (f"shadow: the judge contradicted itself when the answers were swapped on "
                          f"{pct(report['inconsistent_rate'])} of the pairs, above {pct(policy.max_inconsistent_rate)} "
                          f"(max_inconsistent_rate): its verdicts follow the answers' position, not their quality")
-    elif lo is None or hi is None:
-        out["reason"] = f"shadow: no interval for the win rate over {n} pairs"
-    elif hi < 0.5:
-        out["verdict"] = WORSE
-        out["reason"] = f"shadow: worse — {rate}; the interval is below 0.500"
-    elif lo > 0.5:
-        out["verdict"] = PASS
-        out["reason"] = f"shadow: better — {rate}; the interval is above 0.500"
-    elif lo >= 0.5 - margin:
-        out["verdict"] = PASS
-        out["reason"] = (f"shadow: no difference within the margin — {rate}; lower bound {num(lo)} >= "
-                         f"{num(0.5 - margin)} (0.5 - non_inferiority_margin {margin:.3f})")
     else:
-        out["reason"] = (f"shadow: {rate}; lower bound {num(lo)} < {num(0.5 - margin)} (0.5 - non_inferiority_margin "
-                         f"{margin:.3f}): not shown as good as {baseline.name}")
+        v = verdict["verdict"]
+        out["verdict"] = {BETTER: PASS, NON_INFERIOR: PASS, DECISION_WORSE: WORSE}.get(v, INCONCLUSIVE)
+        out["reason"] = f"shadow: {verdict['reason']}"
     return out
 
 

@@ -57,6 +57,14 @@ def _accept(v):
     return v
 
 
+def _choice(*allowed: str) -> Callable[[Any], Any]:
+    def check(v):
+        if v not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {v!r}")
+        return v
+    return check
+
+
 def _testset(v):
     if v is None or v == "":
         return None
@@ -96,6 +104,15 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "ab_window_days": (_count, "A/B: the last N days the candidate served"),
     "higher_is_better": (_signals, "A/B: signals where more is better (the others: fewer is better)"),
     "neutral_signals": (_signals, "A/B: signals shown but never judged (neither more nor fewer is worse)"),
+    # gatestats (issue #18): the human-calibrated win rate and the A/B split.
+    "shadow_decides_on": (_choice("auto", "judge", "calibrated"),
+                          "shadow: the decisive win rate that decides: judge, calibrated (by the human audit), or "
+                          "auto (calibrated from min_audited_pairs on)"),
+    "min_audited_pairs": (_count, "shadow: human-picked audited pairs in the window before the calibrated rate "
+                                  "decides (shadow_decides_on: auto)"),
+    "ab_expected_share": (_number(0.01, 0.99), "A/B: the share of sessions (or users) the canary is "
+                                                         "declared to get; a mismatch is insufficient evidence"),
+    "ab_srm_alpha": (_number(0, 1, high_open=True), "A/B: the sample-ratio-mismatch test's level (chi-square)"),
 }
 
 

@@ -69,7 +69,7 @@ def pairs_evidence(scores: Any, clusters: Any, len_diff: Any, *, margin: float =
             length_note = f"the length-controlled rate: {e}"
     out = {"decisive_pairs": decisive, "ties": int((s == 0.5).sum()), "judge": judge, "win_rate_ties_half": headline,
            "length_controlled": lc, "length_note": length_note, "calibrated": None, "judge_bias": None,
-           "audited": 0, "margin": margin, "method": METHOD}
+           "audited": 0, "method": METHOD}
     audited = 0
     if audit is not None and len(audit["human"]):
         j, h = np.asarray(audit["judge"], dtype=float), np.asarray(audit["human"], dtype=float)
@@ -83,12 +83,18 @@ def pairs_evidence(scores: Any, clusters: Any, len_diff: Any, *, margin: float =
                              "human_decisive_win_rate": float(hd.mean()) if hd.size else None}
         if jd.size and hd.size:
             out["judge_bias"]["difference"] = float(jd.mean() - hd.mean())
-    use = source if source != "auto" else ("calibrated" if audited >= min_audited else "judge")
-    out["source"] = use
-    deciding = out["calibrated"] if use == "calibrated" else judge
-    out["interval"] = deciding
-    out["verdict"], out["reason"] = _verdict(out, deciding, use, margin, min_audited)
-    return out
+    return {**out, **decide(out, margin=margin, source=source, min_audited=min_audited)}
+
+
+def decide(ev: dict, *, margin: float = 0.0, source: str = "auto", min_audited: int = 100) -> dict:
+    """The verdict on intervals already computed (``pairs_evidence``): which interval decides
+    (``source``), and the verdict with its reason under ``margin``."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    use = source if source != "auto" else ("calibrated" if ev["audited"] >= min_audited else "judge")
+    deciding = ev["calibrated"] if use == "calibrated" else ev["judge"]
+    verdict, reason = _verdict(ev, deciding, use, margin, min_audited)
+    return {"source": use, "interval": deciding, "margin": margin, "verdict": verdict, "reason": reason}
 
 
 def _bias_note(ev: dict, min_audited: int) -> str:

@@ -78,8 +78,8 @@ def ratio_sequence(parts: Sequence[tuple[Any, Any, Any]], c: float) -> Estimate:
     """The set of p with ``|sum mean(a - p b)| <= c * sd`` over independent parts (a, b, clusters):
     the ratio ``sum mean(a) / sum mean(b)`` and its interval at ``c`` standard errors (Fieller).
 
-    Raises InsufficientData when the set is not a bounded interval (the denominator is not
-    clearly above 0: too few decisive pairs to say anything)."""
+    When the denominator is not yet clearly above 0 (few decisive pairs early in the sequence) the
+    set is not a bounded interval: the whole [0, 1] is returned."""
     sums = [_part(*p) for p in parts]
     ma = sum(s[0] for s in sums)
     mb = sum(s[1] for s in sums)
@@ -91,12 +91,12 @@ def ratio_sequence(parts: Sequence[tuple[Any, Any, Any]], c: float) -> Estimate:
     c2 = c * c
     # (ma - p mb)^2 - c^2 (suu - 2 p suv + p^2 svv) <= 0, a quadratic q2 p^2 - 2 q1 p + q0 <= 0.
     q2, q1, q0 = mb * mb - c2 * svv, ma * mb - c2 * suv, ma * ma - c2 * suu
-    if q2 <= 0:
-        raise InsufficientData("the decisive share is not clearly above 0: the interval is unbounded")
+    point = ma / mb
+    if q2 <= 0:  # the decisive share is not yet clearly above 0: every rate is still possible
+        return Estimate(point, 0.0, 1.0)
     disc = max(q1 * q1 - q2 * q0, 0.0)
     root = math.sqrt(disc)
     lo, hi = (q1 - root) / q2, (q1 + root) / q2
-    point = ma / mb
     return Estimate(point, max(0.0, min(lo, point)), min(1.0, max(hi, point)))
 
 
