@@ -117,14 +117,15 @@ def offline_evidence(candidate: Release, baseline: Release, policy: Policy) -> d
         out["verdict"] = WORSE
         out["reason"] = (f"offline: regression — {numbers}; the whole interval is below -{margin:.3f} "
                          f"(offline_margin){note}")
-    elif d >= -margin:
+    elif lo >= -margin:
         out["verdict"] = PASS
-        out["reason"] = f"offline: not worse beyond the margin — {numbers}; {num(d, True)} >= -{margin:.3f} " \
-                        f"(offline_margin){note}"
+        out["reason"] = f"offline: not worse beyond the margin — {numbers}; lower bound {num(lo, True)} >= " \
+                        f"-{margin:.3f} (offline_margin){note}"
     else:
         out["verdict"] = INCONCLUSIVE
-        out["reason"] = (f"offline: {numbers}; {num(d, True)} is below -{margin:.3f} (offline_margin) but the "
-                         f"interval reaches above it: not shown worse, not shown fine{note}")
+        out["reason"] = (f"offline: {numbers}; the lower bound {num(lo, True)} is below -{margin:.3f} "
+                         f"(offline_margin) and the interval reaches above it: not shown worse, not shown as good"
+                         f"{note}")
     return out
 
 
@@ -192,17 +193,27 @@ def _date(value):
 
 # --- critical failure modes ------------------------------------------------------------------------
 
+CRITICAL_ALPHA = 0.05
+
+
 def critical_evidence(candidate: Release, shadow_ev: dict) -> list[dict]:
     """Per critical mode: flagged among the candidate's judged answers vs the served answers of the
-    same pairs (the shadow window). Intervals apart blocks at any sample size: a clear rise in
-    hallucination or unsafe answers is not waited on."""
+    same pairs (the shadow window). The two answers of a pair are judged together, so the test is
+    paired: McNemar's exact test on the pairs flagged on one answer only (one-sided, "the candidate
+    is flagged more often"), Holm-adjusted across the critical modes so that testing several does
+    not block a harmless candidate more than 5 % of the time. A clear rise blocks at any sample
+    size: hallucination or unsafe answers are not waited on."""
     since, until = _date(shadow_ev["since"]), _date(shadow_ev["until"])
     # No judged pair at all: the window is open-ended and holds none either.
     counts = shadow.critical_mode_counts(candidate, since=since, until=until)
     n = counts["pairs"]
+    pvalues = [stats.mcnemar_exact_p(m["candidate_only"], m["served_only"]) for m in counts["modes"]]
+    adjusted = stats.holm(pvalues) if pvalues else []
     out = []
-    for m in counts["modes"]:
-        row = {"code": m["code"], "name": m["name"], "codes": m["codes"], "pairs": n}
+    for m, p, q in zip(counts["modes"], pvalues, adjusted):
+        row = {"code": m["code"], "name": m["name"], "codes": m["codes"], "pairs": n,
+               "candidate_only": m["candidate_only"], "served_only": m["served_only"], "p_value": p,
+               "holm_p_value": float(q), "modes_tested": len(pvalues)}
         for side, k in (("candidate", m["candidate_flagged"]), ("baseline", m["served_flagged"])):
             est = stats.guarded(n, 1, stats.wilson, k, n)
             row[side] = {"flagged": k, "rate": est.value if est else None, "ci_low": est.lo if est else None,
@@ -210,16 +221,17 @@ def critical_evidence(candidate: Release, shadow_ev: dict) -> list[dict]:
         c, b = row["candidate"], row["baseline"]
         numbers = (f"{m['code']} flagged on {c['flagged']} of {n} judged candidate answers, {pct(c['rate'])} "
                    f"(95% CI {pct(c['ci_low'])} to {pct(c['ci_high'])}), vs {b['flagged']}, {pct(b['rate'])} "
-                   f"(95% CI {pct(b['ci_low'])} to {pct(b['ci_high'])}) on the served answers")
+                   f"(95% CI {pct(b['ci_low'])} to {pct(b['ci_high'])}) on the served answers; on the candidate "
+                   f"only in {m['candidate_only']} pairs, on the served answer only in {m['served_only']}: "
+                   f"McNemar exact p = {p:.4f}, Holm-adjusted over {len(pvalues)} critical modes {q:.4f}")
         if not n:
             row["verdict"], row["reason"] = INCONCLUSIVE, f"critical mode {m['code']}: no judged pairs to compare"
-        elif c["ci_low"] > b["ci_high"]:
+        elif q <= CRITICAL_ALPHA:
             row["verdict"] = WORSE
-            row["reason"] = (f"critical mode regression — {numbers}: the candidate's lower bound "
-                             f"{pct(c['ci_low'])} is above the served upper bound {pct(b['ci_high'])}")
+            row["reason"] = f"critical mode regression — {numbers} <= {CRITICAL_ALPHA}"
         else:
             row["verdict"] = PASS
-            row["reason"] = f"critical mode {m['code']}: {numbers}: intervals overlap or the candidate is lower"
+            row["reason"] = f"critical mode {m['code']}: {numbers} > {CRITICAL_ALPHA}: no regression shown"
         out.append(row)
     return out
 

@@ -231,16 +231,20 @@ def critical_mode_counts(release: Release | str, *, since: date | None = None, u
     """For each critical failure mode of the taxonomy (with its subtree and merged codes): among the
     release's judged pairs from `since` to `until`, on how many the judge flagged it on the
     candidate's answer and on the served answer (the release gate compares the two rates).
-    `{"pairs": N, "modes": [{code, name, codes, candidate_flagged, served_flagged}]}`."""
+    `{"pairs": N, "modes": [{code, name, codes, candidate_flagged, served_flagged, candidate_only,
+    served_only}]}` (the last two: flagged on that answer of the pair and not on the other)."""
     rel = _release(release)
     modes = critical_modes()
     rows = list(_judged_in(rel, since, until).values_list("candidate_failure_modes", "served_failure_modes"))
     out = []
     for mode in modes:
         codes = set(mode["codes"])
+        flags = [(bool(codes & set(cand or ())), bool(codes & set(served or ()))) for cand, served in rows]
         out.append({"code": mode["code"], "name": mode["name"], "codes": mode["codes"],
-                    "candidate_flagged": sum(1 for cand, _ in rows if codes & set(cand or ())),
-                    "served_flagged": sum(1 for _, served in rows if codes & set(served or ()))})
+                    "candidate_flagged": sum(c for c, _ in flags), "served_flagged": sum(s for _, s in flags),
+                    # the discordant pairs McNemar's test reads: flagged on one answer of the pair only
+                    "candidate_only": sum(c and not s for c, s in flags),
+                    "served_only": sum(s and not c for c, s in flags)})
     return {"pairs": len(rows), "modes": out}
 
 
