@@ -41,7 +41,7 @@ def old_fixed_horizon(s: np.ndarray, margin: float) -> bool:
 
 def run(rng, *, win: float, tie: float = 0.0, margin: float = 0.0, per_day: int, min_days: int,
         length_bias: float = 0.0, longer: float = 1.0, session: int = 1, judge_shift: float = 0.0,
-        audit_per_day: int = 0, min_audited: int = 100) -> dict:
+        audit_per_day: int = 0, min_audited: int = 100, window: int | None = None) -> dict:
     """One candidate shadowed for DAYS days. Returns the day each rule first passed (None: never)
     and the day the new rule first said worse.
 
@@ -49,7 +49,8 @@ def run(rng, *, win: float, tie: float = 0.0, margin: float = 0.0, per_day: int,
     form the length-controlled rate assumes (AlpacaEval 2); longer: candidate length / served.
     session: pairs per conversation (with a conversation effect on the win probability).
     judge_shift: the judge's log-odds towards the candidate beyond the truth (a biased judge);
-    audit_per_day: pairs a day people also pick (their pick is the truth)."""
+    audit_per_day: pairs a day people also pick (their pick is the truth);
+    window: read only the last `window` days (a rolling window) instead of all days so far."""
     n = per_day * DAYS
     truth = outcomes(rng, n, win, tie)
     clusters = np.arange(n) // session
@@ -74,9 +75,10 @@ def run(rng, *, win: float, tie: float = 0.0, margin: float = 0.0, per_day: int,
     out = {"new": None, "old": None, "worse": None}
     for day in range(min_days, DAYS + 1):
         k = day * per_day
-        s, c, dd = judged[:k], clusters[:k], d[:k]
-        a = audited[:k]
-        audit = {"judge": s[a], "human": truth[:k][a], "clusters": c[a]} if audit_per_day else None
+        j = max(0, k - window * per_day) if window else 0
+        s, c, dd = judged[j:k], clusters[j:k], d[j:k]
+        a = audited[j:k]
+        audit = {"judge": s[a], "human": truth[j:k][a], "clusters": c[a]} if audit_per_day else None
         # Only a decisive interval that passes or is below 0.5 can change the verdict: the other
         # looks skip the regressions (the verdict is the same, the simulation 10x faster).
         quick = stats.decisive_sequence(s, c)
@@ -126,6 +128,11 @@ def main(argv=None) -> None:
     print(summarise("old, 3 pairs per conversation", r, "old"))
     r = many(win=0.5, tie=0.3)
     print(summarise("new, 30 % ties", r))
+    r = many(win=0.5, window=14)
+    print(summarise("new, rolling 14-day window (shadow_window_days 14)", r))
+    print(summarise("old, rolling 14-day window", r, "old"))
+    r = many(win=0.5, window=7)
+    print(summarise("new, rolling 7-day window", r))
 
     print("\n2. Power and days to 'better' (superiority, no ties)")
     for w in (0.52, 0.55, 0.60):

@@ -67,8 +67,12 @@ def pairs_evidence(scores: Any, clusters: Any, len_diff: Any, *, margin: float =
                 length_note = "every decisive pair has answers of equal length: there is no length effect to remove"
         except stats.InsufficientData as e:
             length_note = f"the length-controlled rate: {e}"
+    # A judge's known length bias is for the longer answer: if the candidate's answer is never the
+    # longer one, its wins were not bought by length even where the effect cannot be estimated.
+    never_longer = bool(n) and bool(np.all(d[s != 0.5] <= 0))
     out = {"decisive_pairs": decisive, "ties": int((s == 0.5).sum()), "judge": judge, "win_rate_ties_half": headline,
-           "length_controlled": lc, "length_note": length_note, "calibrated": None, "judge_bias": None,
+           "length_controlled": lc, "length_note": length_note, "candidate_never_longer": never_longer,
+           "calibrated": None, "judge_bias": None,
            "audited": 0, "method": METHOD}
     audited = 0
     if audit is not None and len(audit["human"]):
@@ -125,6 +129,12 @@ def _verdict(ev: dict, deciding: dict | None, use: str, margin: float, min_audit
         bound = "0.500" if margin == 0 else f"{_f(floor)} (0.5 - non_inferiority_margin {margin:.3f})"
         return INCONCLUSIVE, f"{said}; the lower bound does not clear {bound}: not shown " + (
             "better" if margin == 0 else "as good")
+    if lc is None and ev["candidate_never_longer"]:
+        lc_note = (f"; {ev['length_note']}, but the candidate's answer is never the longer one: its wins are not "
+                   "a preference for longer answers")
+        return (BETTER if deciding["ci_low"] > 0.5 else NON_INFERIOR), (
+            f"{'better' if deciding['ci_low'] > 0.5 else 'not worse beyond the margin'} — {said}; lower bound "
+            f"{_f(deciding['ci_low'])} clears {_f(floor)}{lc_note}")
     if lc is None:
         return INCONCLUSIVE, f"{said}, but {ev['length_note']}: a win that may be only longer answers does not pass"
     if (lc["ci_low"] <= 0.5) if margin == 0 else (lc["ci_low"] < floor):

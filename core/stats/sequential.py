@@ -75,11 +75,14 @@ def _part(a: Any, b: Any, clusters: Any) -> tuple[float, float, float, float, fl
 
 
 def ratio_sequence(parts: Sequence[tuple[Any, Any, Any]], c: float) -> Estimate:
-    """The set of p with ``|sum mean(a - p b)| <= c * sd`` over independent parts (a, b, clusters):
+    """The set of p with ``|sum mean(a - p b)| <= c * sd(p)`` over independent parts (a, b, clusters):
     the ratio ``sum mean(a) / sum mean(b)`` and its interval at ``c`` standard errors (Fieller).
 
-    When the denominator is not yet clearly above 0 (few decisive pairs early in the sequence) the
-    set is not a bounded interval: the whole [0, 1] is returned."""
+    ``sd(p)``: the cluster-robust standard error of the sum, but never below the one a binomial
+    with success rate p would have on the first part's decisive units (``b``), as Wilson's interval
+    does: a sample of wins only has no empirical variance, and a sequence of width 0 after three
+    wins would be absurd. When the denominator is not yet clearly above 0 (few decisive pairs early
+    in the sequence) the set reaches the ends: [0, 1] at worst."""
     sums = [_part(*p) for p in parts]
     ma = sum(s[0] for s in sums)
     mb = sum(s[1] for s in sums)
@@ -88,28 +91,32 @@ def ratio_sequence(parts: Sequence[tuple[Any, Any, Any]], c: float) -> Estimate:
     svv = sum(s[4] for s in sums)
     if mb <= 0:
         raise InsufficientData("no decisive pair")
+    w = sums[0][1] / sums[0][5]  # the first part's decisive units per unit, over n: the binomial floor
+    point = min(1.0, max(0.0, ma / mb))
     c2 = c * c
-    # (ma - p mb)^2 - c^2 (suu - 2 p suv + p^2 svv) <= 0, a quadratic q2 p^2 - 2 q1 p + q0 <= 0.
-    q2, q1, q0 = mb * mb - c2 * svv, ma * mb - c2 * suv, ma * ma - c2 * suu
-    point = ma / mb
-    if q2 <= 0:  # the decisive share is not yet clearly above 0: every rate is still possible
-        return Estimate(point, 0.0, 1.0)
-    disc = max(q1 * q1 - q2 * q0, 0.0)
-    root = math.sqrt(disc)
-    lo, hi = (q1 - root) / q2, (q1 + root) / q2
-    return Estimate(point, max(0.0, min(lo, point)), min(1.0, max(hi, point)))
+    # |ma - p mb| <= c sd(p) with sd^2 = max(robust, binomial): p is in the sequence when either
+    # variance accepts it. Each is a quadratic q2 p^2 - 2 q1 p + q0 <= 0 that holds at the point
+    # estimate, so the sequence is the hull of the two intervals (Fieller's, Wilson's).
+    lo, hi = point, point
+    for q2, q1, q0 in ((mb * mb - c2 * svv, ma * mb - c2 * suv, ma * ma - c2 * suu),
+                       (mb * mb + c2 * w, ma * mb + c2 * w / 2, ma * ma)):
+        if q2 <= 0:  # the decisive share is not yet clearly above 0: every rate is still possible
+            return Estimate(float(point), 0.0, 1.0)
+        root = math.sqrt(max(q1 * q1 - q2 * q0, 0.0))
+        lo, hi = min(lo, (q1 - root) / q2), max(hi, (q1 + root) / q2)
+    return Estimate(float(point), float(max(0.0, lo)), float(min(1.0, hi)))
 
 
 def mean_sequence(x: Any, clusters: Any = None, *, alpha: float = ALPHA, t_opt: float = T_OPT) -> Estimate:
-    """Confidence sequence for a mean (e.g. the win rate with ties as half), clustered."""
+    """Confidence sequence for a mean of values in [0, 1] (e.g. the win rate with ties as half),
+    clustered: the ratio of the values to 1 (``ratio_sequence``)."""
     x = as_1d_float(x, "x")
-    n = x.size
-    if n == 0:
+    if x.size == 0:
         raise InsufficientData("no pairs")
-    _, _, suu, _, _, _, k = _part(x, np.zeros(n), clusters)
-    half = mixture_multiplier(k, alpha, t_opt) * math.sqrt(suu)
-    m = float(x.mean())
-    return Estimate(m, max(0.0, m - half), min(1.0, m + half))
+    if np.any((x < 0) | (x > 1)):
+        raise ValueError("values must lie in [0, 1]")
+    c = mixture_multiplier(units(clusters, x.size), alpha, t_opt)
+    return ratio_sequence([(x, np.ones(x.size), clusters)], c)
 
 
 def _decisive_parts(outcomes: Any) -> tuple[np.ndarray, np.ndarray]:
