@@ -238,9 +238,16 @@ def critical_evidence(candidate: Release, shadow_ev: dict) -> list[dict]:
 
 # --- A/B: the canary's served turns against the baseline's -------------------------------------------
 
-def _count(rate: dict) -> tuple[int, int]:
-    n = rate.get("n") or 0
-    return (round(rate["rate"] * n) if n and rate.get("rate") is not None else 0), n
+def _unit_values(units: dict, name: str) -> tuple:
+    """Per-turn 0/1 values of a flag with the unit of each turn, rebuilt from the per-unit counts."""
+    import numpy as np
+
+    n = np.asarray(units["turns"], dtype=int)
+    k = np.asarray(units[name], dtype=int)
+    labels = np.repeat(np.arange(n.size), n)
+    first = np.repeat(np.cumsum(n) - n, n)
+    values = (np.arange(n.sum()) - first < np.repeat(k, n)).astype(float)
+    return values, labels
 
 
 def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
@@ -248,7 +255,9 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
     margin = policy.ab_margin
     out = {"verdict": MISSING, "accepted": policy.accept in ("ab", "either", "both"), "start": None, "end": None,
            "days": 0, "candidate_turns": 0, "baseline_turns": 0, "margin": margin, "min_turns": policy.min_ab_turns,
-           "min_days": policy.min_ab_days, "window_days": policy.ab_window_days, "metrics": []}
+           "min_days": policy.min_ab_days, "window_days": policy.ab_window_days, "metrics": [],
+           "interval_method": "confidence sequence of the difference, clustered by user (or session), valid at "
+                              "every look", "expected_share": policy.ab_expected_share}
     if first is None:
         out["reason"] = (f"A/B: {candidate.name} served no production turns (no canary: turns with "
                          f"metadata.release = {candidate.name!r} or model {candidate.model!r})")
@@ -258,18 +267,24 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
     days = (end - start).days + 1
     cand = evaluation.production_rates(candidate, start=start, end=end)
     base = evaluation.production_rates(baseline, start=start, end=end)
+    cu = evaluation.production_units(candidate, start=start, end=end)
+    bu = evaluation.production_units(baseline, start=start, end=end)
     n_c, n_b = cand["detected"], base["detected"]
-    out.update(start=start.isoformat(), end=end.isoformat(), days=days, candidate_turns=n_c, baseline_turns=n_b)
+    out.update(start=start.isoformat(), end=end.isoformat(), days=days, candidate_turns=n_c, baseline_turns=n_b,
+               unit=cu["unit"] if cu["units"] else bu["unit"], candidate_units=cu["units"], baseline_units=bu["units"])
     neutral = set(policy.neutral_signals)
     names = [FAILURE, *(n for n in evaluation.signal_names() if n not in neutral)]
-    z_block = stats.z_for(1 - 0.05 / len(names))
+    block_alpha = 0.05 / len(names)
     higher = set(policy.higher_is_better)
     for name in [*names, *(n for n in evaluation.signal_names() if n in neutral)]:
         rc = cand[FAILURE] if name == FAILURE else cand["signals"][name]
         rb = base[FAILURE] if name == FAILURE else base["signals"][name]
-        (kc, nc), (kb, nb) = _count(rc), _count(rb)
+        has = cu["units"] and bu["units"]
+        if has:
+            xc, gc = _unit_values(cu, name)
+            xb, gb = _unit_values(bu, name)
         if name in neutral:  # shown, with the difference, never judged
-            d = stats.diff_proportions(kc, nc, kb, nb) if nc and nb else None
+            d = stats.diff_means_sequence(xc, gc, xb, gb) if has else None
             out["metrics"].append({"name": name, "direction": "neutral", "candidate": rc, "baseline": rb,
                                    "difference": d and {"harm": None, "candidate_minus_baseline": d.value,
                                                         "ci_low": d.lo, "ci_high": d.hi},
@@ -277,17 +292,18 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
             continue
         row = {"name": name, "direction": "higher_is_better" if name in higher else "lower_is_better",
                "candidate": rc, "baseline": rb, "difference": None, "verdict": INCONCLUSIVE}
-        if nc and nb:
+        if has:
             # "harm": how much worse the candidate is, whichever way the signal points.
-            args = (kb, nb, kc, nc) if name in higher else (kc, nc, kb, nb)
-            ni = stats.diff_proportions(*args)
-            blk = stats.diff_proportions(*args, z=z_block)
+            args = (xb, gb, xc, gc) if name in higher else (xc, gc, xb, gb)
+            ni = stats.diff_means_sequence(*args)
+            blk = stats.diff_means_sequence(*args, alpha=block_alpha)
             row["difference"] = {"harm": ni.value, "ci_low": ni.lo, "ci_high": ni.hi,
                                  "block_ci_low": blk.lo, "block_ci_high": blk.hi}
             row["verdict"] = WORSE if blk.lo > margin else PASS if ni.hi <= margin else INCONCLUSIVE
         out["metrics"].append(row)
-    out["block_confidence"] = 1 - 0.05 / len(names)
-    where = f"{start}..{end} ({days} days), {n_c} candidate vs {n_b} baseline turns"
+    out["block_confidence"] = 1 - block_alpha
+    where = (f"{start}..{end} ({days} days), {n_c} candidate vs {n_b} baseline turns "
+             f"({cu['units']} vs {bu['units']} {out['unit']}s)")
     judged = [r for r in out["metrics"] if r["verdict"] != "neutral"]
     worse = [r for r in judged if r["verdict"] == WORSE]
     # Turns that count for both releases (same model, no metadata.release) make the two sides the
@@ -303,7 +319,21 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
     if n_c < policy.min_ab_turns or n_b < policy.min_ab_turns or days < policy.min_ab_days:
         out["verdict"] = INCONCLUSIVE
         out["reason"] = (f"A/B: {where}; needs at least {policy.min_ab_turns} turns each (min_ab_turns) over "
-                         f"{policy.min_ab_days} days (min_ab_days) — not read before the horizon")
+                         f"{policy.min_ab_days} days (min_ab_days) before it is read")
+        return out
+    # Sample-ratio mismatch: a split off the declared one means the assignment (or the logging)
+    # is broken, and no rate compares like with like. Checked before any metric is read.
+    share = policy.ab_expected_share
+    p_srm = stats.srm_pvalue(cu["units"], bu["units"], share)
+    observed = cu["units"] / (cu["units"] + bu["units"])
+    out["srm"] = {"candidate_units": cu["units"], "baseline_units": bu["units"], "observed_share": observed,
+                  "expected_share": share, "p_value": p_srm, "alpha": policy.ab_srm_alpha}
+    if p_srm < policy.ab_srm_alpha:
+        out["verdict"] = INCONCLUSIVE
+        out["reason"] = (f"A/B: sample-ratio mismatch — the candidate got {pct(observed)} of the {out['unit']}s "
+                         f"({cu['units']} of {cu['units'] + bu['units']}), not the {pct(share)} declared "
+                         f"(ab_expected_share): chi-square p = {p_srm:.2g} < {policy.ab_srm_alpha:g} (ab_srm_alpha); "
+                         f"the assignment or the logging is broken and no rate is read; {where}")
         return out
     if worse:
         out["verdict"] = WORSE
@@ -315,14 +345,15 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy) -> dict:
         out["verdict"] = PASS
         out["reason"] = (f"A/B: all {len(names)} rates within the {pts(margin)} margin (ab_margin) — {where}; "
                          f"the largest upper bound of the harm is {pp(top['difference']['ci_high'])} "
-                         f"({top['name']}, {pct(top['candidate'].get('rate'))} vs {pct(top['baseline'].get('rate'))})")
+                         f"({top['name']}, {pct(top['candidate'].get('rate'))} vs {pct(top['baseline'].get('rate'))}; "
+                         f"95% confidence sequence clustered by {out['unit']})")
         return out
     open_ = [r for r in judged if r["verdict"] != PASS]
     r = max(open_, key=lambda r: (r["difference"] or {}).get("ci_high") or 0)
     out["verdict"] = INCONCLUSIVE
     d = r["difference"]
     out["reason"] = (f"A/B: {r['name']} {pct(r['candidate'].get('rate'))} vs {pct(r['baseline'].get('rate'))} — "
-                     + (f"harm {pp(d['harm'])} (95% CI {pp(d['ci_low'])} to {pp(d['ci_high'])}) reaches beyond the "
+                     + (f"harm {pp(d['harm'])} (95% CS {pp(d['ci_low'])} to {pp(d['ci_high'])}) reaches beyond the "
                         f"{pts(margin)} margin (ab_margin)" if d else "no turns to compare")
                      + f"; {where}; not shown non-inferior ({len(open_)} of {len(names)} rates)")
     return out
@@ -339,6 +370,6 @@ def _metric_reason(r: dict, margin: float, confidence: float, where: str) -> str
     d = r["difference"]
     way = "lower" if r["direction"] == "higher_is_better" else "higher"
     return (f"A/B: {r['name']} rate {pct(r['candidate']['rate'])} on the candidate vs {pct(r['baseline']['rate'])} "
-            f"on the baseline ({way} is worse) — harm {pp(d['harm'])} ({100 * confidence:.1f}% CI "
+            f"on the baseline ({way} is worse) — harm {pp(d['harm'])} ({100 * confidence:.1f}% confidence sequence "
             f"{pp(d['block_ci_low'])} to {pp(d['block_ci_high'])}, Bonferroni over the rates), beyond the "
             f"{pts(margin)} margin (ab_margin); {where}")

@@ -242,7 +242,7 @@ def test_a_shadow_win_rate_below_half_blocks(scored, tmp_path):
     shadow_days(cand, 3, wins=30, losses=70)
     code, out = decide(tmp_path)
     assert (code, out["decision"]) == (1, "block")
-    assert out["reasons"][0].startswith("shadow: worse — decisive win rate 0.300 (95% CS 0.215 to 0.385)")
+    assert out["reasons"][0].startswith("shadow: worse — decisive win rate 0.300 (95% CS 0.215 to 0.390)")
 
 
 # --- insufficient ---------------------------------------------------------------------------------

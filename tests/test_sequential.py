@@ -161,9 +161,13 @@ def test_difference_of_clustered_means():
     est = st.diff_means_sequence(x, gx, y, gy)
     se = [sm.OLS(v, np.ones(v.size)).fit(cov_type="cluster", cov_kwds={"groups": g}).bse[0]
           for v, g in ((x, gx), (y, gy))]
+    floor = [math.sqrt((v.sum() + 1) / (v.size + 2) * (1 - (v.sum() + 1) / (v.size + 2)) / v.size) for v in (x, y)]
     c = seq.mixture_multiplier(200)
     assert est.value == pytest.approx(x.mean() - y.mean())
-    assert est.hi - est.value == pytest.approx(c * math.hypot(*se))
+    assert est.hi - est.value == pytest.approx(c * math.hypot(max(se[0], floor[0]), max(se[1], floor[1])))
+    # no flag on either side yet: not a zero-width "no difference"
+    none = st.diff_means_sequence(np.zeros(600), gx, np.zeros(500), gy)
+    assert none.lo < -0.005 and none.hi > 0.005
 
 
 # --- the verdict the report and the gate share --------------------------------------------------

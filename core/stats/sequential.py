@@ -200,16 +200,22 @@ def length_controlled_sequence(outcomes: Any, len_diff: Any, clusters: Any = Non
 
 def diff_means_sequence(x: Any, x_clusters: Any, y: Any, y_clusters: Any, *, alpha: float = ALPHA,
                         t_opt: float = T_OPT) -> Estimate:
-    """mean(x) - mean(y) for two independent samples, each clustered (by session or user), with a
-    confidence sequence (cluster-robust variances added; ``t`` the units of the smaller side)."""
+    """mean(x) - mean(y) for two independent samples of values in [0, 1], each clustered (by user
+    or session), with a confidence sequence: each side's variance is its cluster-robust one, never
+    below a binomial's at the rate shrunk by one flagged and one unflagged unit (no flag in either
+    arm yet is not certainty of no difference); ``t`` the units of the smaller side."""
     x, y = as_1d_float(x, "x"), as_1d_float(y, "y")
     if x.size == 0 or y.size == 0:
         raise InsufficientData("a side has no turns")
-    px = _part(x, np.zeros(x.size), x_clusters)
-    py = _part(y, np.zeros(y.size), y_clusters)
-    c = mixture_multiplier(min(px[6], py[6]), alpha, t_opt)
+    variances, units_ = [], []
+    for v, cl in ((x, x_clusters), (y, y_clusters)):
+        part = _part(v, np.zeros(v.size), cl)
+        shrunk = (v.sum() + 1) / (v.size + 2)
+        variances.append(max(part[2], shrunk * (1 - shrunk) / v.size))
+        units_.append(part[6])
+    c = mixture_multiplier(min(units_), alpha, t_opt)
     d = float(x.mean() - y.mean())
-    half = c * math.sqrt(px[2] + py[2])
+    half = c * math.sqrt(sum(variances))
     return Estimate(d, d - half, d + half)
 
 
