@@ -89,7 +89,7 @@ def served_turns(model: str, n: int, day: date, *, release: str | None = None, f
     from production.models import SIGNAL_NAMES, Session, Turn, TurnSignals
 
     s = ev.source(src)
-    key = f"{tag or model}-{release or ''}-{day}"
+    key = f"{tag}-{model}-{release or ''}-{day}"
     sessions = Session.objects.bulk_create([Session(source=s, external_id=f"{key}-s{j}")
                                             for j in range(max(1, n // per_session))])
     start = datetime.combine(day, time(9, 0), tzinfo=dt_timezone.utc)

@@ -187,8 +187,11 @@ def length_controlled_sequence(outcomes: Any, len_diff: Any, clusters: Any = Non
     if float(dd.std()) == 0.0:
         raise InsufficientData("every candidate answer differs in length from the served one by the same amount: "
                                "the length effect cannot be separated from the candidate's")
-    if np.all(y == y[0]):  # no finite fit; nothing to control for either way
-        return decisive_sequence(s, clusters, alpha=alpha, t_opt=t_opt)
+    if np.all(y == y[0]):  # no finite fit: one outcome whatever the length difference
+        if np.all(dd <= 0):  # the candidate never the longer: no verbosity to remove
+            return decisive_sequence(s, clusters, alpha=alpha, t_opt=t_opt)
+        raise InsufficientData("every decisive pair went the same way, and the candidate's answer was the longer in "
+                               "some: the length effect cannot be separated from the candidate's")
     beta0, se = _lc_fit(y, dd, cl)
     c = mixture_multiplier(units(cl, y.size), alpha, t_opt)
 
