@@ -138,3 +138,51 @@ def test_ab_intervals_are_clustered_by_user_when_user_id_is_logged(tmp_path):
     by_session = next(m for m in out2["evidence"]["ab"]["metrics"] if m["name"] == "failure_candidate")["difference"]
     assert out2["evidence"]["ab"]["unit"] == "session"
     assert by_user["ci_high"] - by_user["ci_low"] > by_session["ci_high"] - by_session["ci_low"]
+
+
+def _people_pick(audit, says_candidate_better) -> int:
+    """People's picks on the audit's tasks, as labelling stores them after a pull (Label Studio is
+    not the subject here): 'a'/'b' on the side each task showed the candidate."""
+    from labelling.models import LabelStudioProject, PairwiseAnnotation, PairwiseTask
+
+    project = LabelStudioProject.objects.create(title=audit.project_title, kind="pairwise", ls_project_id=991)
+    n = 0
+    for k, item in enumerate(audit.items.select_related("pair").order_by("id")):
+        task = PairwiseTask.objects.create(project=project, key=item.task_key, ls_task_id=5000 + k)
+        cand_better = says_candidate_better(item.pair, k)
+        pick = item.candidate_side if cand_better else ("b" if item.candidate_side == "a" else "a")
+        PairwiseAnnotation.objects.create(ls_annotation_id=7000 + k, task=task, annotator="ann@x", pick=pick)
+        n += 1
+    return n
+
+
+def test_the_human_audit_corrects_a_judge_that_favours_the_candidate(tmp_path):
+    from shadow.services.audit import audit_create
+
+    cand, base = releases()
+    v1 = testset()
+    offline_run(cand, v1, 82)
+    offline_run(base, v1, 80)
+    shadow_days(cand, 4, wins=70, losses=30)  # the judge: 70 % for the candidate
+    audit = audit_create(month="2026-10", release="cand", sample=160, seed=3)
+    # people: the served answer was better on every pair the judge lost, and on 3 in 4 it won
+    picked = _people_pick(audit, lambda pair, k: pair.outcome == "candidate_win" and k % 4 == 0)
+    assert picked == 160
+
+    # judge-only while the audit holds fewer than min_audited_pairs: it ships, its bias named
+    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
+                          str(policy_file(tmp_path, min_audited_pairs=500)))
+    sh = out["evidence"]["shadow"]
+    assert (sh["decides_on"], sh["audited_pairs"]) == ("judge", 160)
+    bias = sh["judge_bias"]
+    assert bias["difference"] > 0.3 and (code, out["decision"]) == (0, "ship")
+    assert "judge-only: the audit holds 160 human-picked pairs (min_audited_pairs 500)" in sh["reason"]
+    assert f"(judge bias {bias['difference']:+.3f})" in sh["reason"]
+    # calibrated from 100 audited pairs on: the people's rate decides, and it is not a ship
+    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
+                          str(policy_file(tmp_path, min_audited_pairs=100)))
+    sh = out["evidence"]["shadow"]
+    assert sh["decides_on"] == "calibrated" and sh["decision_interval"] == sh["calibrated_decisive"]
+    assert sh["judge_decisive"]["ci_low"] > 0.5 > sh["calibrated_decisive"]["ci_high"]
+    assert sh["verdict"] == "worse" and (code, out["decision"]) == (1, "block")
+    assert sh["reason"].startswith("shadow: worse — human-calibrated decisive win rate")
