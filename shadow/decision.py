@@ -113,6 +113,9 @@ def _bias_note(ev: dict, min_audited: int) -> str:
 
 
 def _verdict(ev: dict, deciding: dict | None, use: str, margin: float, min_audited: int) -> tuple[str, str]:
+    if deciding is None and ev["ties"] and not ev["decisive_pairs"]:
+        return INCONCLUSIVE, (f"no decisive pair: all {ev['ties']} pairs are ties or inconsistent, so neither "
+                              "answer was shown better")
     if deciding is None:
         what = "calibrated" if use == "calibrated" else "judge's"
         return INSUFFICIENT, (f"no interval for the {what} decisive win rate ({ev['decisive_pairs']} decisive pairs"
