@@ -49,7 +49,7 @@ def test_the_release_page_shows_decision_rates_band_modes_calibration_and_budget
     assert html.count('class="point"') == 7
     assert 'data-code="FORMAT"' in html and "mtbench.jsonl" in html and "66.0%" in html
     assert "stopped: daily budget of $2 reached" in html
-    assert "Anytime-valid" in html
+    assert "Anytime-valid" in html and "human-calibrated decisive win rate (judge + audit)" in html
     listing = signed_in.get("/shadow/").content.decode()
     assert 'data-release="cand-1"' in listing and "better" not in listing  # default horizon: 1000 pairs
     assert "insufficient_data" in listing
