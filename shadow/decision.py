@@ -145,5 +145,6 @@ def _verdict(ev: dict, deciding: dict | None, use: str, margin: float, min_audit
                               f"{_f(floor)}: the win rests on longer answers")
     if deciding["ci_low"] > 0.5 and lc["ci_low"] > 0.5:
         return BETTER, f"better — {said}; the interval is above 0.500; length-controlled {_say('rate', lc)} agrees"
-    return NON_INFERIOR, (f"not worse beyond the margin — {said}; lower bound {_f(deciding['ci_low'])} >= {_f(floor)} "
+    return NON_INFERIOR, (f"not worse beyond the margin — {said}; lower bound {_f(deciding['ci_low'])} >= "
+                          f"{_f(floor)} "
                           f"(0.5 - non_inferiority_margin {margin:.3f}); length-controlled {_say('rate', lc)} agrees")

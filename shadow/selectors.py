@@ -165,7 +165,8 @@ def shadow_report(release: Release | str, days: int | None = None, *, until: dat
         # length-controlled and human-calibrated intervals, the judge's bias on the audit.
         "evidence": ev,
         "intervals": {"win_rate": _iv(win), "decisive_win_rate": _iv(ev["judge"]), "tie_rate": _est(ties),
-                      "inconsistent_rate": _est(inconsistent), "length_controlled_win_rate": _iv(ev["length_controlled"]),
+                      "inconsistent_rate": _est(inconsistent),
+                      "length_controlled_win_rate": _iv(ev["length_controlled"]),
                       "calibrated_decisive_win_rate": _iv(ev["calibrated"])},
         "length_note": ev["length_note"],
         "interval_method": decision.METHOD,

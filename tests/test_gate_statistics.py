@@ -7,20 +7,11 @@ from django.test import override_settings
 
 from shadow import selectors as shadow
 from shadow.models import ShadowPair
-from tests.fake_openai import FakeOpenAI
 from tests.gate_helpers import DAY0, canary, gate_json, offline_run, policy_file, releases, shadow_days, testset
 from tests.shadow_helpers import GOOD, answers_in, judgement, run_json
+from tests.test_gate_e2e import judge  # noqa: F401  (the local judge server fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def judge():
-    with FakeOpenAI() as server, override_settings(
-            JUDGE_BASE_URL=server.url, JUDGE_API_KEY="sk-judge", JUDGE_MODEL="judge-x", OPENAI_BASE_URL="",
-            OPENAI_API_KEY="", LLM_BACKOFF_SECONDS=0.01, LLM_MAX_RETRIES=2, LLM_MAX_INVALID=1,
-            LLM_TIMEOUT_SECONDS=5, JUDGE_CONCURRENCY=8):
-        yield server
 
 
 def longer_loving_judge(body: dict) -> str:

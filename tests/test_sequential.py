@@ -25,7 +25,8 @@ def test_the_multiplier_is_robbins_normal_mixture_boundary():
         c = seq.mixture_multiplier(t)
         s_ = c * math.sqrt(t)
         mu, sd = s_ / (t + r), 1 / math.sqrt(t + r)  # where the integrand lives
-        mix = integrate.quad(lambda lam: math.exp(lam * s_ - lam * lam * t / 2) * ss.norm.pdf(lam, scale=1 / math.sqrt(r)),
+        prior = 1 / math.sqrt(r)
+        mix = integrate.quad(lambda lam: math.exp(lam * s_ - lam * lam * t / 2) * ss.norm.pdf(lam, scale=prior),
                              mu - 40 * sd, mu + 40 * sd, points=[mu])[0]
         assert mix == pytest.approx(1 / 0.05, rel=1e-6)
     # Waudby-Smith et al. (2024) eq. 2.6 with rho^2 = 1 / r
