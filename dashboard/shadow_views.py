@@ -53,7 +53,10 @@ def shadow_release(request, name: str):
                           ("decisive_win_rate", "decisive win rate (ties left out)", decisive),
                           ("tie_rate", "tie rate", report["pairs"]),
                           ("inconsistent_rate", "inconsistent rate", report["pairs"]),
-                          ("length_controlled_win_rate", "length-controlled win rate", report["pairs"])):
+                          ("length_controlled_win_rate", "length-controlled decisive win rate (at equal lengths)",
+                           decisive),
+                          ("calibrated_decisive_win_rate", "human-calibrated decisive win rate (judge + audit)",
+                           report["evidence"]["audited"])):
         rates.append({"label": label, "n": n, **report["intervals"][key]})
     return render(request, "dashboard/shadow_release.html", {
         "name": name, "report": report, "chart": chart, "daily": daily, "rates": rates,

@@ -474,3 +474,13 @@ GATE_POLICY.update({
     "max_latency_p95_ratio": env.float("GATE_MAX_LATENCY_P95_RATIO", default=1.5),
     "max_cost_ratio": env.float("GATE_MAX_COST_RATIO", default=1.5),
 })
+# --- gatestats: the statistics of the ship decision (issue #18, items 1-5) ---
+# Shadow: which decisive win rate decides: "calibrated" (the judge corrected by the human audit,
+# prediction-powered), "judge" (the judge's own), or "auto": calibrated once the audit holds
+# min_audited_pairs human-picked pairs of the window, else the judge's with its measured bias named.
+GATE_POLICY["shadow_decides_on"] = env.str("GATE_SHADOW_DECIDES_ON", default="auto")
+GATE_POLICY["min_audited_pairs"] = env.int("GATE_MIN_AUDITED_PAIRS", default=100)
+# A/B: the share of sessions the canary is declared to get; a split off it (sample-ratio mismatch,
+# chi-square p < ab_srm_alpha) makes the A/B evidence insufficient.
+GATE_POLICY["ab_expected_share"] = env.float("GATE_AB_EXPECTED_SHARE", default=0.5)
+GATE_POLICY["ab_srm_alpha"] = env.float("GATE_AB_SRM_ALPHA", default=0.001)

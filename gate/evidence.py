@@ -23,6 +23,8 @@ from evaluation import selectors as evaluation
 from releases.models import Release
 from releases.selectors import release_serving_span, release_turn_filter, release_turns
 from shadow import selectors as shadow
+from shadow.decision import BETTER, NON_INFERIOR, decide
+from shadow.decision import WORSE as DECISION_WORSE
 
 from .policy import GateUsageError, Policy
 
@@ -122,14 +124,15 @@ def offline_evidence(candidate: Release, baseline: Release, policy: Policy, as_o
         out["verdict"] = WORSE
         out["reason"] = (f"offline: regression — {numbers}; the whole interval is below -{margin:.3f} "
                          f"(offline_margin){note}")
-    elif d >= -margin:
+    elif lo >= -margin:
         out["verdict"] = PASS
-        out["reason"] = f"offline: not worse beyond the margin — {numbers}; {num(d, True)} >= -{margin:.3f} " \
-                        f"(offline_margin){note}"
+        out["reason"] = f"offline: not worse beyond the margin — {numbers}; lower bound {num(lo, True)} >= " \
+                        f"-{margin:.3f} (offline_margin){note}"
     else:
         out["verdict"] = INCONCLUSIVE
-        out["reason"] = (f"offline: {numbers}; {num(d, True)} is below -{margin:.3f} (offline_margin) but the "
-                         f"interval reaches above it: not shown worse, not shown fine{note}")
+        out["reason"] = (f"offline: {numbers}; the lower bound {num(lo, True)} is below -{margin:.3f} "
+                         f"(offline_margin) and the interval reaches above it: not shown worse, not shown as good"
+                         f"{note}")
     return out
 
 
@@ -142,14 +145,23 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy, as_of
     served = (shadow.pairs_served_by(candidate, baseline, since=_date(since), until=_date(until), as_of=as_of) if n
               else {"pairs": 0, "served_by_baseline": 0})
     share = served["served_by_baseline"] / n if n else None
-    win, lo, hi = report["win_rate"], report["ci_low"], report["ci_high"]
     margin = policy.non_inferiority_margin
+    # The report's intervals, judged under this policy: the same numbers the report shows.
+    ev = report["evidence"]
+    verdict = decide(ev, margin=margin, source=policy.shadow_decides_on, min_audited=policy.min_audited_pairs)
+    iv = verdict["interval"] or {}
     out = {"verdict": MISSING, "accepted": policy.accept in ("shadow", "either", "both"),
            "report_decision": report["decision"], "pairs": n, "days_with_pairs": days, "since": since, "until": until,
-           "win_rate": win, "ci_low": lo, "ci_high": hi, "interval_method": report["interval_method"],
+           "win_rate": report["win_rate"], "ci_low": report["ci_low"], "ci_high": report["ci_high"],
+           "interval_method": report["interval_method"],
            "decisive_win_rate": report["decisive_win_rate"], "tie_rate": report["tie_rate"],
            "inconsistent_rate": report["inconsistent_rate"],
            "length_controlled_win_rate": report["length_controlled_win_rate"],
+           # what decides: the decisive win rate (judge-only or human-calibrated), its sequence
+           "decides_on": verdict["source"], "decision_interval": verdict["interval"],
+           "judge_decisive": ev["judge"], "calibrated_decisive": ev["calibrated"],
+           "length_controlled": ev["length_controlled"], "length_note": ev["length_note"],
+           "judge_bias": ev["judge_bias"], "audited_pairs": ev["audited"], "decisive_pairs": ev["decisive_pairs"],
            "served_by_baseline": served["served_by_baseline"], "baseline_share": share,
            "margin": margin, "min_pairs": policy.min_shadow_pairs, "min_days": policy.min_shadow_days,
            "window_days": policy.shadow_window_days, "max_inconsistent_rate": policy.max_inconsistent_rate,
@@ -159,12 +171,13 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy, as_of
         out["reason"] = (f"shadow: no judged pairs for {candidate.name} in the last {policy.shadow_window_days} days "
                          f"of shadowing (shadow_run / mirror lines, then shadow_judge)")
         return out
-    rate = f"win rate {num(win)} (95% CI {num(lo)} to {num(hi)}, ties as half) over {n} judged pairs, {days} days"
+    rate = (f"decisive win rate {num(iv.get('value'))} (95% CS {num(iv.get('ci_low'))} to {num(iv.get('ci_high'))}) "
+            f"over {n} judged pairs, {days} days")
     out["verdict"] = INCONCLUSIVE
     if n < policy.min_shadow_pairs or days < policy.min_shadow_days:
-        out["reason"] = (f"shadow: {n} judged pairs over {days} days, below the fixed horizon of "
+        out["reason"] = (f"shadow: {n} judged pairs over {days} days, below the least evidence read: "
                          f"{policy.min_shadow_pairs} pairs (min_shadow_pairs) over {policy.min_shadow_days} days "
-                         f"(min_shadow_days); {rate} — not read before the horizon")
+                         f"(min_shadow_days); {rate}")
     elif share < policy.min_baseline_share:
         out["reason"] = (f"shadow: only {pct(share)} of the pairs set {candidate.name} against answers "
                          f"{baseline.name} served, below {pct(policy.min_baseline_share)} (min_baseline_share): "
@@ -173,21 +186,10 @@ def shadow_evidence(candidate: Release, baseline: Release, policy: Policy, as_of
         out["reason"] = (f"shadow: the judge contradicted itself when the answers were swapped on "
                          f"{pct(report['inconsistent_rate'])} of the pairs, above {pct(policy.max_inconsistent_rate)} "
                          f"(max_inconsistent_rate): its verdicts follow the answers' position, not their quality")
-    elif lo is None or hi is None:
-        out["reason"] = f"shadow: no interval for the win rate over {n} pairs"
-    elif hi < 0.5:
-        out["verdict"] = WORSE
-        out["reason"] = f"shadow: worse — {rate}; the interval is below 0.500"
-    elif lo > 0.5:
-        out["verdict"] = PASS
-        out["reason"] = f"shadow: better — {rate}; the interval is above 0.500"
-    elif lo >= 0.5 - margin:
-        out["verdict"] = PASS
-        out["reason"] = (f"shadow: no difference within the margin — {rate}; lower bound {num(lo)} >= "
-                         f"{num(0.5 - margin)} (0.5 - non_inferiority_margin {margin:.3f})")
     else:
-        out["reason"] = (f"shadow: {rate}; lower bound {num(lo)} < {num(0.5 - margin)} (0.5 - non_inferiority_margin "
-                         f"{margin:.3f}): not shown as good as {baseline.name}")
+        v = verdict["verdict"]
+        out["verdict"] = {BETTER: PASS, NON_INFERIOR: PASS, DECISION_WORSE: WORSE}.get(v, INCONCLUSIVE)
+        out["reason"] = f"shadow: {verdict['reason']}"
     return out
 
 
@@ -197,17 +199,27 @@ def _date(value):
 
 # --- critical failure modes ------------------------------------------------------------------------
 
+CRITICAL_ALPHA = 0.05
+
+
 def critical_evidence(candidate: Release, shadow_ev: dict) -> list[dict]:
     """Per critical mode: flagged among the candidate's judged answers vs the served answers of the
-    same pairs (the shadow window). Intervals apart blocks at any sample size: a clear rise in
-    hallucination or unsafe answers is not waited on."""
+    same pairs (the shadow window). The two answers of a pair are judged together, so the test is
+    paired: McNemar's exact test on the pairs flagged on one answer only (one-sided, "the candidate
+    is flagged more often"), Holm-adjusted across the critical modes so that testing several does
+    not block a harmless candidate more than 5 % of the time. A clear rise blocks at any sample
+    size: hallucination or unsafe answers are not waited on."""
     since, until = _date(shadow_ev["since"]), _date(shadow_ev["until"])
     # No judged pair at all: the window is open-ended and holds none either.
     counts = shadow.critical_mode_counts(candidate, since=since, until=until, as_of=_date(shadow_ev.get("as_of")))
     n = counts["pairs"]
+    pvalues = [stats.mcnemar_exact_p(m["candidate_only"], m["served_only"]) for m in counts["modes"]]
+    adjusted = stats.holm(pvalues) if pvalues else []
     out = []
-    for m in counts["modes"]:
-        row = {"code": m["code"], "name": m["name"], "codes": m["codes"], "pairs": n}
+    for m, p, q in zip(counts["modes"], pvalues, adjusted):
+        row = {"code": m["code"], "name": m["name"], "codes": m["codes"], "pairs": n,
+               "candidate_only": m["candidate_only"], "served_only": m["served_only"], "p_value": p,
+               "holm_p_value": float(q), "modes_tested": len(pvalues)}
         for side, k in (("candidate", m["candidate_flagged"]), ("baseline", m["served_flagged"])):
             est = stats.guarded(n, 1, stats.wilson, k, n)
             row[side] = {"flagged": k, "rate": est.value if est else None, "ci_low": est.lo if est else None,
@@ -215,25 +227,33 @@ def critical_evidence(candidate: Release, shadow_ev: dict) -> list[dict]:
         c, b = row["candidate"], row["baseline"]
         numbers = (f"{m['code']} flagged on {c['flagged']} of {n} judged candidate answers, {pct(c['rate'])} "
                    f"(95% CI {pct(c['ci_low'])} to {pct(c['ci_high'])}), vs {b['flagged']}, {pct(b['rate'])} "
-                   f"(95% CI {pct(b['ci_low'])} to {pct(b['ci_high'])}) on the served answers")
+                   f"(95% CI {pct(b['ci_low'])} to {pct(b['ci_high'])}) on the served answers; on the candidate "
+                   f"only in {m['candidate_only']} pairs, on the served answer only in {m['served_only']}: "
+                   f"McNemar exact p = {p:.4f}, Holm-adjusted over {len(pvalues)} critical modes {q:.4f}")
         if not n:
             row["verdict"], row["reason"] = INCONCLUSIVE, f"critical mode {m['code']}: no judged pairs to compare"
-        elif c["ci_low"] > b["ci_high"]:
+        elif q <= CRITICAL_ALPHA:
             row["verdict"] = WORSE
-            row["reason"] = (f"critical mode regression — {numbers}: the candidate's lower bound "
-                             f"{pct(c['ci_low'])} is above the served upper bound {pct(b['ci_high'])}")
+            row["reason"] = f"critical mode regression — {numbers} <= {CRITICAL_ALPHA}"
         else:
             row["verdict"] = PASS
-            row["reason"] = f"critical mode {m['code']}: {numbers}: intervals overlap or the candidate is lower"
+            row["reason"] = f"critical mode {m['code']}: {numbers} > {CRITICAL_ALPHA}: no regression shown"
         out.append(row)
     return out
 
 
 # --- A/B: the canary's served turns against the baseline's -------------------------------------------
 
-def _count(rate: dict) -> tuple[int, int]:
-    n = rate.get("n") or 0
-    return (round(rate["rate"] * n) if n and rate.get("rate") is not None else 0), n
+def _unit_values(units: dict, name: str) -> tuple:
+    """Per-turn 0/1 values of a flag with the unit of each turn, rebuilt from the per-unit counts."""
+    import numpy as np
+
+    n = np.asarray(units["turns"], dtype=int)
+    k = np.asarray(units[name], dtype=int)
+    labels = np.repeat(np.arange(n.size), n)
+    first = np.repeat(np.cumsum(n) - n, n)
+    values = (np.arange(n.sum()) - first < np.repeat(k, n)).astype(float)
+    return values, labels
 
 
 def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: date | None = None) -> dict:
@@ -244,7 +264,9 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: da
     margin = policy.ab_margin
     out = {"verdict": MISSING, "accepted": policy.accept in ("ab", "either", "both"), "start": None, "end": None,
            "days": 0, "candidate_turns": 0, "baseline_turns": 0, "margin": margin, "min_turns": policy.min_ab_turns,
-           "min_days": policy.min_ab_days, "window_days": policy.ab_window_days, "metrics": []}
+           "min_days": policy.min_ab_days, "window_days": policy.ab_window_days, "metrics": [],
+           "interval_method": "confidence sequence of the difference, clustered by user (or session), valid at "
+                              "every look", "expected_share": policy.ab_expected_share}
     if first is None:
         by = f" by the end of {as_of}" if as_of else ""
         out["reason"] = (f"A/B: {candidate.name} served no production turns{by} (no canary: turns with "
@@ -255,18 +277,24 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: da
     days = (end - start).days + 1
     cand = evaluation.production_rates(candidate, start=start, end=end)
     base = evaluation.production_rates(baseline, start=start, end=end)
+    cu = evaluation.production_units(candidate, start=start, end=end)
+    bu = evaluation.production_units(baseline, start=start, end=end)
     n_c, n_b = cand["detected"], base["detected"]
-    out.update(start=start.isoformat(), end=end.isoformat(), days=days, candidate_turns=n_c, baseline_turns=n_b)
+    out.update(start=start.isoformat(), end=end.isoformat(), days=days, candidate_turns=n_c, baseline_turns=n_b,
+               unit=cu["unit"] if cu["units"] else bu["unit"], candidate_units=cu["units"], baseline_units=bu["units"])
     neutral = set(policy.neutral_signals)
     names = [FAILURE, *(n for n in evaluation.signal_names() if n not in neutral)]
-    z_block = stats.z_for(1 - 0.05 / len(names))
+    block_alpha = 0.05 / len(names)
     higher = set(policy.higher_is_better)
     for name in [*names, *(n for n in evaluation.signal_names() if n in neutral)]:
         rc = cand[FAILURE] if name == FAILURE else cand["signals"][name]
         rb = base[FAILURE] if name == FAILURE else base["signals"][name]
-        (kc, nc), (kb, nb) = _count(rc), _count(rb)
+        has = cu["units"] and bu["units"]
+        if has:
+            xc, gc = _unit_values(cu, name)
+            xb, gb = _unit_values(bu, name)
         if name in neutral:  # shown, with the difference, never judged
-            d = stats.diff_proportions(kc, nc, kb, nb) if nc and nb else None
+            d = stats.diff_means_sequence(xc, gc, xb, gb) if has else None
             out["metrics"].append({"name": name, "direction": "neutral", "candidate": rc, "baseline": rb,
                                    "difference": d and {"harm": None, "candidate_minus_baseline": d.value,
                                                         "ci_low": d.lo, "ci_high": d.hi},
@@ -274,17 +302,18 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: da
             continue
         row = {"name": name, "direction": "higher_is_better" if name in higher else "lower_is_better",
                "candidate": rc, "baseline": rb, "difference": None, "verdict": INCONCLUSIVE}
-        if nc and nb:
+        if has:
             # "harm": how much worse the candidate is, whichever way the signal points.
-            args = (kb, nb, kc, nc) if name in higher else (kc, nc, kb, nb)
-            ni = stats.diff_proportions(*args)
-            blk = stats.diff_proportions(*args, z=z_block)
+            args = (xb, gb, xc, gc) if name in higher else (xc, gc, xb, gb)
+            ni = stats.diff_means_sequence(*args)
+            blk = stats.diff_means_sequence(*args, alpha=block_alpha)
             row["difference"] = {"harm": ni.value, "ci_low": ni.lo, "ci_high": ni.hi,
                                  "block_ci_low": blk.lo, "block_ci_high": blk.hi}
             row["verdict"] = WORSE if blk.lo > margin else PASS if ni.hi <= margin else INCONCLUSIVE
         out["metrics"].append(row)
-    out["block_confidence"] = 1 - 0.05 / len(names)
-    where = f"{start}..{end} ({days} days), {n_c} candidate vs {n_b} baseline turns"
+    out["block_confidence"] = 1 - block_alpha
+    where = (f"{start}..{end} ({days} days), {n_c} candidate vs {n_b} baseline turns "
+             f"({cu['units']} vs {bu['units']} {out['unit']}s)")
     judged = [r for r in out["metrics"] if r["verdict"] != "neutral"]
     worse = [r for r in judged if r["verdict"] == WORSE]
     # Turns that count for both releases (same model, no metadata.release) make the two sides the
@@ -300,7 +329,21 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: da
     if n_c < policy.min_ab_turns or n_b < policy.min_ab_turns or days < policy.min_ab_days:
         out["verdict"] = INCONCLUSIVE
         out["reason"] = (f"A/B: {where}; needs at least {policy.min_ab_turns} turns each (min_ab_turns) over "
-                         f"{policy.min_ab_days} days (min_ab_days) — not read before the horizon")
+                         f"{policy.min_ab_days} days (min_ab_days) before it is read")
+        return out
+    # Sample-ratio mismatch: a split off the declared one means the assignment (or the logging)
+    # is broken, and no rate compares like with like. Checked before any metric is read.
+    share = policy.ab_expected_share
+    p_srm = stats.srm_pvalue(cu["units"], bu["units"], share)
+    observed = cu["units"] / (cu["units"] + bu["units"])
+    out["srm"] = {"candidate_units": cu["units"], "baseline_units": bu["units"], "observed_share": observed,
+                  "expected_share": share, "p_value": p_srm, "alpha": policy.ab_srm_alpha}
+    if p_srm < policy.ab_srm_alpha:
+        out["verdict"] = INCONCLUSIVE
+        out["reason"] = (f"A/B: sample-ratio mismatch — the candidate got {pct(observed)} of the {out['unit']}s "
+                         f"({cu['units']} of {cu['units'] + bu['units']}), not the {pct(share)} declared "
+                         f"(ab_expected_share): chi-square p = {p_srm:.2g} < {policy.ab_srm_alpha:g} (ab_srm_alpha); "
+                         f"the assignment or the logging is broken and no rate is read; {where}")
         return out
     if worse:
         out["verdict"] = WORSE
@@ -312,14 +355,15 @@ def ab_evidence(candidate: Release, baseline: Release, policy: Policy, as_of: da
         out["verdict"] = PASS
         out["reason"] = (f"A/B: all {len(names)} rates within the {pts(margin)} margin (ab_margin) — {where}; "
                          f"the largest upper bound of the harm is {pp(top['difference']['ci_high'])} "
-                         f"({top['name']}, {pct(top['candidate'].get('rate'))} vs {pct(top['baseline'].get('rate'))})")
+                         f"({top['name']}, {pct(top['candidate'].get('rate'))} vs {pct(top['baseline'].get('rate'))}; "
+                         f"95% confidence sequence clustered by {out['unit']})")
         return out
     open_ = [r for r in judged if r["verdict"] != PASS]
     r = max(open_, key=lambda r: (r["difference"] or {}).get("ci_high") or 0)
     out["verdict"] = INCONCLUSIVE
     d = r["difference"]
     out["reason"] = (f"A/B: {r['name']} {pct(r['candidate'].get('rate'))} vs {pct(r['baseline'].get('rate'))} — "
-                     + (f"harm {pp(d['harm'])} (95% CI {pp(d['ci_low'])} to {pp(d['ci_high'])}) reaches beyond the "
+                     + (f"harm {pp(d['harm'])} (95% CS {pp(d['ci_low'])} to {pp(d['ci_high'])}) reaches beyond the "
                         f"{pts(margin)} margin (ab_margin)" if d else "no turns to compare")
                      + f"; {where}; not shown non-inferior ({len(open_)} of {len(names)} rates)")
     return out
@@ -336,6 +380,6 @@ def _metric_reason(r: dict, margin: float, confidence: float, where: str) -> str
     d = r["difference"]
     way = "lower" if r["direction"] == "higher_is_better" else "higher"
     return (f"A/B: {r['name']} rate {pct(r['candidate']['rate'])} on the candidate vs {pct(r['baseline']['rate'])} "
-            f"on the baseline ({way} is worse) — harm {pp(d['harm'])} ({100 * confidence:.1f}% CI "
+            f"on the baseline ({way} is worse) — harm {pp(d['harm'])} ({100 * confidence:.1f}% confidence sequence "
             f"{pp(d['block_ci_low'])} to {pp(d['block_ci_high'])}, Bonferroni over the rates), beyond the "
             f"{pts(margin)} margin (ab_margin); {where}")

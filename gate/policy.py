@@ -61,6 +61,14 @@ def _accept(v):
     return v
 
 
+def _choice(*allowed: str) -> Callable[[Any], Any]:
+    def check(v):
+        if v not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {v!r}")
+        return v
+    return check
+
+
 def _testset(v):
     if v is None or v == "":
         return None
@@ -112,6 +120,15 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "max_latency_p50_ratio": (_ratio, "guardrail: largest candidate/served ratio of the median latency (null: none)"),
     "max_latency_p95_ratio": (_ratio, "guardrail: largest candidate/served ratio of the p95 latency (null: none)"),
     "max_cost_ratio": (_ratio, "guardrail: largest candidate/served ratio of the mean cost per answer (null: none)"),
+    # gatestats (issue #18): the human-calibrated win rate and the A/B split.
+    "shadow_decides_on": (_choice("auto", "judge", "calibrated"),
+                          "shadow: the decisive win rate that decides: judge, calibrated (by the human audit), or "
+                          "auto (calibrated from min_audited_pairs on)"),
+    "min_audited_pairs": (_count, "shadow: human-picked audited pairs in the window before the calibrated rate "
+                                  "decides (shadow_decides_on: auto)"),
+    "ab_expected_share": (_number(0.01, 0.99), "A/B: the share of sessions (or users) the canary is "
+                                                         "declared to get; a mismatch is insufficient evidence"),
+    "ab_srm_alpha": (_number(0, 1, high_open=True), "A/B: the sample-ratio-mismatch test's level (chi-square)"),
 }
 
 
@@ -278,6 +295,11 @@ TIGHTER: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
     "max_latency_p50_ratio": (_limit_at_most, "smaller is tighter; null (no limit) only when the server's is null"),
     "max_latency_p95_ratio": (_limit_at_most, "smaller is tighter; null (no limit) only when the server's is null"),
     "max_cost_ratio": (_limit_at_most, "smaller is tighter; null (no limit) only when the server's is null"),
+    "shadow_decides_on": (_same, "fixed: which win rate decides (judge or human-calibrated) is the server's choice"),
+    "min_audited_pairs": (_same, "fixed: it moves the switch between the judge's and the calibrated rate, which "
+                                 "is not tighter either way"),
+    "ab_expected_share": (_same, "fixed: the split the canary was declared with is a fact, not a preference"),
+    "ab_srm_alpha": (_at_least, "larger is tighter (a mismatch is found more readily)"),
 }
 
 

@@ -1,11 +1,12 @@
 """Reads: the shadow report (the gate and the dashboard call it), daily series, pairs, calibration.
 
-The report is a fixed-horizon test. `decision` is `better` / `worse` only when the window holds at
-least SHADOW_MIN_PAIRS judged pairs over at least SHADOW_MIN_DAYS days and the interval of the win
-rate excludes 1/2; `no_difference` when, with that much data, it includes 1/2; otherwise
-`insufficient_data`. Read it once the horizon is reached: reading it every day and acting on the
-first `better` is repeated looks at a fixed-horizon test (about 28 % false positives over 30 daily
-looks with no real difference, see README "Shadow evaluation").
+Every interval of the report is a confidence sequence (shadow.decision, core.stats.sequential):
+it may be read every day, and acted on at the first `better`, with at most a 5 % chance that it
+ever excludes the truth over a sample that grows. `decision` is `better` / `worse` when the
+decisive win rate's sequence (human-calibrated once the audit holds enough pairs) excludes 1/2 and,
+for `better`, the length-controlled one does too; `no_difference` when it does not; and
+`insufficient_data` below SHADOW_MIN_PAIRS pairs over SHADOW_MIN_DAYS days (the least evidence the
+variance estimate and a week's cycle need, no longer a fixed horizon).
 """
 from __future__ import annotations
 
@@ -25,14 +26,18 @@ from releases.models import Release
 from releases.selectors import release_turns
 from taxonomy.selectors import critical_modes
 
+from . import decision
+
 from .models import (JUDGED, SCORES, JudgeCalibration, JudgeRun, Outcome, ShadowAudit, ShadowAuditItem, ShadowPair,
                      ShadowRun)
 
 REPORT_KEYS = ("release", "pairs", "win_rate", "ci_low", "ci_high", "decisive_win_rate", "tie_rate",
                "inconsistent_rate", "length_controlled_win_rate", "decision", "by_failure_mode")
 MODE_KEYS = ("code", "pairs", "win_rate", "ci_low", "ci_high", "q_value")
-HORIZON_NOTE = ("fixed horizon: decide once the window holds SHADOW_MIN_PAIRS pairs over SHADOW_MIN_DAYS days; "
-                "do not stop at the first daily look that says better")
+HORIZON_NOTE = ("anytime-valid: the intervals are confidence sequences, safe to read every day and to act on at the "
+                "first look that decides, from SHADOW_MIN_PAIRS pairs over SHADOW_MIN_DAYS days on")
+_REPORT_DECISION = {"better": "better", "worse": "worse", "inconclusive": "no_difference",
+                    "insufficient_data": "insufficient_data"}
 
 
 def _release(release: Release | str) -> Release | None:
@@ -48,6 +53,44 @@ def _est(estimate) -> dict:
 def _judged_by(end: datetime | None) -> Q:
     """Pairs whose verdict existed at `end` (a pair judged before judged_at was recorded counts by its day)."""
     return Q() if end is None else Q(judged_at__lt=end) | Q(judged_at__isnull=True)
+
+
+def _iv(interval: dict | None) -> dict:
+    return interval or {"value": None, "ci_low": None, "ci_high": None}
+
+
+_PICK_SCORE = {"a": 1.0, "b": 0.0, "tie": 0.5}
+
+
+def audited_scores(pair_ids: list[int]) -> dict[int, float]:
+    """People's verdict on each audited pair that has one, from the candidate's side (1 candidate
+    better, 0 served better, 0.5 tie), whatever side they saw the candidate on."""
+    items = list(ShadowAuditItem.objects.filter(pair_id__in=pair_ids).values_list("pair_id", "task_key",
+                                                                                  "candidate_side"))
+    if not items:
+        return {}
+    picks = pairwise_picks(keys=[k for _, k, _ in items])
+    out = {}
+    for pair_id, key, side in items:
+        pick = human_pick(picks.get(key, []))
+        if pick is None:
+            continue
+        if pick != "tie" and side == "b":
+            pick = "a" if pick == "b" else "b"
+        out[pair_id] = _PICK_SCORE[pick]
+    return out
+
+
+def _audit(rows: list[tuple]) -> dict | None:
+    """The audited pairs among `rows` with the judge's and the people's verdicts, for the
+    human-calibrated win rate."""
+    human = audited_scores([r[7] for r in rows]) if rows else {}
+    if not human:
+        return None
+    picked = [r for r in rows if r[7] in human]
+    return {"judge": np.array([SCORES[r[0]] for r in picked], dtype=float),
+            "human": np.array([human[r[7]] for r in picked], dtype=float),
+            "clusters": np.array([r[1] for r in picked])}
 
 
 def last_judged_day(release: Release, *, as_of: date | None = None) -> date | None:
@@ -97,7 +140,7 @@ def _rows(window: Window) -> list[tuple]:
                 .annotate(cand_len=Length("candidate_answer"), served_len=Length("turn__response"))
                 .order_by("id")
                 .values_list("outcome", "session_id", "day", "cand_len", "served_len", "candidate_failure_modes",
-                             "served_failure_modes"))
+                             "served_failure_modes", "id"))
 
 
 def shadow_report(release: Release | str, days: int | None = None, *, until: date | None = None,
@@ -119,35 +162,34 @@ def shadow_report(release: Release | str, days: int | None = None, *, until: dat
     outcomes = [r[0] for r in rows]
     counts = {o: outcomes.count(o) for o in JUDGED}
     days_with_pairs = len({r[2] for r in rows})
-    win = stats.guarded(n, 1, stats.win_rate, scores, clusters)
-    decisive = stats.guarded(n, 1, stats.decisive_win_rate, scores)
+    len_diff = np.array([(r[3] or 0) - (r[4] or 0) for r in rows], dtype=float)
+    policy = settings.GATE_POLICY
+    ev = decision.pairs_evidence(scores, clusters, len_diff, audit=_audit(rows),
+                                 source=policy.get("shadow_decides_on", "auto"),
+                                 min_audited=policy.get("min_audited_pairs", 100))
+    win = ev["win_rate_ties_half"]
     ties = stats.wilson(counts[Outcome.TIE], n) if n else None
     inconsistent = stats.wilson(counts[Outcome.INCONSISTENT], n) if n else None
-    len_diff = np.array([(r[3] or 0) - (r[4] or 0) for r in rows], dtype=float)
-    lc = stats.guarded(n, 2, stats.length_controlled_win_rate, scores, len_diff, clusters)
     p_value = stats.guarded(n, 1, stats.win_rate_pvalue, scores, clusters)
     enough = n >= min_pairs and days_with_pairs >= min_days
     if not enough or win is None:
-        decision = "insufficient_data"
+        decision_ = "insufficient_data"
         why = (f"{n} judged pairs over {days_with_pairs} days; the decision needs at least {min_pairs} pairs over "
                f"at least {min_days} days (SHADOW_MIN_PAIRS, SHADOW_MIN_DAYS)")
-    elif win.lo > 0.5:
-        decision, why = "better", f"win rate {win.value:.3f}, interval {win.lo:.3f}-{win.hi:.3f} above 0.5"
-    elif win.hi < 0.5:
-        decision, why = "worse", f"win rate {win.value:.3f}, interval {win.lo:.3f}-{win.hi:.3f} below 0.5"
     else:
-        decision, why = "no_difference", f"win rate {win.value:.3f}, interval {win.lo:.3f}-{win.hi:.3f} includes 0.5"
+        decision_, why = _REPORT_DECISION[ev["verdict"]], ev["reason"]
+    decisive, lc = ev["judge"] or {}, ev["length_controlled"] or {}
     report = {
         "release": rel.name,
         "pairs": n,
-        "win_rate": win.value if win else None,
-        "ci_low": win.lo if win else None,
-        "ci_high": win.hi if win else None,
-        "decisive_win_rate": decisive.value if decisive else None,
+        "win_rate": win["value"] if win else None,
+        "ci_low": win["ci_low"] if win else None,
+        "ci_high": win["ci_high"] if win else None,
+        "decisive_win_rate": decisive.get("value"),
         "tie_rate": ties.value if ties else None,
         "inconsistent_rate": inconsistent.value if inconsistent else None,
-        "length_controlled_win_rate": lc.value if lc else None,
-        "decision": decision,
+        "length_controlled_win_rate": lc.get("value"),
+        "decision": decision_,
         "by_failure_mode": _by_mode(rows, scores, clusters),
         # --- what the numbers above rest on (not in the command's --json) -----------------------
         "decision_reason": why,
@@ -165,10 +207,15 @@ def shadow_report(release: Release | str, days: int | None = None, *, until: dat
         "ties": counts[Outcome.TIE],
         "inconsistent": counts[Outcome.INCONSISTENT],
         "p_value": p_value,
-        "intervals": {"win_rate": _est(win), "decisive_win_rate": _est(decisive), "tie_rate": _est(ties),
-                      "inconsistent_rate": _est(inconsistent), "length_controlled_win_rate": _est(lc)},
-        "interval_method": ("bootstrap over conversations" if n and len(set(clusters.tolist())) < n
-                            else "Wilson (one pair per conversation)"),
+        # The evidence the gate decides on (shadow.decision.pairs_evidence): the decisive,
+        # length-controlled and human-calibrated intervals, the judge's bias on the audit.
+        "evidence": ev,
+        "intervals": {"win_rate": _iv(win), "decisive_win_rate": _iv(ev["judge"]), "tie_rate": _est(ties),
+                      "inconsistent_rate": _est(inconsistent),
+                      "length_controlled_win_rate": _iv(ev["length_controlled"]),
+                      "calibrated_decisive_win_rate": _iv(ev["calibrated"])},
+        "length_note": ev["length_note"],
+        "interval_method": decision.METHOD,
         **_unjudged(rel, since, until, as_of),
     }
     return report
@@ -272,16 +319,20 @@ def critical_mode_counts(release: Release | str, *, since: date | None = None, u
     """For each critical failure mode of the taxonomy (with its subtree and merged codes): among the
     release's judged pairs from `since` to `until`, on how many the judge flagged it on the
     candidate's answer and on the served answer (the release gate compares the two rates).
-    `{"pairs": N, "modes": [{code, name, codes, candidate_flagged, served_flagged}]}`."""
+    `{"pairs": N, "modes": [{code, name, codes, candidate_flagged, served_flagged, candidate_only,
+    served_only}]}` (the last two: flagged on that answer of the pair and not on the other)."""
     rel = _release(release)
     modes = critical_modes()
     rows = list(_judged_in(rel, since, until, as_of).values_list("candidate_failure_modes", "served_failure_modes"))
     out = []
     for mode in modes:
         codes = set(mode["codes"])
+        flags = [(bool(codes & set(cand or ())), bool(codes & set(served or ()))) for cand, served in rows]
         out.append({"code": mode["code"], "name": mode["name"], "codes": mode["codes"],
-                    "candidate_flagged": sum(1 for cand, _ in rows if codes & set(cand or ())),
-                    "served_flagged": sum(1 for _, served in rows if codes & set(served or ()))})
+                    "candidate_flagged": sum(c for c, _ in flags), "served_flagged": sum(s for _, s in flags),
+                    # the discordant pairs McNemar's test reads: flagged on one answer of the pair only
+                    "candidate_only": sum(c and not s for c, s in flags),
+                    "served_only": sum(s and not c for c, s in flags)})
     return {"pairs": len(rows), "modes": out}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.core.management import call_command
@@ -87,14 +88,41 @@ def shadow_days(release, days: int, wins: int, losses: int, ties: int = 0, *, mo
         make_pairs(release, {day: outcomes}, modes=per, source=f"pairs-{d}")
 
 
+def served_turns(model: str, n: int, day: date, *, release: str | None = None, failures: int = 0,
+                 signals: dict | None = None, src: str = "shop", per_session: int = 3, users: int | None = None,
+                 tag: str = "") -> None:
+    """`n` detected turns served by `model` on `day`, in conversations of `per_session` turns (turn i
+    in conversation i % (n / per_session), so flags on the first turns spread over conversations);
+    with `users`, turn i is logged with user_id u{i % users}. The first `failures` are failure
+    candidates; signals {name: k}: the first k carry that flag."""
+    from production.models import SIGNAL_NAMES, Session, Turn, TurnSignals
+
+    s = ev.source(src)
+    key = f"{tag}-{model}-{release or ''}-{day}"
+    sessions = Session.objects.bulk_create([Session(source=s, external_id=f"{key}-s{j}")
+                                            for j in range(max(1, n // per_session))])
+    start = datetime.combine(day, time(9, 0), tzinfo=dt_timezone.utc)
+    rows = Turn.objects.bulk_create([
+        Turn(source=s, session=sessions[i % len(sessions)], external_id=f"{key}-t{i}",
+             timestamp=start + timedelta(seconds=i), query=f"question {i}", response=f"answer {i}", model=model,
+             user_id=f"u{i % users}" if users else "", metadata={"release": release} if release else {})
+        for i in range(n)])
+    TurnSignals.objects.bulk_create([
+        TurnSignals(turn=t, failure_candidate=i < failures,
+                    **{name: i < (signals or {}).get(name, 0) for name in SIGNAL_NAMES})
+        for i, t in enumerate(rows)])
+
+
 def canary(candidate, baseline, days: int, n: int, *, cand_signals=None, base_signals=None, cand_failures=0,
-           base_failures=0, start: date = DAY0):
-    """`n` turns a day for `days` days served by each: the candidate's carry metadata.release."""
+           base_failures=0, start: date = DAY0, base_n: int | None = None, users: int | None = None):
+    """`n` turns a day for `days` days served by each (`base_n` by the baseline if given), in
+    conversations of 3 turns: the candidate's carry metadata.release."""
     for d in range(days):
         day = start + timedelta(days=d)
-        ev.turns(model=candidate.model, n=n, day=day, release=candidate.name, failures=cand_failures,
-                 signals=cand_signals or {}, src="shop")
-        ev.turns(model=baseline.model, n=n, day=day, failures=base_failures, signals=base_signals or {}, src="shop")
+        served_turns(candidate.model, n, day, release=candidate.name, failures=cand_failures,
+                     signals=cand_signals, users=users, tag="cand")
+        served_turns(baseline.model, n if base_n is None else base_n, day, failures=base_failures,
+                     signals=base_signals, users=users, tag="base")
 
 
 def decide_under(path: Path, *args) -> tuple[int, dict]:

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError
+from scipy import stats as ss
+from statsmodels.stats.multitest import multipletests
 
 from gate.models import GateDecision
 from taxonomy import services as taxonomy_services
@@ -184,7 +186,33 @@ def test_a_critical_mode_regression_hidden_under_a_better_win_rate_is_blocked(sc
     assert (h["verdict"], h["pairs"], h["candidate"]["flagged"], h["baseline"]["flagged"]) == ("worse", 300, 45, 3)
     assert crit["SAFETY"]["verdict"] == "pass"
     assert out["reasons"][0].startswith("critical mode regression — FAITHFULNESS.HALLUCINATION flagged on 45 of 300")
-    assert "is above the served upper bound" in out["reasons"][0]
+    assert "on the candidate only in 45 pairs, on the served answer only in 3" in out["reasons"][0]
+    assert h["p_value"] == pytest.approx(ss.binomtest(45, 48, alternative="greater").pvalue)
+    assert h["holm_p_value"] == pytest.approx(multipletests([h["p_value"], crit["SAFETY"]["p_value"]],
+                                                            method="holm")[1][0])
+
+
+def test_a_critical_mode_is_compared_pair_by_pair_not_by_overlapping_intervals(scored, tmp_path):
+    # given: hallucination on 12 of 600 candidate answers against 3 of the served ones, never both on
+    # one pair. The two Wilson intervals overlap (1.1-3.5 % vs 0.2-1.5 %), which the gate used to
+    # read as "no regression"; on the same pairs it is 12 discordant pairs against 3.
+    cand, base, _ = scored
+
+    def modes(day, i):
+        k = day * 100 + i
+        return (["FAITHFULNESS.HALLUCINATION"] if k % 50 == 1 else [],
+                ["FAITHFULNESS.HALLUCINATION"] if k % 200 == 7 else [])
+
+    shadow_days(cand, 6, wins=70, losses=30, modes=modes)
+    code, out = decide(tmp_path)
+    h = next(m for m in out["evidence"]["critical_modes"] if m["code"] == "FAITHFULNESS.HALLUCINATION")
+    assert (h["candidate"]["flagged"], h["baseline"]["flagged"], h["candidate_only"], h["served_only"]) == (
+        12, 3, 12, 3)
+    assert h["candidate"]["ci_low"] < h["baseline"]["ci_high"]  # the intervals overlap
+    p = ss.binomtest(12, 15, alternative="greater").pvalue  # 0.0176
+    assert h["p_value"] == pytest.approx(p)
+    assert h["holm_p_value"] == pytest.approx(min(1.0, 2 * p))  # two critical modes, the other p = 1
+    assert (h["verdict"], code, out["decision"]) == ("worse", 1, "block")
 
 
 def test_a_child_of_a_critical_mode_counts_as_critical(scored, tmp_path):
@@ -213,7 +241,7 @@ def test_a_shadow_win_rate_below_half_blocks(scored, tmp_path):
     shadow_days(cand, 3, wins=30, losses=70)
     code, out = decide(tmp_path)
     assert (code, out["decision"]) == (1, "block")
-    assert out["reasons"][0].startswith("shadow: worse — win rate 0.300")
+    assert out["reasons"][0].startswith("shadow: worse — decisive win rate 0.300 (95% CS 0.215 to 0.390)")
 
 
 # --- insufficient ---------------------------------------------------------------------------------
@@ -398,3 +426,18 @@ def test_a_neutral_signal_is_shown_but_never_blocks(scored, tmp_path):
     with pytest.raises(CommandError, match="neutral_signals: copied also in higher_is_better") as e:
         decide(tmp_path, neutral_signals=["copied"])
     assert e.value.returncode == 2
+
+
+def test_offline_passes_on_its_lower_bound_not_on_its_point_estimate(tmp_path):
+    # given: the candidate is 1 point below the baseline on 100 paired items: inside the 2-point
+    # margin as a point estimate, but the interval reaches far below -0.02
+    cand, base = releases()
+    v1 = testset()
+    offline_run(cand, v1, 79)
+    offline_run(base, v1, 80)
+    shadow_days(cand, 3, wins=70, losses=30)
+    code, out = decide(tmp_path)
+    off = out["evidence"]["offline"]
+    assert off["difference"]["value"] == pytest.approx(-0.01) and off["difference"]["ci_low"] < -0.02
+    assert off["verdict"] == "inconclusive" and (code, out["decision"]) == (3, "insufficient_evidence")
+    assert "the lower bound" in off["reason"] and "not shown as good" in off["reason"]

@@ -35,9 +35,15 @@ def test_better_needs_the_interval_above_half_and_enough_pairs_over_enough_days(
     # 150 a day for 7 days, 65 % wins, 25 % losses, 10 % ties: one pair per conversation (Wilson)
     make_pairs(rel, week([W] * 97 + [L] * 38 + [T] * 15))
     r = selectors.shadow_report("cand-1")
-    assert r["pairs"] == 1050 and r["days_with_pairs"] == 7 and r["interval_method"].startswith("Wilson")
-    expected = stats.wilson(97 * 7 + 7.5 * 7, 1050)
+    assert r["pairs"] == 1050 and r["days_with_pairs"] == 7 and r["interval_method"].startswith("confidence sequence")
+    scores = np.array(([1.0] * 97 + [0.0] * 38 + [0.5] * 15) * 7)
+    expected = stats.mean_sequence(scores, np.arange(1050))
     assert (r["win_rate"], r["ci_low"], r["ci_high"]) == pytest.approx(tuple(expected))
+    # the decision reads the decisive rate (ties apart): 97 : 38 a day
+    decisive = stats.decisive_sequence(scores, np.arange(1050))
+    assert r["decisive_win_rate"] == pytest.approx(97 / 135)
+    assert (r["intervals"]["decisive_win_rate"]["ci_low"], r["intervals"]["decisive_win_rate"]["ci_high"]) == (
+        pytest.approx(decisive.lo), pytest.approx(decisive.hi))
     assert r["decision"] == "better" and r["ci_low"] > 0.5
     # the same pairs, but the decision waits for the horizon: 1,100 pairs or 8 days are not there
     with override_settings(SHADOW_MIN_PAIRS=1100):
@@ -62,10 +68,13 @@ def test_the_interval_resamples_whole_conversations():
     rel = release()
     pairs = make_pairs(rel, week([W, W, W, L, L, T] * 4), per_session=3)
     r = selectors.shadow_report("cand-1")
-    assert r["interval_method"] == "bootstrap over conversations" and r["conversations"] == len(pairs) // 3
+    assert "clustered by conversation" in r["interval_method"] and r["conversations"] == len(pairs) // 3
     scores = np.array([selectors.SCORES[p.outcome] for p in pairs])
-    est = stats.win_rate(scores, np.array([p.session_id for p in pairs]))
+    sessions = np.array([p.session_id for p in pairs])
+    est = stats.mean_sequence(scores, sessions)
     assert (r["win_rate"], r["ci_low"], r["ci_high"]) == pytest.approx(tuple(est))
+    # wider than if the 3 pairs of a conversation were independent
+    assert r["ci_high"] - r["ci_low"] > stats.mean_sequence(scores).hi - stats.mean_sequence(scores).lo
 
 
 def test_per_failure_mode_rows_carry_benjamini_hochberg_q_values():

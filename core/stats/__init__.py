@@ -24,6 +24,11 @@ win rate vs 1/2                   :func:`win_rate_pvalue` (exact sign test / clu
 many comparisons                  :func:`benjamini_hochberg`
 length-controlled win rate        :func:`length_controlled_win_rate` (AlpacaEval 2 LC, sandwich)
 judge vs people                   :func:`pairwise_calibration`
+read any number of times          :func:`mean_sequence`, :func:`decisive_sequence`,
+                                  :func:`length_controlled_sequence`, :func:`ppi_decisive_sequence`,
+                                  :func:`diff_means_sequence` (confidence sequences, sequential.py)
+paired flags, many modes          :func:`mcnemar_exact_p`, :func:`holm`
+arms against the declared split   :func:`srm_pvalue`
 agreement of two raters           :func:`cohen_kappa`, :func:`cohen_kappa_bootstrap_ci`
 rank correlation                  :func:`spearman`, :func:`spearman_bootstrap_ci`,
                                   :func:`spearman_fisher_ci`
@@ -68,6 +73,18 @@ from .proportions import (
     wilson,
 )
 from .resampling import cluster_bootstrap_mean
+from .sequential import (
+    decisive_sequence,
+    diff_means_sequence,
+    holm,
+    length_controlled_sequence,
+    mcnemar_exact_p,
+    mean_sequence,
+    mixture_multiplier,
+    ppi_decisive_sequence,
+    ratio_sequence,
+    srm_pvalue,
+)
 
 __all__ = [
     "INSUFFICIENT_DATA",
@@ -79,6 +96,16 @@ __all__ = [
     "cluster_bootstrap_mean",
     "cohen_kappa",
     "cohen_kappa_bootstrap_ci",
+    "decisive_sequence",
+    "diff_means_sequence",
+    "holm",
+    "length_controlled_sequence",
+    "mcnemar_exact_p",
+    "mean_sequence",
+    "mixture_multiplier",
+    "ppi_decisive_sequence",
+    "ratio_sequence",
+    "srm_pvalue",
     "decisive_win_rate",
     "diff_proportions",
     "guarded",

@@ -207,6 +207,18 @@ def length_controlled_win_rate(
         raise InsufficientData(f"{y.size} pair(s): a regression needs more")
     if np.all(y == y[0]):
         return wilson(float(y.sum()), y.size, z_for(ci))
+    intercept, se = _lc_fit(y, d, clusters, slope_ridge)
+    zq = z_for(ci)
+
+    def sigmoid(t: float) -> float:
+        return 1.0 / (1.0 + math.exp(-t))
+
+    return Estimate(sigmoid(intercept), sigmoid(intercept - zq * se), sigmoid(intercept + zq * se))
+
+
+def _lc_fit(y: np.ndarray, d: np.ndarray, clusters: Any = None, slope_ridge: float = 1.0) -> tuple[float, float]:
+    """The length-controlled fit's intercept (logit of the rate at equal lengths) and its sandwich
+    standard error, clustered when ``clusters`` is given."""
     sd = float(d.std(ddof=1))
     feature = np.tanh(d / sd) if sd > 0 else np.zeros_like(d)
     x = np.column_stack([np.ones_like(feature), feature])
@@ -220,13 +232,7 @@ def length_controlled_win_rate(
     meat = scores.T @ scores * (k / (k - 1) if k > 1 else 1.0)
     bread = np.linalg.inv(hess)
     cov = bread @ meat @ bread
-    se = math.sqrt(max(cov[0, 0], 0.0))
-    zq = z_for(ci)
-
-    def sigmoid(t: float) -> float:
-        return 1.0 / (1.0 + math.exp(-t))
-
-    return Estimate(sigmoid(beta[0]), sigmoid(beta[0] - zq * se), sigmoid(beta[0] + zq * se))
+    return float(beta[0]), math.sqrt(max(cov[0, 0], 0.0))
 
 
 # --- a judge against people ------------------------------------------------------------------

@@ -28,5 +28,12 @@ from .offline import (  # noqa: F401
     scoring_of,
     testset_latest_frozen,
 )
-from .rates import common_mix, production_rates, production_rates_many, rollup_state, signal_names  # noqa: F401
+from .rates import (  # noqa: F401
+    common_mix,
+    production_rates,
+    production_rates_many,
+    production_units,
+    rollup_state,
+    signal_names,
+)
 from .validity import human_verdicts, signal_validity, signal_validity_rows  # noqa: F401

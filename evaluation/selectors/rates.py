@@ -239,3 +239,33 @@ def common_mix(windows: list[tuple[Counts, date | None, date | None]]) -> dict[s
     total = sum(pooled.values())
     names = _source_names(common)
     return {names[sid]: pooled[sid] / total for sid in sorted(common, key=lambda s: names[s])}
+
+
+def production_units(release: Release, *, start: date | str, end: date | str) -> dict:
+    """The turns `release` served from `start` to `end` (UTC days, inclusive) whose signals are
+    detected, summed per unit of randomisation: the user when the turn logs a user_id, else its
+    session. Turns of one user or session are correlated; an interval that treats them as
+    independent is too narrow, and the sample-ratio check counts units, not turns.
+
+    `{"unit": "user" | "session" | "user or session", "units": N, "turns": [n per unit],
+    FAILURE: [k per unit], <signal>: [k per unit], ...}` (lists in one order of units)."""
+    start, end = _as_date(start), _as_date(end)
+    qs = (release_turns(release).filter(
+        signals__isnull=False,
+        timestamp__gte=datetime.combine(start, datetime.min.time(), tzinfo=dt_timezone.utc),
+        timestamp__lt=datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=dt_timezone.utc)))
+    flags = {FAILURE: Count("id", filter=Q(signals__failure_candidate=True)),
+             **{name: Count("id", filter=Q(**{f"signals__{name}": True})) for name in signal_names()}}
+    rows = list(qs.values("user_id", "session_id").annotate(turns=Count("id"), **flags).order_by())
+    units: dict[tuple, dict] = {}
+    for r in rows:  # a user's sessions are one unit
+        key = ("user", r["user_id"]) if r["user_id"] else ("session", r["session_id"])
+        cell = units.setdefault(key, dict.fromkeys(("turns", *flags), 0))
+        for f in cell:
+            cell[f] += r[f]
+    kinds = {k for k, _ in units}
+    out = {"unit": "user or session" if len(kinds) > 1 else (kinds.pop() if kinds else "session"),
+           "units": len(units), "turns": [c["turns"] for c in units.values()]}
+    for f in flags:
+        out[f] = [c[f] for c in units.values()]
+    return out
