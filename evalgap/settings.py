@@ -372,7 +372,7 @@ SHADOW_PRICE_PER_1K_PROMPT_TOKENS = env.float("SHADOW_PRICE_PER_1K_PROMPT_TOKENS
 SHADOW_PRICE_PER_1K_COMPLETION_TOKENS = env.float("SHADOW_PRICE_PER_1K_COMPLETION_TOKENS", default=0.0)
 SHADOW_CONVERSATION_TURNS = env.int("SHADOW_CONVERSATION_TURNS", default=10)  # earlier turns sent along
 # The fixed horizon of the decision: better/worse only with at least this many judged pairs over
-# at least this many days (see README "Shadow evaluation").
+# at least this many days (docs/shadow.md).
 SHADOW_MIN_PAIRS = env.int("SHADOW_MIN_PAIRS", default=1000)
 SHADOW_MIN_DAYS = env.int("SHADOW_MIN_DAYS", default=7)
 SHADOW_REPORT_DAYS = env.int("SHADOW_REPORT_DAYS", default=7)
@@ -381,9 +381,9 @@ SHADOW_AUDIT_SAMPLE = env.int("SHADOW_AUDIT_SAMPLE", default=50)
 SHADOW_AUDIT_PROJECT_TITLE = env.str("SHADOW_AUDIT_PROJECT_TITLE", default="evalgap: shadow pairwise audit")
 
 # --- The release gate (gate app): ship / block / insufficient_evidence for a candidate release.
-# These are the policy's defaults; a YAML file (GATE_POLICY_FILE, or release_gate --policy) overrides
-# any of them by key (gate/policy.py validates it: a bad file is an error naming the key). See README
-# "Shipping a model change".
+# These are the policy's defaults; the server's YAML file (GATE_POLICY_FILE) overrides any of them by
+# key, and a request or release_gate --policy may only tighten the result (gate/policy.py validates
+# it: a bad file is an error naming the key). See docs/gate.md, "Shipping a model change".
 GATE_POLICY_FILE = env.str("GATE_POLICY_FILE", default="")
 GATE_POLICY = {
     # The test set the offline scores are read on; empty: the one of the candidate's latest scored run.
@@ -396,7 +396,7 @@ GATE_POLICY = {
     "accept": env.str("GATE_ACCEPT", default="either"),
     # Shadow: no difference passes when the win rate's lower bound reaches 0.5 minus this.
     "non_inferiority_margin": env.float("GATE_NON_INFERIORITY_MARGIN", default=0.05),
-    # Shadow: the fixed horizon (see README "Shadow evaluation"), over the last N days of pairs.
+    # Shadow: the fixed horizon (docs/shadow.md), over the last N days of pairs.
     "min_shadow_pairs": env.int("GATE_MIN_SHADOW_PAIRS", default=SHADOW_MIN_PAIRS),
     "min_shadow_days": env.int("GATE_MIN_SHADOW_DAYS", default=SHADOW_MIN_DAYS),
     "shadow_window_days": env.int("GATE_SHADOW_WINDOW_DAYS", default=SHADOW_REPORT_DAYS),

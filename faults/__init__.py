@@ -14,7 +14,7 @@ pull) and then checks the invariants of issue #12:
 - no job is left running;
 - every frozen test-set version hashes to its sha256.
 
-It prints a table of scenarios x runs x violations (recorded in README.md, "Security"). The services
+It prints a table of scenarios x runs x violations (recorded in docs/security.md, "Fault-injection suite"). The services
 are those of scripts/services.sh and scripts/labelstudio.sh; the suite uses a database, a Redis and
 workers of its own (scripts/faults.sh sets them up).
 """

@@ -97,7 +97,7 @@ def _signals(v):
     return sorted(set(v))
 
 
-# key -> (check, what it means). The order is the order shown in the README and on the pages.
+# key -> (check, what it means). The order is the order shown in docs/gate.md and on the pages.
 KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "testset": (_testset, "test set the offline scores are read on (empty: the candidate's latest scored one)"),
     "offline_margin": (_number(0, 1, high_open=True), "offline score difference allowed below 0"),

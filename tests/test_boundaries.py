@@ -16,5 +16,5 @@ def test_every_app_of_ours_is_analysed_and_has_a_contract():
     assert ours <= roots, f"add {sorted(ours - roots)} to root_packages in .importlinter"
     contracted = {config[s]["source_modules"].strip() for s in config.sections() if s.startswith("importlinter:contract:")}
     missing = ours - contracted
-    assert not missing, f"write the contract of {sorted(missing)} in .importlinter (README 'Layout' has the rules)"
+    assert not missing, f"write the contract of {sorted(missing)} in .importlinter (docs/architecture.md has the rules)"
     assert "evalgap" in roots  # no app may import the project package

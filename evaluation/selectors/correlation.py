@@ -1,4 +1,4 @@
-"""Does the offline score track production? Three tiers (see README, "The correlation report"):
+"""Does the offline score track production? Three tiers (docs/correlation.md, "The correlation report"):
 
 1. discordant releases: offline clearly better than the previous release while production is
    clearly worse (intervals apart on both) — an alarm at once;
