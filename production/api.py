@@ -5,6 +5,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers as drf, status, viewsets
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication, get_authorization_header
@@ -86,6 +87,18 @@ class IngestTokenAuthentication(TokenAuthentication):
 
     def authenticate_header(self, request):
         return "Bearer"
+
+
+class IngestTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema names the OTLP receiver's token (DRF's own TokenAuthentication is
+    already "tokenAuth"; two classes under one name make an ambiguous schema)."""
+
+    target_class = IngestTokenAuthentication
+    name = "ingestToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "an ingest token: `Bearer KEY`, `Token KEY`, or HTTP Basic with the token as password"}
 
 
 class OtlpTracesApi(APIView):
