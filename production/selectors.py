@@ -6,7 +6,7 @@ from .signal_definitions import DEFINITION_VERSION, SIGNAL_LABELS, SIGNAL_NAMES 
 
 
 def turn_list() -> QuerySet[Turn]:
-    return Turn.objects.select_related("source", "session").order_by("id")
+    return Turn.objects.production().select_related("source", "session").order_by("id")
 
 
 def session_list() -> QuerySet[Session]:
@@ -36,12 +36,12 @@ def mirrored_answers(since_id: int = 0) -> QuerySet[MirroredAnswer]:
 def holdings_report() -> dict:
     """What evalgap holds: the numbers `make demo` prints."""
     return {
-        "turns": Turn.objects.count(),
+        "turns": Turn.objects.production().count(),
         "sessions": Session.objects.count(),
         "sources": list(
             Source.objects.annotate(turn_count=Count("turns")).order_by("name").values("name", "turn_count")
         ),
-        "models": list(Turn.objects.values("model").annotate(turns=Count("id")).order_by("-turns", "model")),
+        "models": list(Turn.objects.production().values("model").annotate(turns=Count("id")).order_by("-turns", "model")),
         "events_by_type": dict(Event.objects.values_list("type").annotate(n=Count("id")).order_by("type")),
         "events_unattached": Event.objects.filter(turn__isnull=True).count(),
         "rejected": RejectedLine.objects.count(),
@@ -59,7 +59,7 @@ def _signals_record(turn: Turn) -> dict:
 
 def turns_with_signals_export(*, source: str | None = None):
     """Every turn with its signals, streamed in id order (flat memory on large logs)."""
-    qs = Turn.objects.select_related("source", "session", "signals").order_by("id")
+    qs = Turn.objects.production().select_related("source", "session", "signals").order_by("id")
     if source:
         qs = qs.filter(source__name=source)
     for t in qs.iterator(chunk_size=2000):
@@ -73,7 +73,7 @@ def turns_with_signals_export(*, source: str | None = None):
 
 def failure_candidates() -> QuerySet[Turn]:
     """Strongest first: by the probability that the answer failed, then newest."""
-    return (Turn.objects.filter(signals__failure_candidate=True)
+    return (Turn.objects.production().filter(signals__failure_candidate=True)
             .select_related("source", "session", "signals")
             .order_by("-signals__failure_probability", "-timestamp", "id"))
 
