@@ -135,3 +135,21 @@ def test_review_cases_of_before_the_kind_are_marked_again_and_lose_their_signals
     assert turn.kind == Turn.Kind.GENERATED
     assert not TurnSignals.objects.filter(turn=turn).exists()
     assert Turn.objects.production().filter(pk=turn.pk).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_detection_outside_a_transaction_skips_generated_turns():
+    """On PostgreSQL this is the pipelined path, whose turn and event reads are SQL of their own."""
+    # given: a production turn and a review case, each with a thumbs-down
+    shop = source_get_or_create(name="shop-bot")
+    turns_ingest_body(source=shop, body=jsonl([r for r in PRODUCTION_LOG if r.get("id") == "p4"]))
+    review_cases_add(batch_id=review_batch_create(project_title="r"), cases=[ReviewCase(key="gen-1-0", query="q?",
+                                                                                       model=MODEL)])
+    turns_ingest_body(source=source_get_or_create(name=GENERATED), body=jsonl(
+        [{"type": "event", "turn_id": "gen-1-0", "event": {"type": "thumbs_down"}}]))
+
+    # when
+    signals_detect(full=True, batch_sessions=1)
+
+    # then: only the production turn has signals
+    assert list(TurnSignals.objects.values_list("turn__external_id", "thumbs_down")) == [("p4", True)]
