@@ -1,5 +1,5 @@
 """Reads over production data, for the API, the admin, the dashboard and other apps."""
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
 from .signal_definitions import DEFINITION_VERSION, SIGNAL_LABELS, SIGNAL_NAMES  # noqa: F401 (read by other apps)
@@ -10,11 +10,14 @@ def turn_list() -> QuerySet[Turn]:
 
 
 def session_list() -> QuerySet[Session]:
-    return Session.objects.select_related("source").annotate(turn_count=Count("turns")).order_by("id")
+    """Sessions of production turns (a review case is a session of its own: left out)."""
+    return (Session.objects.filter(Exists(Turn.objects.production().filter(session=OuterRef("pk"))))
+            .select_related("source").annotate(turn_count=Count("turns")).order_by("id"))
 
 
 def event_list() -> QuerySet[Event]:
-    return Event.objects.select_related("source", "turn").order_by("id")
+    """Events, but none on a generated turn (those that arrived before their turn are kept)."""
+    return Event.objects.exclude(turn__kind=Turn.Kind.GENERATED).select_related("source", "turn").order_by("id")
 
 
 def ingest_jobs_visible_to(user) -> QuerySet[IngestJob]:
@@ -39,7 +42,8 @@ def holdings_report() -> dict:
         "turns": Turn.objects.production().count(),
         "sessions": Session.objects.count(),
         "sources": list(
-            Source.objects.annotate(turn_count=Count("turns")).order_by("name").values("name", "turn_count")
+            Source.objects.annotate(turn_count=Count("turns", filter=Q(turns__kind=Turn.Kind.PRODUCTION)))
+            .order_by("name").values("name", "turn_count")
         ),
         "models": list(Turn.objects.production().values("model").annotate(turns=Count("id")).order_by("-turns", "model")),
         "events_by_type": dict(Event.objects.values_list("type").annotate(n=Count("id")).order_by("type")),

@@ -76,7 +76,11 @@ def production_numbers() -> dict:
         "rollup": sorted(TurnDayCount.objects.values_list("key", "source_id", "day", "turns", "detected",
                                                           "failure_candidate")),
         "turn_list": list(production.turn_list().values_list("pk", flat=True)),
+        "session_list": list(production.session_list().values_list("pk", "turn_count")),
+        "event_list": list(production.event_list().values_list("pk", flat=True)),
         "holdings": {k: v for k, v in production.holdings_report().items() if k in ("turns", "models")},
+        "holdings_sources": {s["name"]: s["turn_count"] for s in production.holdings_report()["sources"]
+                             if s["turn_count"]},
     }
 
 
