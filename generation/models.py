@@ -1,8 +1,9 @@
 """Targeted case generation: runs that ask an LLM (or the offline rules) for new queries that would
 trigger a known failure mode, and the cases they produced with their review state.
 
-A generated case is not a test item: it becomes a production-log turn of source "generated",
-goes to the review project in Label Studio, and is promoted by the normal rules.
+A generated case is not a test item: it becomes a turn of source "generated" and kind "generated"
+(never counted as production: docs/architecture-data.md), goes to the review project in Label
+Studio, and is promoted by the normal rules.
 """
 from django.db import models
 

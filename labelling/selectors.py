@@ -188,7 +188,7 @@ def conversations(items: list[BatchItem]) -> dict[int, list[dict]]:
 
 def failure_candidates_unsent() -> QuerySet[Turn]:
     """Failure candidates not yet sent for labelling (a turn goes to Label Studio once, ever)."""
-    return Turn.objects.filter(signals__failure_candidate=True, labelling_item__isnull=True)
+    return Turn.objects.production().filter(signals__failure_candidate=True, labelling_item__isnull=True)
 
 
 def labelling_progress() -> list[dict]:

@@ -43,7 +43,22 @@ class Session(models.Model):
         return f"{self.source_id}:{self.external_id}"
 
 
+class TurnQuerySet(models.QuerySet):
+    def production(self) -> "TurnQuerySet":
+        """Turns of real traffic: what every rate, release, stratum and signal counts (docs/architecture-data.md)."""
+        return self.filter(kind=Turn.Kind.PRODUCTION)
+
+    def generated(self) -> "TurnQuerySet":
+        return self.filter(kind=Turn.Kind.GENERATED)
+
+
 class Turn(models.Model):
+    class Kind(models.TextChoices):
+        PRODUCTION = "production"
+        # A case written for review (generation), stored as a turn so it is labelled and promoted like
+        # one; it was never served to a user, so no production number may count it.
+        GENERATED = "generated"
+
     # No single-column indexes on the two keys: the unique (source, external_id) and the
     # (session, timestamp, position) indexes lead with them, and every index slows ingest.
     # On PostgreSQL one composite foreign key, (source, session) -> session (source, id), replaces
@@ -71,6 +86,11 @@ class Turn(models.Model):
     # When its raw text was dropped (erasure or RAW_RETENTION_DAYS: production.services.privacy);
     # its signals, labels and ids stay.
     raw_dropped_at = models.DateTimeField(null=True, blank=True)
+    # Also a database default: ingest writes production turns; production.services.generated marks the others.
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PRODUCTION,
+                            db_default=Kind.PRODUCTION)
+
+    objects = TurnQuerySet.as_manager()
 
     class Meta:
         constraints = [

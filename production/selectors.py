@@ -1,16 +1,18 @@
 """Reads over production data, for the API, the admin, the dashboard and other apps."""
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from .models import Event, IngestJob, MirroredAnswer, RejectedLine, Session, Source, Turn, TurnSignals
 from .signal_definitions import DEFINITION_VERSION, SIGNAL_LABELS, SIGNAL_NAMES  # noqa: F401 (read by other apps)
 
 
 def turn_list() -> QuerySet[Turn]:
-    return Turn.objects.select_related("source", "session").order_by("id")
+    return Turn.objects.production().select_related("source", "session").order_by("id")
 
 
 def session_list() -> QuerySet[Session]:
-    return Session.objects.select_related("source").annotate(turn_count=Count("turns")).order_by("id")
+    """Sessions of production turns (a review case is a session of its own: left out)."""
+    return (Session.objects.filter(Exists(Turn.objects.production().filter(session=OuterRef("pk"))))
+            .select_related("source").annotate(turn_count=Count("turns")).order_by("id"))
 
 
 def session_ids_by_pseudonym(value: str) -> list[int]:
@@ -29,7 +31,8 @@ def session_ids_by_pseudonym(value: str) -> list[int]:
 
 
 def event_list() -> QuerySet[Event]:
-    return Event.objects.select_related("source", "turn").order_by("id")
+    """Events, but none on a generated turn (those that arrived before their turn are kept)."""
+    return Event.objects.exclude(turn__kind=Turn.Kind.GENERATED).select_related("source", "turn").order_by("id")
 
 
 def ingest_jobs_visible_to(user) -> QuerySet[IngestJob]:
@@ -51,12 +54,13 @@ def mirrored_answers(since_id: int = 0) -> QuerySet[MirroredAnswer]:
 def holdings_report() -> dict:
     """What evalgap holds: the numbers `make demo` prints."""
     return {
-        "turns": Turn.objects.count(),
+        "turns": Turn.objects.production().count(),
         "sessions": Session.objects.count(),
         "sources": list(
-            Source.objects.annotate(turn_count=Count("turns")).order_by("name").values("name", "turn_count")
+            Source.objects.annotate(turn_count=Count("turns", filter=Q(turns__kind=Turn.Kind.PRODUCTION)))
+            .order_by("name").values("name", "turn_count")
         ),
-        "models": list(Turn.objects.values("model").annotate(turns=Count("id")).order_by("-turns", "model")),
+        "models": list(Turn.objects.production().values("model").annotate(turns=Count("id")).order_by("-turns", "model")),
         "events_by_type": dict(Event.objects.values_list("type").annotate(n=Count("id")).order_by("type")),
         "events_unattached": Event.objects.filter(turn__isnull=True).count(),
         "rejected": RejectedLine.objects.count(),
@@ -74,7 +78,7 @@ def _signals_record(turn: Turn) -> dict:
 
 def turns_with_signals_export(*, source: str | None = None):
     """Every turn with its signals, streamed in id order (flat memory on large logs)."""
-    qs = Turn.objects.select_related("source", "session", "signals").order_by("id")
+    qs = Turn.objects.production().select_related("source", "session", "signals").order_by("id")
     if source:
         qs = qs.filter(source__name=source)
     for t in qs.iterator(chunk_size=2000):
@@ -88,7 +92,7 @@ def turns_with_signals_export(*, source: str | None = None):
 
 def failure_candidates() -> QuerySet[Turn]:
     """Strongest first: by the probability that the answer failed, then newest."""
-    return (Turn.objects.filter(signals__failure_candidate=True)
+    return (Turn.objects.production().filter(signals__failure_candidate=True)
             .select_related("source", "session", "signals")
             .order_by("-signals__failure_probability", "-timestamp", "id"))
 

@@ -23,7 +23,8 @@ def release_turn_filter(release: Release) -> Q:
 
 
 def release_turns(release: Release) -> QuerySet[Turn]:
-    return Turn.objects.filter(release_turn_filter(release))
+    """The production turns the release served (a generated case was served by no release)."""
+    return Turn.objects.production().filter(release_turn_filter(release))
 
 
 def release_serving_span(release: Release) -> tuple:

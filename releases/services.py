@@ -47,12 +47,13 @@ def release_add(*, name: str, model: str, prompt_version: str = "", base_url: st
 
 
 def releases_from_models(*, user: str = "") -> list[tuple[Release, bool]]:
-    """One release per model name that served turns (name = model), for logs that name the model
-    but no release: each model becomes a release its turns belong to. Existing releases are kept."""
+    """One release per model name that served production turns (name = model), for logs that name the
+    model but no release: each model becomes a release its turns belong to. Existing releases are kept.
+    Generated cases name the LLM that wrote them: that is no release."""
     from production.models import Turn
 
     out = []
-    models = (Turn.objects.exclude(model="").values_list("model", flat=True).distinct().order_by("model"))
+    models = (Turn.objects.production().exclude(model="").values_list("model", flat=True).distinct().order_by("model"))
     for model in models:
         existing = Release.objects.filter(name=model).first() or Release.objects.filter(model=model).first()
         if existing is not None:

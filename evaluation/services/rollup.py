@@ -114,7 +114,7 @@ def turn_day_counts_refresh(*, full: bool = False) -> dict:
         if full:
             newest = TurnSignals.objects.aggregate(m=Max("detected_at"))["m"]
             TurnDayCount.objects.all().delete()
-            rows = _counts(Turn.objects.all())
+            rows = _counts(Turn.objects.production())
             TurnDayCount.objects.bulk_create(rows, batch_size=2000)
             days = len({r.day for r in rows})
         else:
@@ -125,7 +125,7 @@ def turn_day_counts_refresh(*, full: bool = False) -> dict:
             for first, last in _day_ranges(list(dirty)):
                 TurnDayCount.objects.filter(day__gte=first, day__lte=last).delete()
                 TurnDayCount.objects.bulk_create(
-                    _counts(Turn.objects.filter(timestamp__gte=_midnight(first),
+                    _counts(Turn.objects.production().filter(timestamp__gte=_midnight(first),
                                                 timestamp__lt=_midnight(last + timedelta(days=1)))),
                     batch_size=2000)
             days = len(dirty)

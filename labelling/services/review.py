@@ -1,6 +1,7 @@
 """Cases another app wants people to review (generated eval cases): labelling writes each as a
 turn of its own source (so it is judged, pushed, pulled and promoted like any production turn) and
-puts it in a review batch. The caller keeps only the key it chose and the turn id returned."""
+puts it in a review batch. The caller keeps only the key it chose and the turn id returned. The turns
+are of kind "generated": no production number counts them (docs/architecture-data.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from production.models import Turn
+from production.services.generated import turns_mark_generated
 from production.services.ingest import source_get_or_create, turns_ingest_body
 
 from ..models import BatchItem, LabellingBatch
@@ -41,11 +43,14 @@ def review_cases_add(*, batch_id: int, cases: list[ReviewCase], source: str = GE
     keys = [c.key for c in cases]
     have = set(Turn.objects.filter(source=src, external_id__in=keys).values_list("external_id", flat=True))
     todo = [c for c in cases if c.key not in have]
-    if todo:
-        now = timezone.now().astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        turns_ingest_body(source=src, body=b"".join(orjson.dumps({
-            "id": c.key, "session_id": c.key, "timestamp": now, "query": c.query, "response": "", "model": c.model,
-            "metadata": c.metadata}) + b"\n" for c in todo))
+    # One transaction: the turns are never visible (to detection, rates, releases) as production ones.
+    with transaction.atomic():
+        if todo:
+            now = timezone.now().astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            turns_ingest_body(source=src, body=b"".join(orjson.dumps({
+                "id": c.key, "session_id": c.key, "timestamp": now, "query": c.query, "response": "",
+                "model": c.model, "metadata": c.metadata}) + b"\n" for c in todo))
+        turns_mark_generated(source=src, external_ids=keys)
     turn_ids = dict(Turn.objects.filter(source=src, external_id__in=keys).values_list("external_id", "id"))
     with transaction.atomic():
         # A turn goes to labelling once, ever (BatchItem.turn is one-to-one).

@@ -69,7 +69,7 @@ def batch_select(*, failures: bool, sample: int, month: str | None, seed: int | 
     month = month or previous_month()
     seed = 0 if seed is None else seed
     start, end = month_bounds(month)
-    unsent = Turn.objects.filter(labelling_item__isnull=True).select_related("signals")
+    unsent = Turn.objects.production().filter(labelling_item__isnull=True).select_related("signals")
     chosen: list[_Candidate] = []
 
     if failures:

@@ -31,13 +31,16 @@ PIPELINE_CONNECTIONS = 3  # reading k+1, detecting k, writing k-1
 
 
 def load_batch(session_ids: list[int]) -> tuple[list[tuple], dict[int, list[tuple]]]:
+    # Production turns only (here and in _TURNS/_EVENTS): a generated turn never gets signals, so
+    # nothing that reads TurnSignals (rates, strata, failure candidates) can count one.
     turns = [(i, ext, s, epoch(ts), epoch(rts), q) for i, ext, s, ts, rts, q in
-             Turn.objects.filter(session_id__in=session_ids)
+             Turn.objects.production().filter(session_id__in=session_ids)
              .order_by("session_id", F("timestamp").asc(nulls_last=True), F("position").asc(nulls_last=True), "id")
              .values_list("id", "external_id", "session_id", "timestamp", "response_timestamp", "query")]
     events: dict[int, list[tuple]] = defaultdict(list)
     for t, i, typ, ts, actor, reason, corr in (
-            Event.objects.filter(turn__session_id__in=session_ids).order_by("timestamp", "id")
+            Event.objects.filter(turn__session_id__in=session_ids, turn__kind=Turn.Kind.PRODUCTION)
+            .order_by("timestamp", "id")
             .values_list("turn_id", "id", "type", "timestamp", "actor", "reason", "corrected_response")):
         events[t].append((t, i, typ, epoch(ts), actor, reason, corr))
     return turns, events
@@ -90,10 +93,10 @@ _CLAIM = ("SELECT id FROM production_session WHERE id > %s{dirty} ORDER BY id LI
           "FOR UPDATE SKIP LOCKED")
 _TURNS = ("SELECT id, external_id, session_id, EXTRACT(EPOCH FROM timestamp)::float8, "
           "EXTRACT(EPOCH FROM response_timestamp)::float8, query FROM production_turn WHERE session_id = ANY(%s) "
-          "ORDER BY session_id, timestamp NULLS LAST, position NULLS LAST, id")
+          f"AND kind = '{Turn.Kind.PRODUCTION}' ORDER BY session_id, timestamp NULLS LAST, position NULLS LAST, id")
 _EVENTS = ("SELECT e.turn_id, e.id, e.type, EXTRACT(EPOCH FROM e.timestamp)::float8, e.actor, e.reason, "
            "e.corrected_response FROM production_event e JOIN production_turn t ON t.id = e.turn_id "
-           "WHERE t.session_id = ANY(%s) ORDER BY e.timestamp, e.id")
+           f"WHERE t.session_id = ANY(%s) AND t.kind = '{Turn.Kind.PRODUCTION}' ORDER BY e.timestamp, e.id")
 _COPY = (f"COPY production_turnsignals (turn_id, {', '.join(FLAG_COLUMNS)}, failure_probability, "
          f"definition_version, corrected_response, evidence, detected_at) FROM STDIN")
 _flag_values = itemgetter(*FLAG_COLUMNS)

@@ -55,7 +55,7 @@ def sample_turn_ids(*, release: Release, day: date, n: int, salt: str) -> list[i
     if n <= 0:
         return []
     start, end = day_bounds(day)
-    of_day = Turn.objects.filter(timestamp__gte=start, timestamp__lt=end).exclude(response="")
+    of_day = Turn.objects.production().filter(timestamp__gte=start, timestamp__lt=end).exclude(response="")
     # Not `.exclude(release_turn_filter(...))`: on a turn without metadata.release the negated
     # JSON comparison is NULL, and SQL would drop the turn.
     own = set(of_day.filter(release_turn_filter(release)).values_list("id", flat=True))
