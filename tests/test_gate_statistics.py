@@ -174,3 +174,12 @@ def test_the_human_audit_corrects_a_judge_that_favours_the_candidate(tmp_path):
     assert sh["judge_decisive"]["ci_low"] > 0.5 > sh["calibrated_decisive"]["ci_high"]
     assert sh["verdict"] == "worse" and (code, out["decision"]) == (1, "block")
     assert sh["reason"].startswith("shadow: worse — human-calibrated decisive win rate")
+    # as of the last shadow day, before the people picked (on the 10th): the judge decided then
+    from datetime import datetime, timezone
+
+    from labelling.models import PairwiseAnnotation
+    PairwiseAnnotation.objects.update(ls_updated_at=datetime(2026, 10, 10, 12, tzinfo=timezone.utc))
+    code, out = decide_under(policy_file(tmp_path, min_audited_pairs=100),
+                             "--candidate", "cand", "--baseline", "base", "--as-of", "2026-10-04")
+    sh = out["evidence"]["shadow"]
+    assert (sh["as_of"], sh["pairs"], sh["audited_pairs"], sh["decides_on"]) == ("2026-10-04", 400, 0, "judge")
