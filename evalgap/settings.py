@@ -396,7 +396,8 @@ GATE_POLICY = {
     "accept": env.str("GATE_ACCEPT", default="either"),
     # Shadow: no difference passes when the win rate's lower bound reaches 0.5 minus this.
     "non_inferiority_margin": env.float("GATE_NON_INFERIORITY_MARGIN", default=0.05),
-    # Shadow: the fixed horizon (docs/shadow.md), over the last N days of pairs.
+    # Shadow: the least evidence read (the intervals are confidence sequences, valid at every look:
+    # docs/gate.md), over the last N days of pairs.
     "min_shadow_pairs": env.int("GATE_MIN_SHADOW_PAIRS", default=SHADOW_MIN_PAIRS),
     "min_shadow_days": env.int("GATE_MIN_SHADOW_DAYS", default=SHADOW_MIN_DAYS),
     "shadow_window_days": env.int("GATE_SHADOW_WINDOW_DAYS", default=SHADOW_REPORT_DAYS),

@@ -27,9 +27,12 @@ def _offline(e: dict) -> str:
 def _shadow(e: dict) -> str:
     if not e.get("pairs"):
         return "no judged pairs"
-    return (f"win rate {num(e['win_rate'])} (95% CI {num(e['ci_low'])} to {num(e['ci_high'])}), {e['pairs']} pairs "
-            f"over {e['days_with_pairs']} days; inconsistent {pct(e['inconsistent_rate'])}; "
-            f"needs {e['min_pairs']} pairs / {e['min_days']} days")
+    d = e.get("decision_interval") or {}
+    decides = "human-calibrated decisive" if e.get("decides_on") == "calibrated" else "decisive"
+    return (f"win rate {num(e['win_rate'])} (ties as half; 95% CS {num(e['ci_low'])} to {num(e['ci_high'])}), "
+            f"{decides} {num(d.get('value'))} (95% CS {num(d.get('ci_low'))} to {num(d.get('ci_high'))}) decides; "
+            f"{e['pairs']} pairs over {e['days_with_pairs']} days; inconsistent {pct(e['inconsistent_rate'])}; "
+            f"read from {e['min_pairs']} pairs / {e['min_days']} days")
 
 
 def _ab(e: dict) -> str:

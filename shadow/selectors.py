@@ -62,9 +62,10 @@ def _iv(interval: dict | None) -> dict:
 _PICK_SCORE = {"a": 1.0, "b": 0.0, "tie": 0.5}
 
 
-def audited_scores(pair_ids: list[int]) -> dict[int, float]:
+def audited_scores(pair_ids: list[int], *, before: datetime | None = None) -> dict[int, float]:
     """People's verdict on each audited pair that has one, from the candidate's side (1 candidate
-    better, 0 served better, 0.5 tie), whatever side they saw the candidate on."""
+    better, 0 served better, 0.5 tie), whatever side they saw the candidate on. With `before`, only
+    the picks made by then (a pick without a time counts, as a pair judged without one does)."""
     items = list(ShadowAuditItem.objects.filter(pair_id__in=pair_ids).values_list("pair_id", "task_key",
                                                                                   "candidate_side"))
     if not items:
@@ -72,7 +73,8 @@ def audited_scores(pair_ids: list[int]) -> dict[int, float]:
     picks = pairwise_picks(keys=[k for _, k, _ in items])
     out = {}
     for pair_id, key, side in items:
-        pick = human_pick(picks.get(key, []))
+        pick = human_pick([p for p in picks.get(key, [])
+                           if before is None or p["updated_at"] is None or p["updated_at"] < before])
         if pick is None:
             continue
         if pick != "tie" and side == "b":
@@ -81,10 +83,10 @@ def audited_scores(pair_ids: list[int]) -> dict[int, float]:
     return out
 
 
-def _audit(rows: list[tuple]) -> dict | None:
-    """The audited pairs among `rows` with the judge's and the people's verdicts, for the
-    human-calibrated win rate."""
-    human = audited_scores([r[7] for r in rows]) if rows else {}
+def _audit(rows: list[tuple], before: datetime | None = None) -> dict | None:
+    """The audited pairs among `rows` with the judge's and the people's verdicts (picked by `before`),
+    for the human-calibrated win rate."""
+    human = audited_scores([r[7] for r in rows], before=before) if rows else {}
     if not human:
         return None
     picked = [r for r in rows if r[7] in human]
@@ -164,7 +166,7 @@ def shadow_report(release: Release | str, days: int | None = None, *, until: dat
     days_with_pairs = len({r[2] for r in rows})
     len_diff = np.array([(r[3] or 0) - (r[4] or 0) for r in rows], dtype=float)
     policy = settings.GATE_POLICY
-    ev = decision.pairs_evidence(scores, clusters, len_diff, audit=_audit(rows),
+    ev = decision.pairs_evidence(scores, clusters, len_diff, audit=_audit(rows, _end_of(as_of) if as_of else None),
                                  source=policy.get("shadow_decides_on", "auto"),
                                  min_audited=policy.get("min_audited_pairs", 100))
     win = ev["win_rate_ties_half"]

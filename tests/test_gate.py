@@ -356,7 +356,8 @@ def test_markdown_for_a_pull_request(scored, tmp_path):
     assert code == 0
     assert text.startswith("### Release gate: `ship` — candidate `cand`, baseline `base`")
     assert "| evidence | verdict | numbers |" in text
-    assert "| shadow | pass | win rate 0.700" in text
+    assert "| shadow | pass | win rate 0.700 (ties as half; 95% CS " in text  # confidence sequences, not CIs
+    assert ") decides; " in text.split("| shadow |")[1].split("\n")[0]
     assert "| A/B (not accepted by the policy) |" not in text  # accept: either takes A/B too
     assert "**Reasons**" in text and "\n1. offline: not worse beyond the margin" in text
     assert f"evalgap gate decision {GateDecision.objects.get().pk}" in text

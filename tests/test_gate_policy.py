@@ -29,6 +29,10 @@ CASES = {
     "max_latency_p50_ratio": (1.2, 1.1, None),
     "max_latency_p95_ratio": (1.5, 1.2, 2.0),
     "max_cost_ratio": (1.5, 1.0, None),
+    "shadow_decides_on": ("auto", None, "judge"),
+    "min_audited_pairs": (100, None, 50),
+    "ab_expected_share": (0.5, None, 0.3),
+    "ab_srm_alpha": (0.001, 0.01, 0.0001),
 }
 
 

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from shadow import selectors as shadow
 from shadow.models import ShadowPair
-from tests.gate_helpers import DAY0, canary, gate_json, offline_run, policy_file, releases, shadow_days, testset
+from tests.gate_helpers import DAY0, canary, decide_under, offline_run, policy_file, releases, shadow_days, testset
 from tests.shadow_helpers import GOOD, answers_in, judgement, run_json
 from tests.test_gate_e2e import judge  # noqa: F401  (the local judge server fixture)
 
@@ -53,7 +53,7 @@ def test_a_judge_that_prefers_longer_answers_never_ships_a_worse_but_longer_cand
     assert judged["judged"] == 300 and judged["inconsistent"] == 0
     assert judged["candidate_wins"] > 200  # the judge's raw verdicts: a clear "better"
 
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy", str(worse_but_longer))
+    code, out = decide_under(worse_but_longer, "--candidate", "cand", "--baseline", "base")
 
     assert out["decision"] != "ship" and (code, out["decision"]) == (3, "insufficient_evidence")
     sh = out["evidence"]["shadow"]
@@ -77,7 +77,7 @@ def test_the_report_and_the_gate_show_one_interval_for_the_same_pairs(tmp_path):
     offline_run(cand, v1, 82)
     offline_run(base, v1, 80)
     shadow_days(cand, 3, wins=60, losses=30, ties=10)
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy", str(policy_file(tmp_path)))
+    code, out = decide_under(policy_file(tmp_path), "--candidate", "cand", "--baseline", "base")
     report = run_json("shadow_report", "--release", "cand", "--days", "14")
     full = shadow.shadow_report("cand", 14)
     sh = out["evidence"]["shadow"]
@@ -95,8 +95,7 @@ def test_an_ab_split_off_the_declared_share_is_not_read(tmp_path):
     offline_run(base, v1, 80)
     # the canary was declared 50 %, but it got 400 conversations' worth of turns a day against 600
     canary(cand, base, days=3, n=600, base_n=900)
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
-                          str(policy_file(tmp_path, accept="ab")))
+    code, out = decide_under(policy_file(tmp_path, accept="ab"), "--candidate", "cand", "--baseline", "base")
     ab = out["evidence"]["ab"]
     assert (ab["candidate_units"], ab["baseline_units"]) == (600, 900)
     assert ab["srm"]["observed_share"] == pytest.approx(0.4) and ab["srm"]["p_value"] < 1e-9
@@ -104,8 +103,8 @@ def test_an_ab_split_off_the_declared_share_is_not_read(tmp_path):
     assert "(ab_expected_share)" in ab["reason"]
     assert (code, out["decision"]) == (3, "insufficient_evidence")
     # declared as 40 % it is read, and the same turns pass
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
-                          str(policy_file(tmp_path, accept="ab", ab_expected_share=0.4)))
+    code, out = decide_under(policy_file(tmp_path, accept="ab", ab_expected_share=0.4),
+                             "--candidate", "cand", "--baseline", "base")
     assert out["evidence"]["ab"]["verdict"] == "pass" and (code, out["decision"]) == (0, "ship")
 
 
@@ -115,8 +114,7 @@ def test_ab_intervals_are_clustered_by_user_when_user_id_is_logged(tmp_path):
     offline_run(cand, v1, 82)
     offline_run(base, v1, 80)
     canary(cand, base, days=3, n=600, cand_failures=60, base_failures=60, users=30)
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
-                          str(policy_file(tmp_path, accept="ab")))
+    code, out = decide_under(policy_file(tmp_path, accept="ab"), "--candidate", "cand", "--baseline", "base")
     ab = out["evidence"]["ab"]
     assert ab["unit"] == "user" and (ab["candidate_units"], ab["baseline_units"]) == (30, 30)
     by_user = next(m for m in ab["metrics"] if m["name"] == "failure_candidate")["difference"]
@@ -124,8 +122,7 @@ def test_ab_intervals_are_clustered_by_user_when_user_id_is_logged(tmp_path):
     cand2, base2 = (type(cand).objects.create(name="cand2", model="cand2-model"),
                     type(base).objects.create(name="base2", model="base2-model"))
     canary(cand2, base2, days=3, n=600, cand_failures=60, base_failures=60, start=DAY0)
-    code, out2 = gate_json("--candidate", "cand2", "--baseline", "base2", "--policy",
-                           str(policy_file(tmp_path, accept="ab")))
+    code, out2 = decide_under(policy_file(tmp_path, accept="ab"), "--candidate", "cand2", "--baseline", "base2")
     by_session = next(m for m in out2["evidence"]["ab"]["metrics"] if m["name"] == "failure_candidate")["difference"]
     assert out2["evidence"]["ab"]["unit"] == "session"
     assert by_user["ci_high"] - by_user["ci_low"] > by_session["ci_high"] - by_session["ci_low"]
@@ -161,8 +158,8 @@ def test_the_human_audit_corrects_a_judge_that_favours_the_candidate(tmp_path):
     assert picked == 160
 
     # judge-only while the audit holds fewer than min_audited_pairs: it ships, its bias named
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
-                          str(policy_file(tmp_path, min_audited_pairs=500)))
+    code, out = decide_under(policy_file(tmp_path, min_audited_pairs=500),
+                             "--candidate", "cand", "--baseline", "base")
     sh = out["evidence"]["shadow"]
     assert (sh["decides_on"], sh["audited_pairs"]) == ("judge", 160)
     bias = sh["judge_bias"]
@@ -170,10 +167,19 @@ def test_the_human_audit_corrects_a_judge_that_favours_the_candidate(tmp_path):
     assert "judge-only: the audit holds 160 human-picked pairs (min_audited_pairs 500)" in sh["reason"]
     assert f"(judge bias {bias['difference']:+.3f})" in sh["reason"]
     # calibrated from 100 audited pairs on: the people's rate decides, and it is not a ship
-    code, out = gate_json("--candidate", "cand", "--baseline", "base", "--policy",
-                          str(policy_file(tmp_path, min_audited_pairs=100)))
+    code, out = decide_under(policy_file(tmp_path, min_audited_pairs=100),
+                             "--candidate", "cand", "--baseline", "base")
     sh = out["evidence"]["shadow"]
     assert sh["decides_on"] == "calibrated" and sh["decision_interval"] == sh["calibrated_decisive"]
     assert sh["judge_decisive"]["ci_low"] > 0.5 > sh["calibrated_decisive"]["ci_high"]
     assert sh["verdict"] == "worse" and (code, out["decision"]) == (1, "block")
     assert sh["reason"].startswith("shadow: worse — human-calibrated decisive win rate")
+    # as of the last shadow day, before the people picked (on the 10th): the judge decided then
+    from datetime import datetime, timezone
+
+    from labelling.models import PairwiseAnnotation
+    PairwiseAnnotation.objects.update(ls_updated_at=datetime(2026, 10, 10, 12, tzinfo=timezone.utc))
+    code, out = decide_under(policy_file(tmp_path, min_audited_pairs=100),
+                             "--candidate", "cand", "--baseline", "base", "--as-of", "2026-10-04")
+    sh = out["evidence"]["shadow"]
+    assert (sh["as_of"], sh["pairs"], sh["audited_pairs"], sh["decides_on"]) == ("2026-10-04", 400, 0, "judge")

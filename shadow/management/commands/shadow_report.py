@@ -7,11 +7,12 @@ from shadow import selectors
 
 
 class Command(BaseCommand):
-    help = ("The shadow report of a release: win rate against the served answers (ties as half) with an interval "
-            "that resamples whole conversations, decisive, tie and inconsistency rates, the length-controlled win "
-            "rate, per failure mode with Benjamini-Hochberg q-values, and the decision (better / worse / "
-            "no_difference / insufficient_data). Fixed horizon: decide once SHADOW_MIN_PAIRS pairs over "
-            "SHADOW_MIN_DAYS days are in, not at the first good day.")
+    help = ("The shadow report of a release: win rate against the served answers (ties as half), decisive, tie "
+            "and inconsistency rates, the length-controlled and human-calibrated decisive win rates, per failure "
+            "mode with Benjamini-Hochberg q-values, and the decision (better / worse / no_difference / "
+            "insufficient_data) on the decisive win rate. The intervals are 95% confidence sequences clustered by "
+            "conversation: valid however often the report is read, so it may be read every day and acted on at "
+            "the first look that decides, once SHADOW_MIN_PAIRS pairs over SHADOW_MIN_DAYS days are in.")
 
     def add_arguments(self, parser):
         parser.add_argument("--release", required=True, metavar="NAME")
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         if r.get("input_note"):
             self.stdout.write(f"  input: {r['input_note']}")
         if r["pairs"]:
-            self.stdout.write(f"  win rate {pct(r['win_rate'])} (95% CI {pct(r['ci_low'])}-{pct(r['ci_high'])}, "
+            self.stdout.write(f"  win rate {pct(r['win_rate'])} (95% CS {pct(r['ci_low'])}-{pct(r['ci_high'])}, "
                               f"{r['interval_method']}); decisive {pct(r['decisive_win_rate'])}; ties "
                               f"{pct(r['tie_rate'])}; inconsistent {pct(r['inconsistent_rate'])}; length-controlled "
                               f"{pct(r['length_controlled_win_rate'])}")
