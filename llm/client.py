@@ -7,6 +7,8 @@ Generation, the shadow candidates and judge, and the offline grader all call `ch
   errors back off exponentially a bounded number of times; output that does not validate is asked
   for again, also bounded;
 - every request's tokens are counted, retries included, because every request is paid for;
+- every request is reserved in the spend ledger before it is sent and settled with the usage the
+  server reports (llm/ledger.py): one daily cap per purpose, shared by every process;
 - no tools are ever sent: a candidate that would call tools answers in text and cannot act.
 """
 from __future__ import annotations
@@ -22,8 +24,12 @@ from typing import Callable, Iterable, TypeVar
 
 import openai
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from core.pii import redact_messages
+
+from . import ledger
+from .ledger import AlreadyAsked, BudgetExceeded, CapReached, Spend, job_label, job_spend, spend_today  # noqa: F401
 
 TRANSIENT = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
 T = TypeVar("T")
@@ -44,10 +50,6 @@ class LLMUnavailable(Exception):
 
 class LLMOutputInvalid(LLMError):
     """The model kept answering with something that is not the JSON asked for."""
-
-
-class BudgetExceeded(Exception):
-    """The spending cap was reached before this request; it was not sent."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,9 @@ class Usage:
 
 
 class Budget:
-    """A spending cap shared by concurrent requests: a request is not sent once the cap is reached.
-    Requests already in flight may take the total a little past it (their cost is known only after)."""
+    """One run's own cap (an offline run's --max-usd), on top of the ledger's daily cap per purpose:
+    a request is not sent once it is reached. Requests already in flight may take the run a little
+    past it; the daily caps of the ledger are reserved before sending and are never passed."""
 
     def __init__(self, max_usd: float | Decimal | None, spent: Decimal = Decimal(0)):
         self.max_usd = None if max_usd is None else Decimal(str(max_usd))
@@ -212,52 +215,84 @@ class Reply:
     cost_usd: Decimal
 
 
+def purpose_of(ep: Endpoint) -> str:
+    """The ledger purpose of a request whose caller did not name one, from its endpoint's role."""
+    if ep.role.startswith("release:"):
+        return "replay"
+    return {"JUDGE": "judge", "GRADER": "grader"}.get(ep.role, "generation")
+
+
 def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: bool, usage: Usage,
-          budget: Budget | None, max_tokens: int | None) -> Reply:
-    """One request with transient retries; counts usage. No tools are ever sent."""
+          budget: Budget | None, max_tokens: int | None, spend: Spend | None = None) -> Reply:
+    """One request with transient retries, reserved and settled in the ledger; counts usage. No tools
+    are ever sent. `max_tokens` is always sent (LLM_MAX_TOKENS by default): it bounds the worst case."""
     client = get_client(ep)
+    spend = spend or Spend(purpose=purpose_of(ep))
     transient = 0
+    max_tokens = int(max_tokens or settings.LLM_MAX_TOKENS)
     kwargs = {"response_format": {"type": "json_object"}} if json_mode else {}
-    if max_tokens:
-        kwargs["max_tokens"] = max_tokens
-    while True:
-        if budget is not None:
-            budget.check()
-        usage.request()
-        started = time.monotonic()
-        try:
-            response = client.chat.completions.create(model=ep.model, messages=messages, temperature=temperature,
-                                                      **kwargs)
-        except TRANSIENT as e:
-            usage.error(f"{type(e).__name__}: {e}")
-            if transient >= int(settings.LLM_MAX_RETRIES):
-                raise LLMUnavailable(f"{ep.role}: {type(e).__name__} after {transient + 1} attempts: {e}") from e
-            time.sleep(_backoff(transient, e))
-            transient += 1
-            continue
-        except openai.APIError as e:
-            raise LLMError(f"{ep.role}: {type(e).__name__}: {e}") from e
-        latency = (time.monotonic() - started) * 1000
-        p = (response.usage.prompt_tokens or 0) if response.usage is not None else 0
-        c = (response.usage.completion_tokens or 0) if response.usage is not None else 0
-        usage.add(ep, p, c)
-        cost = ep.cost(p, c)
-        if budget is not None:
-            budget.spend(cost)
-        content = response.choices[0].message.content if response.choices else None
-        return Reply(content=content or "", prompt_tokens=p, completion_tokens=c, latency_ms=latency, cost_usd=cost)
+    kwargs["max_tokens"] = max_tokens
+    if budget is not None:
+        budget.check()
+    entry = ledger.spend_reserve(spend=spend, usd=ep.cost(ledger.worst_case_tokens(messages), max_tokens),
+                                 model=ep.model)
+    attempts = 0
+    unknown = False  # a timeout or a dropped connection: the server may have answered (and billed)
+    try:
+        while True:
+            if spend.beat is not None:
+                with ledger.db_lock:
+                    spend.beat()
+            usage.request()
+            attempts += 1
+            started = time.monotonic()
+            try:
+                response = client.chat.completions.create(model=ep.model, messages=messages,
+                                                          temperature=temperature, **kwargs)
+            except TRANSIENT as e:
+                unknown = unknown or isinstance(e, (openai.APITimeoutError, openai.APIConnectionError))
+                usage.error(f"{type(e).__name__}: {e}")
+                if transient >= int(settings.LLM_MAX_RETRIES):
+                    raise LLMUnavailable(f"{ep.role}: {type(e).__name__} after {transient + 1} attempts: {e}") from e
+                time.sleep(_backoff(transient, e))
+                transient += 1
+                continue
+            except openai.APIError as e:
+                raise LLMError(f"{ep.role}: {type(e).__name__}: {e}") from e
+            break
+    except BaseException:
+        if unknown:
+            ledger.spend_keep(entry_id=entry, attempts=attempts)
+        else:
+            ledger.spend_release(entry_id=entry, attempts=attempts)
+        raise
+    latency = (time.monotonic() - started) * 1000
+    p = (response.usage.prompt_tokens or 0) if response.usage is not None else 0
+    c = (response.usage.completion_tokens or 0) if response.usage is not None else 0
+    if response.usage is None:
+        ledger.spend_keep(entry_id=entry, attempts=attempts)  # no usage reported: its worst case
+    else:
+        ledger.spend_settle(entry_id=entry, cost_usd=ep.cost(p, c), prompt_tokens=p, completion_tokens=c,
+                            attempts=attempts)
+    usage.add(ep, p, c)
+    cost = ep.cost(p, c)
+    if budget is not None:
+        budget.spend(cost)
+    content = response.choices[0].message.content if response.choices else None
+    return Reply(content=content or "", prompt_tokens=p, completion_tokens=c, latency_ms=latency, cost_usd=cost)
 
 
 def chat_text(ep: Endpoint, messages: list[dict], *, temperature: float = 0.0, usage: Usage | None = None,
-              budget: Budget | None = None, max_tokens: int | None = None) -> Reply:
-    """A plain answer (a candidate model answering a user's query)."""
+              budget: Budget | None = None, max_tokens: int | None = None, spend: Spend | None = None) -> Reply:
+    """A plain answer (a candidate model answering a user's query). `spend` says whose cap pays (by
+    default the purpose of the endpoint's role)."""
     usage = usage if usage is not None else Usage()
-    return _send(ep, _clean(messages), temperature, False, usage, budget, max_tokens)
+    return _send(ep, _clean(messages), temperature, False, usage, budget, max_tokens, spend)
 
 
 def chat_json(ep: Endpoint, messages: list[dict], parse: Callable[[str], T], *, temperature: float = 0.0,
               usage: Usage | None = None, budget: Budget | None = None, max_invalid: int | None = None,
-              max_tokens: int | None = None) -> tuple[T, Reply]:
+              max_tokens: int | None = None, spend: Spend | None = None) -> tuple[T, Reply]:
     """Ask until `parse(content)` accepts the answer (it raises ValueError naming what is wrong, and
     the model is told). Returns the parsed value and the last reply; `usage` counts every request."""
     usage = usage if usage is not None else Usage()
@@ -265,7 +300,11 @@ def chat_json(ep: Endpoint, messages: list[dict], parse: Callable[[str], T], *, 
     messages = _clean(messages)
     invalid = 0
     while True:
-        reply = _send(ep, messages, temperature, True, usage, budget, max_tokens)
+        this = spend
+        if spend is not None and spend.key is not None and invalid:
+            # a re-ask after invalid output is a request of its own
+            this = Spend(purpose=spend.purpose, job=spend.job, key=f"{spend.key}#{invalid}", beat=spend.beat)
+        reply = _send(ep, messages, temperature, True, usage, budget, max_tokens, this)
         try:
             return parse(reply.content), reply
         except ValueError as e:
@@ -284,10 +323,17 @@ def _clean(messages: list[dict]) -> list[dict]:
 
 def map_concurrent(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) -> list[R | BaseException]:
     """fn over items with at most `concurrency` in flight; results in input order, an exception
-    in place of the result of an item that raised (so one failure never loses the others)."""
+    in place of the result of an item that raised (so one failure never loses the others).
+
+    The threads use the caller's database connection (the ledger's statements take `ledger.db_lock`):
+    the caller's transaction and job see what they write, and no connection is left behind."""
     items = list(items)
     if not items:
         return []
+    conn = connections[DEFAULT_DB_ALIAS]
+
+    def share():
+        connections[DEFAULT_DB_ALIAS] = conn
 
     def safe(item):
         try:
@@ -295,5 +341,10 @@ def map_concurrent(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int
         except Exception as e:  # recorded per item by the caller
             return e
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="llm") as pool:
-        return list(pool.map(safe, items))
+    conn.inc_thread_sharing()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="llm",
+                                initializer=share) as pool:
+            return list(pool.map(safe, items))
+    finally:
+        conn.dec_thread_sharing()
