@@ -17,10 +17,10 @@ import json
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import openai
 from django.conf import settings
@@ -346,5 +346,55 @@ def map_concurrent(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="llm",
                                 initializer=share) as pool:
             return list(pool.map(safe, items))
+    finally:
+        conn.dec_thread_sharing()
+
+
+def stream(fn: Callable[[T], object], items: Iterable[T], *, concurrency: int) -> Iterator[tuple[T, object]]:
+    """(item, fn(item) or the exception it raised) as each finishes, with at most `concurrency` in
+    flight. Items are drawn lazily, so the caller may read and write the database between them.
+
+    The threads share the caller's connection (as in `map_concurrent`); the caller's thread holds
+    `ledger.db_lock` whenever it runs (drawing items, handling results) and lets go only while it
+    waits, so its statements and transactions never interleave with the threads' ledger ones."""
+    concurrency = max(1, concurrency)
+    source = iter(items)
+    conn = connections[DEFAULT_DB_ALIAS]
+
+    def share():
+        connections[DEFAULT_DB_ALIAS] = conn
+
+    conn.inc_thread_sharing()
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm", initializer=share) as pool:
+            # Let go before the pool's shutdown waits for threads that may want the lock.
+            ledger.db_lock.acquire()
+            held = True
+            try:
+                inflight: dict = {}
+                exhausted = False
+                while True:
+                    while not exhausted and len(inflight) < concurrency * 2:
+                        item = next(source, None)
+                        if item is None:
+                            exhausted = True
+                            break
+                        inflight[pool.submit(fn, item)] = item
+                    if not inflight:
+                        return
+                    ledger.db_lock.release()
+                    held = False
+                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    ledger.db_lock.acquire()
+                    held = True
+                    for future in done:
+                        item = inflight.pop(future)
+                        try:
+                            yield item, future.result()
+                        except Exception as e:  # noqa: BLE001 - handed to the caller, per item
+                            yield item, e
+            finally:
+                if held:
+                    ledger.db_lock.release()
     finally:
         conn.dec_thread_sharing()
