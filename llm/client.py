@@ -234,8 +234,8 @@ def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: boo
     kwargs["max_tokens"] = max_tokens
     if budget is not None:
         budget.check()
-    entry = ledger.spend_reserve(spend=spend, usd=ep.cost(ledger.worst_case_tokens(messages), max_tokens),
-                                 model=ep.model)
+    worst = ep.cost(ledger.worst_case_tokens(messages), max_tokens)
+    entry = ledger.spend_reserve(spend=spend, usd=worst, model=ep.model)
     attempts = 0
     unknown = False  # a timeout or a dropped connection: the server may have answered (and billed)
     try:
@@ -269,11 +269,9 @@ def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: boo
     latency = (time.monotonic() - started) * 1000
     p = (response.usage.prompt_tokens or 0) if response.usage is not None else 0
     c = (response.usage.completion_tokens or 0) if response.usage is not None else 0
-    if response.usage is None:
-        ledger.spend_keep(entry_id=entry, attempts=attempts)  # no usage reported: its worst case
-    else:
-        ledger.spend_settle(entry_id=entry, cost_usd=ep.cost(p, c), prompt_tokens=p, completion_tokens=c,
-                            attempts=attempts)
+    # No usage reported: the answer is counted at its worst case.
+    ledger.spend_settle(entry_id=entry, cost_usd=ep.cost(p, c) if response.usage is not None else worst,
+                        prompt_tokens=p, completion_tokens=c, attempts=attempts)
     usage.add(ep, p, c)
     cost = ep.cost(p, c)
     if budget is not None:

@@ -9,9 +9,10 @@ cap (`<PURPOSE>_MAX_USD_PER_DAY`) and none can pass it on what it was about to a
     spent + reserved + this request's worst case <= cap
 
 A request refused by the server (an HTTP error: nothing was answered) releases its reservation. A
-request whose fate is unknown (a timeout, a dropped connection, a holder killed mid-request) keeps
-it: it may have been answered and billed, so it is counted at its worst case and never sent again
-under the same key.
+request whose fate is unknown (a timeout, a dropped connection) keeps it: it may have been billed, so
+it is counted at its worst case ("unknown"); both may be asked again under the same key. A request
+whose holder was killed mid-way stays "reserved": counted, and never sent again under its key (it
+may have been answered), like one that was answered ("settled").
 
 Models are imported inside the functions: llm.client (which imports this) may be imported before
 the app registry is ready.
@@ -142,13 +143,13 @@ def spend_release(*, entry_id: int, attempts: int) -> None:
 
 
 def spend_keep(*, entry_id: int, attempts: int) -> None:
-    """The request's fate is unknown (timed out, connection dropped): settled at its worst case."""
+    """The request's fate is unknown (timed out, connection dropped): counted at its worst case."""
     from .models import SpendEntry
 
     with db_lock:
         reserved = SpendEntry.objects.filter(pk=entry_id).values_list("reserved_usd", flat=True).first()
     if reserved is not None:
-        _close(entry_id, "settled", reserved, 0, 0, attempts)
+        _close(entry_id, "unknown", reserved, 0, 0, attempts)
 
 
 def _close(entry_id, status, cost, prompt_tokens, completion_tokens, attempts) -> None:
@@ -174,7 +175,7 @@ def job_spend(job: str) -> dict:
 
     with db_lock:
         rows = SpendEntry.objects.filter(job=job)
-        settled = rows.filter(status="settled").aggregate(c=Sum("cost_usd"), p=Sum("prompt_tokens"),
+        settled = rows.filter(status__in=("settled", "unknown")).aggregate(c=Sum("cost_usd"), p=Sum("prompt_tokens"),
                                                           k=Sum("completion_tokens"), a=Sum("attempts"))
         reserved = rows.filter(status="reserved").aggregate(r=Sum("reserved_usd"))["r"] or Decimal(0)
         released = rows.filter(status="released").aggregate(a=Sum("attempts"))["a"] or 0

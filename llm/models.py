@@ -36,6 +36,7 @@ class SpendEntry(models.Model):
         RESERVED = "reserved"  # sent or about to be; a holder killed here leaves it reserved (counted)
         SETTLED = "settled"  # the server answered: cost_usd from the usage it reported
         RELEASED = "released"  # refused by the server (no answer, nothing billed): the reservation freed
+        UNKNOWN = "unknown"  # no answer came back (timeout, dropped connection): counted at its worst case
 
     purpose = models.CharField(max_length=20, choices=Purpose.choices)
     day = models.DateField()
@@ -54,6 +55,9 @@ class SpendEntry(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # A key is asked once: while a request under it is in flight (or its holder died in it) or
+        # answered. One refused, or lost without an answer, may be asked again.
         constraints = [models.UniqueConstraint(fields=["purpose", "key"], name="llm_spendentry_purpose_key_uniq",
-                                               condition=models.Q(key__isnull=False))]
+                                               condition=models.Q(key__isnull=False,
+                                                                  status__in=["reserved", "settled"]))]
         indexes = [models.Index(fields=["purpose", "day"])]
