@@ -275,3 +275,56 @@ def test_mirror_lines_past_the_daily_cap_of_their_release_are_rejected(tmp_path,
     assert MirroredAnswer.objects.filter(release="cand-a").count() == 3
     reject = RejectedLine.objects.get()
     assert reject.line_no == 2 and "release 'cand-a' has 3 mirrored answers today" in reject.reason
+
+
+# --- the real Celery worker, killed mid-run -------------------------------------------------------
+
+@pytest.mark.worker
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_run_resumes_without_asking_twice_or_losing_spend(cand, tmp_path):
+    """kill -9 of the worker's child while it replays: the task comes back (acks late), the run is
+    taken over at once (its advisory lock died with the child) and finishes; the server answered
+    each turn at most once and the ledger holds every answer it gave."""
+    import os
+    import signal
+
+    from evalgap.celery import app as celery_app
+    from tests.test_exactly_once import _children, _start_worker, _wait
+
+    ingest_turns(day_log(DAY, sessions=10, turns_per_session=3))
+    release(url=cand.url)
+    run = shadow_run_create(release="cand-1", day=DAY, sample=30)
+    slow = cand.answering
+
+    def answering(body):
+        threading.Event().wait(0.1)  # answers take a moment: the kill lands mid-run
+        return slow(body)
+
+    cand.responder = answering
+    queue = f"spend-{uuid.uuid4().hex[:8]}"
+    env = {"OPENAI_API_KEY": "sk-test", "SHADOW_PRICE_PER_1K_PROMPT_TOKENS": "1", "LLM_MAX_TOKENS": "100",
+           "SHADOW_PRICE_PER_1K_COMPLETION_TOKENS": "1", "REPLAY_MAX_USD_PER_DAY": "", "SHADOW_CONCURRENCY": "2"}
+    worker = _start_worker(queue, tmp_path, **env)
+    try:
+        celery_app.send_task("shadow.tasks.shadow_run_execute", args=[run.pk], queue=queue)
+        _wait(lambda: ShadowPair.objects.filter(run=run).count() >= 6, what="some answers")
+        child = _wait(lambda: _children(worker.pid), what="a child")[0]
+        os.kill(child, signal.SIGKILL)
+        _wait(lambda: ShadowRun.objects.filter(pk=run.pk, status="done").exists(), timeout=180, what="the resumed run")
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    done = ShadowRun.objects.get(pk=run.pk)
+    assert done.attempts == 2 and done.sampled == 30 and done.answered + done.failed == 30
+    assert max(answered_per_turn(cand).values()) == 1
+    # a turn whose request was in flight at the kill is not asked again, and says so
+    assert all("asked before" in e for e in ShadowPair.objects.filter(run=run).exclude(error="")
+               .values_list("error", flat=True))
+    entries = SpendEntry.objects.filter(job=llm.job_label(ShadowRun, run.pk))
+    settled = entries.filter(status="settled")
+    assert sum(e.cost_usd for e in settled) == server_cost(cand) - Decimal("0.03") * (
+        len(cand.answered) - settled.count())
+    assert all(e.reserved_usd >= Decimal("0.03") for e in entries.filter(status="reserved"))
+    assert done.cost_usd == sum(e.cost_usd for e in settled) + sum(e.reserved_usd for e in entries.filter(
+        status="reserved")) >= server_cost(cand)
