@@ -260,8 +260,10 @@ def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: boo
             except openai.APIError as e:
                 raise LLMError(f"{ep.role}: {type(e).__name__}: {e}") from e
             break
-    except BaseException:
-        if unknown:
+    except BaseException as e:
+        # Released only when every attempt got an HTTP error back; anything else (a timeout, a time
+        # limit or an interrupt mid-request) may have been answered and billed: kept at its worst case.
+        if unknown or not isinstance(e, (LLMError, LLMUnavailable)):
             ledger.spend_keep(entry_id=entry, attempts=attempts)
         else:
             ledger.spend_release(entry_id=entry, attempts=attempts)
