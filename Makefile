@@ -1,5 +1,5 @@
 # Two commands do everything: `make demo` and `make test` (see README.md); `make faults` runs the
-# fault-injection suite in full (100 runs; `make test` ends with one run of each scenario).
+# fault-injection suite in full (10 runs of each scenario; `make test` ends with one run of each scenario).
 PYTHON ?= python3.11
 export PYTHON
 

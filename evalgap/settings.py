@@ -485,3 +485,25 @@ GATE_POLICY["min_audited_pairs"] = env.int("GATE_MIN_AUDITED_PAIRS", default=100
 # chi-square p < ab_srm_alpha) makes the A/B evidence insufficient.
 GATE_POLICY["ab_expected_share"] = env.float("GATE_AB_EXPECTED_SHARE", default=0.5)
 GATE_POLICY["ab_srm_alpha"] = env.float("GATE_AB_SRM_ALPHA", default=0.001)
+# --- ledger: one spend ledger for every LLM purpose (docs/spend.md) ---
+# <PURPOSE>_MAX_USD_PER_DAY: each purpose's daily cap in USD over all runs and processes (UTC day);
+# default 10, empty = no cap. A request is reserved at its worst case before it is sent.
+def _cap(name: str, default: str = "10") -> float | None:
+    value = env.str(name, default=default).strip()
+    return float(value) if value else None
+
+
+# Replay's cap was SHADOW_MAX_USD_PER_DAY (per release, read once per run): still read as its default.
+REPLAY_MAX_USD_PER_DAY = _cap("REPLAY_MAX_USD_PER_DAY", env.str("SHADOW_MAX_USD_PER_DAY", default="10"))
+JUDGE_MAX_USD_PER_DAY = _cap("JUDGE_MAX_USD_PER_DAY")
+GRADER_MAX_USD_PER_DAY = _cap("GRADER_MAX_USD_PER_DAY")
+GENERATION_MAX_USD_PER_DAY = _cap("GENERATION_MAX_USD_PER_DAY")
+CALIBRATION_MAX_USD_PER_DAY = _cap("CALIBRATION_MAX_USD_PER_DAY")
+AUDIT_MAX_USD_PER_DAY = _cap("AUDIT_MAX_USD_PER_DAY")
+# Sent as max_tokens when a caller names none: the bound of an answer's cost in the reservation.
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=4096)
+# Shadow lines (mirrored answers) are accepted only from these sources (names, comma-separated;
+# empty: from none), at most this many per release per UTC day (empty: no limit).
+SHADOW_MIRROR_SOURCES = env.list("SHADOW_MIRROR_SOURCES", default=[])
+_mirror_cap = env.str("SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY", default="5000").strip()
+SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY = int(_mirror_cap) if _mirror_cap else None

@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
         print("PostgreSQL is not durable: start it with PG_DURABLE=1 (scripts/faults.sh does)", file=sys.stderr)
         return 2
 
-    ctx = scenarios.Context(worker_env={"INGEST_BATCH_SIZE": "500"}, redis_port=redis_port)
+    from .llm_scenarios import WORKER_ENV
+
+    ctx = scenarios.Context(worker_env={"INGEST_BATCH_SIZE": "500", **WORKER_ENV}, redis_port=redis_port)
     ctx.web = svc.WebServer(int(os.environ["FAULT_WEB_PORT"]), {}).start()
     ctx.new_worker()
     names = [n for n in scenarios.SCENARIOS if not args.scenario or any(s in n for s in args.scenario)]

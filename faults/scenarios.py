@@ -648,6 +648,15 @@ SCENARIOS = {
 }
 
 
+def _llm_scenarios() -> None:
+    from . import llm_scenarios
+
+    SCENARIOS.update(llm_scenarios.SCENARIOS)
+
+
+_llm_scenarios()
+
+
 def run_one(ctx: Context, name: str, seed: int, run: int) -> list[str]:
     """One run of one scenario, then the invariants every run must leave true."""
     from django.utils import timezone as dj_timezone

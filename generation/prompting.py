@@ -42,7 +42,9 @@ def parse_cases(content: str | None) -> list[dict]:
     return out
 
 
-def complete_cases(*, messages: list[dict], model: str, temperature: float, usage: llm.Usage) -> list[dict]:
+def complete_cases(*, messages: list[dict], model: str, temperature: float, usage: llm.Usage,
+                   spend: llm.Spend | None = None) -> list[dict]:
     """Ask for cases until the answer validates. `usage` is updated in place, also when this raises."""
-    cases, _ = llm.chat_json(generation_endpoint(model), messages, parse_cases, temperature=temperature, usage=usage)
+    cases, _ = llm.chat_json(generation_endpoint(model), messages, parse_cases, temperature=temperature, usage=usage,
+                             spend=spend)
     return cases

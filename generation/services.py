@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.jobs import job_claim
+from core.jobs import job_held, job_progress
 from labelling.services import review
 from rephrase import RephraseDetector
 from taxonomy.models import FailureMode
@@ -89,7 +89,10 @@ def _candidates(run: GenerationRun, usage: llm.Usage) -> list[dict]:
         return offline.generate(seeds=[offline.Seed(s.item_id, s.query, s.reference_answer) for s in seeds],
                                 n=run.n, seed=run.pk)
     cases = prompting.complete_cases(messages=build_messages(mode=mode, seeds=seeds, n=run.n), model=run.model,
-                               temperature=run.temperature, usage=usage)
+                               temperature=run.temperature, usage=usage,
+                               spend=llm.Spend(purpose="generation", job=llm.job_label(GenerationRun, run.pk),
+                                               key=f"generation-run:{run.pk}",
+                                               beat=lambda: job_progress(GenerationRun, run.pk)))
     # The model saw all the seeds; each case is attributed to all of them.
     return [{**c, "technique": "llm", "seed_item_ids": list(run.seed_item_ids)} for c in cases[:run.n]]
 
@@ -140,32 +143,34 @@ def generation_run_execute(*, run_id: int) -> GenerationRun:
     run pending for a later retry and raises llm.LLMUnavailable; malformed output or a permanent
     API error fails the run with the reason and raises.
     """
-    if not job_claim(GenerationRun, run_id):
-        return GenerationRun.objects.get(pk=run_id)  # finished, or running elsewhere: a second delivery
-    run = GenerationRun.objects.get(pk=run_id)
-    if not run.cases.exists():
-        usage = llm.Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
-                          attempts=run.llm_requests, cost_usd=run.cost_usd)
-        try:
-            candidates = _candidates(run, usage)
-        except llm.LLMUnavailable as e:
-            _record_usage(run_id, usage, status=GenerationRun.Status.PENDING, error=str(e)[:2000])
-            raise
-        except (llm.LLMError, GenerationError) as e:
-            _record_usage(run_id, usage, status=GenerationRun.Status.FAILED, error=str(e)[:2000],
-                          finished_at=timezone.now())
-            raise
-        dups = dedup([c["query"] for c in candidates], testset_queries(name=settings.GENERATION_TESTSET))
-        with transaction.atomic():
-            GeneratedCase.objects.bulk_create([
-                GeneratedCase(run=run, position=i, query=c["query"], reference_answer=c["reference_answer"],
-                              rationale=c["rationale"], technique=c["technique"], seed_item_ids=c["seed_item_ids"],
-                              status=GeneratedCase.Status.DUPLICATE if d else GeneratedCase.Status.GENERATED,
-                              duplicate_of=_dup_ref(d[0], run) if d else "", duplicate_score=d[1] if d else None)
-                for i, (c, d) in enumerate(zip(candidates, dups))])
-            _record_usage(run_id, usage, generated=len(candidates), duplicates_dropped=sum(bool(d) for d in dups))
-    cases_send_for_review(run_id=run_id)
-    GenerationRun.objects.filter(pk=run_id).update(status=GenerationRun.Status.DONE, finished_at=timezone.now())
+    # Held like ingest (job_held): a second delivery, or the sweeper, never runs it alongside a live holder.
+    with job_held(GenerationRun, run_id) as mine:
+        if not mine:
+            return GenerationRun.objects.get(pk=run_id)  # finished, or running elsewhere: a second delivery
+        run = GenerationRun.objects.get(pk=run_id)
+        if not run.cases.exists():
+            usage = llm.Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+                              attempts=run.llm_requests, cost_usd=run.cost_usd)
+            try:
+                candidates = _candidates(run, usage)
+            except llm.LLMUnavailable as e:
+                _record_usage(run_id, usage, status=GenerationRun.Status.PENDING, error=str(e)[:2000])
+                raise
+            except (llm.LLMError, llm.BudgetExceeded, llm.AlreadyAsked, GenerationError) as e:
+                _record_usage(run_id, usage, status=GenerationRun.Status.FAILED, error=str(e)[:2000],
+                              finished_at=timezone.now())
+                raise
+            dups = dedup([c["query"] for c in candidates], testset_queries(name=settings.GENERATION_TESTSET))
+            with transaction.atomic():
+                GeneratedCase.objects.bulk_create([
+                    GeneratedCase(run=run, position=i, query=c["query"], reference_answer=c["reference_answer"],
+                                  rationale=c["rationale"], technique=c["technique"], seed_item_ids=c["seed_item_ids"],
+                                  status=GeneratedCase.Status.DUPLICATE if d else GeneratedCase.Status.GENERATED,
+                                  duplicate_of=_dup_ref(d[0], run) if d else "", duplicate_score=d[1] if d else None)
+                    for i, (c, d) in enumerate(zip(candidates, dups))])
+                _record_usage(run_id, usage, generated=len(candidates), duplicates_dropped=sum(bool(d) for d in dups))
+        cases_send_for_review(run_id=run_id)
+        GenerationRun.objects.filter(pk=run_id).update(status=GenerationRun.Status.DONE, finished_at=timezone.now())
     return GenerationRun.objects.get(pk=run_id)
 
 

@@ -7,6 +7,8 @@ Generation, the shadow candidates and judge, and the offline grader all call `ch
   errors back off exponentially a bounded number of times; output that does not validate is asked
   for again, also bounded;
 - every request's tokens are counted, retries included, because every request is paid for;
+- every request is reserved in the spend ledger before it is sent and settled with the usage the
+  server reports (llm/ledger.py): one daily cap per purpose, shared by every process;
 - tools are sent only when the caller hands their definitions (a shadow replay of a turn with
   recorded tool calls, which answers each call with the recorded result); otherwise a candidate
   that would call tools answers in text and cannot act.
@@ -17,15 +19,19 @@ import json
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import openai
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from core.pii import redact_messages
+
+from . import ledger
+from .ledger import AlreadyAsked, BudgetExceeded, CapReached, Spend, job_label, job_spend, spend_today  # noqa: F401
 
 TRANSIENT = (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
 T = TypeVar("T")
@@ -46,10 +52,6 @@ class LLMUnavailable(Exception):
 
 class LLMOutputInvalid(LLMError):
     """The model kept answering with something that is not the JSON asked for."""
-
-
-class BudgetExceeded(Exception):
-    """The spending cap was reached before this request; it was not sent."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,9 @@ class Usage:
 
 
 class Budget:
-    """A spending cap shared by concurrent requests: a request is not sent once the cap is reached.
-    Requests already in flight may take the total a little past it (their cost is known only after)."""
+    """One run's own cap (an offline run's --max-usd), on top of the ledger's daily cap per purpose:
+    a request is not sent once it is reached. Requests already in flight may take the run a little
+    past it; the daily caps of the ledger are reserved before sending and are never passed."""
 
     def __init__(self, max_usd: float | Decimal | None, spent: Decimal = Decimal(0)):
         self.max_usd = None if max_usd is None else Decimal(str(max_usd))
@@ -226,60 +229,95 @@ class Reply:
     tool_calls: list = field(default_factory=list)
 
 
+def purpose_of(ep: Endpoint) -> str:
+    """The ledger purpose of a request whose caller did not name one, from its endpoint's role."""
+    if ep.role.startswith("release:"):
+        return "replay"
+    return {"JUDGE": "judge", "GRADER": "grader"}.get(ep.role, "generation")
+
+
 def _send(ep: Endpoint, messages: list[dict], temperature: float, json_mode: bool, usage: Usage,
-          budget: Budget | None, max_tokens: int | None, tools: list | None = None) -> Reply:
-    """One request with transient retries; counts usage. Tools only when the caller hands them."""
+          budget: Budget | None, max_tokens: int | None, spend: Spend | None = None,
+          tools: list | None = None) -> Reply:
+    """One request with transient retries, reserved and settled in the ledger; counts usage. Tools
+    only when the caller hands them. `max_tokens` is always sent (LLM_MAX_TOKENS by default): it
+    bounds the worst case."""
     client = get_client(ep)
+    spend = spend or Spend(purpose=purpose_of(ep))
     transient = 0
+    max_tokens = int(max_tokens or settings.LLM_MAX_TOKENS)
     kwargs = {"response_format": {"type": "json_object"}} if json_mode else {}
-    if max_tokens:
-        kwargs["max_tokens"] = max_tokens
+    kwargs["max_tokens"] = max_tokens
     if tools:
         kwargs["tools"] = tools
-    while True:
-        if budget is not None:
-            budget.check()
-        usage.request()
-        started = time.monotonic()
-        try:
-            response = client.chat.completions.create(model=ep.model, messages=messages, temperature=temperature,
-                                                      **kwargs)
-        except TRANSIENT as e:
-            usage.error(f"{type(e).__name__}: {e}")
-            if transient >= int(settings.LLM_MAX_RETRIES):
-                raise LLMUnavailable(f"{ep.role}: {type(e).__name__} after {transient + 1} attempts: {e}") from e
-            time.sleep(_backoff(transient, e))
-            transient += 1
-            continue
-        except openai.APIError as e:
-            raise LLMError(f"{ep.role}: {type(e).__name__}: {e}") from e
-        latency = (time.monotonic() - started) * 1000
-        p = (response.usage.prompt_tokens or 0) if response.usage is not None else 0
-        c = (response.usage.completion_tokens or 0) if response.usage is not None else 0
-        usage.add(ep, p, c)
-        cost = ep.cost(p, c)
-        if budget is not None:
-            budget.spend(cost)
-        message = response.choices[0].message if response.choices else None
-        calls = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments}
-                 for t in (getattr(message, "tool_calls", None) or []) if getattr(t, "function", None)]
-        return Reply(content=(message.content if message else None) or "", prompt_tokens=p, completion_tokens=c,
-                     latency_ms=latency, cost_usd=cost, tool_calls=calls)
+    if budget is not None:
+        budget.check()
+    worst = ep.cost(ledger.worst_case_tokens(messages), max_tokens)
+    entry = ledger.spend_reserve(spend=spend, usd=worst, model=ep.model)
+    attempts = 0
+    unknown = False  # a timeout or a dropped connection: the server may have answered (and billed)
+    try:
+        while True:
+            if spend.beat is not None:
+                with ledger.db_lock:
+                    spend.beat()
+            usage.request()
+            attempts += 1
+            started = time.monotonic()
+            try:
+                response = client.chat.completions.create(model=ep.model, messages=messages,
+                                                          temperature=temperature, **kwargs)
+            except TRANSIENT as e:
+                unknown = unknown or isinstance(e, (openai.APITimeoutError, openai.APIConnectionError))
+                usage.error(f"{type(e).__name__}: {e}")
+                if transient >= int(settings.LLM_MAX_RETRIES):
+                    raise LLMUnavailable(f"{ep.role}: {type(e).__name__} after {transient + 1} attempts: {e}") from e
+                time.sleep(_backoff(transient, e))
+                transient += 1
+                continue
+            except openai.APIError as e:
+                raise LLMError(f"{ep.role}: {type(e).__name__}: {e}") from e
+            break
+    except BaseException as e:
+        # Released only when every attempt got an HTTP error back; anything else (a timeout, a time
+        # limit or an interrupt mid-request) may have been answered and billed: kept at its worst case.
+        if unknown or not isinstance(e, (LLMError, LLMUnavailable)):
+            ledger.spend_keep(entry_id=entry, attempts=attempts)
+        else:
+            ledger.spend_release(entry_id=entry, attempts=attempts)
+        raise
+    latency = (time.monotonic() - started) * 1000
+    p = (response.usage.prompt_tokens or 0) if response.usage is not None else 0
+    c = (response.usage.completion_tokens or 0) if response.usage is not None else 0
+    # No usage reported: the answer is counted at its worst case.
+    ledger.spend_settle(entry_id=entry, cost_usd=ep.cost(p, c) if response.usage is not None else worst,
+                        prompt_tokens=p, completion_tokens=c, attempts=attempts)
+    usage.add(ep, p, c)
+    cost = ep.cost(p, c)
+    if budget is not None:
+        budget.spend(cost)
+    message = response.choices[0].message if response.choices else None
+    calls = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments}
+             for t in (getattr(message, "tool_calls", None) or []) if getattr(t, "function", None)]
+    return Reply(content=(message.content if message else None) or "", prompt_tokens=p, completion_tokens=c,
+                 latency_ms=latency, cost_usd=cost, tool_calls=calls)
 
 
 def chat_text(ep: Endpoint, messages: list[dict], *, temperature: float = 0.0, usage: Usage | None = None,
-              budget: Budget | None = None, max_tokens: int | None = None, redact: bool = True,
-              tools: list | None = None) -> Reply:
-    """A plain answer (a candidate model answering a user's query). `redact=False` sends the text
-    as it is: only for a release whose data boundary allows raw production text. `tools`: tool
-    definitions; the reply's `tool_calls` lists the calls the model asked for."""
+              budget: Budget | None = None, max_tokens: int | None = None, spend: Spend | None = None,
+              redact: bool = True, tools: list | None = None) -> Reply:
+    """A plain answer (a candidate model answering a user's query). `spend` says whose cap pays (by
+    default the purpose of the endpoint's role). `redact=False` sends the text as it is: only for a
+    release whose data boundary allows raw production text. `tools`: tool definitions; the reply's
+    `tool_calls` lists the calls the model asked for."""
     usage = usage if usage is not None else Usage()
-    return _send(ep, _clean(messages) if redact else messages, temperature, False, usage, budget, max_tokens, tools)
+    return _send(ep, _clean(messages) if redact else messages, temperature, False, usage, budget, max_tokens, spend,
+                 tools)
 
 
 def chat_json(ep: Endpoint, messages: list[dict], parse: Callable[[str], T], *, temperature: float = 0.0,
               usage: Usage | None = None, budget: Budget | None = None, max_invalid: int | None = None,
-              max_tokens: int | None = None) -> tuple[T, Reply]:
+              max_tokens: int | None = None, spend: Spend | None = None) -> tuple[T, Reply]:
     """Ask until `parse(content)` accepts the answer (it raises ValueError naming what is wrong, and
     the model is told). Returns the parsed value and the last reply; `usage` counts every request."""
     usage = usage if usage is not None else Usage()
@@ -287,7 +325,11 @@ def chat_json(ep: Endpoint, messages: list[dict], parse: Callable[[str], T], *, 
     messages = _clean(messages)
     invalid = 0
     while True:
-        reply = _send(ep, messages, temperature, True, usage, budget, max_tokens)
+        this = spend
+        if spend is not None and spend.key is not None and invalid:
+            # a re-ask after invalid output is a request of its own
+            this = Spend(purpose=spend.purpose, job=spend.job, key=f"{spend.key}#{invalid}", beat=spend.beat)
+        reply = _send(ep, messages, temperature, True, usage, budget, max_tokens, this)
         try:
             return parse(reply.content), reply
         except ValueError as e:
@@ -306,10 +348,17 @@ def _clean(messages: list[dict]) -> list[dict]:
 
 def map_concurrent(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int) -> list[R | BaseException]:
     """fn over items with at most `concurrency` in flight; results in input order, an exception
-    in place of the result of an item that raised (so one failure never loses the others)."""
+    in place of the result of an item that raised (so one failure never loses the others).
+
+    The threads use the caller's database connection (the ledger's statements take `ledger.db_lock`):
+    the caller's transaction and job see what they write, and no connection is left behind."""
     items = list(items)
     if not items:
         return []
+    conn = connections[DEFAULT_DB_ALIAS]
+
+    def share():
+        connections[DEFAULT_DB_ALIAS] = conn
 
     def safe(item):
         try:
@@ -317,5 +366,60 @@ def map_concurrent(fn: Callable[[T], R], items: Iterable[T], *, concurrency: int
         except Exception as e:  # recorded per item by the caller
             return e
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="llm") as pool:
-        return list(pool.map(safe, items))
+    conn.inc_thread_sharing()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items))), thread_name_prefix="llm",
+                                initializer=share) as pool:
+            return list(pool.map(safe, items))
+    finally:
+        conn.dec_thread_sharing()
+
+
+def stream(fn: Callable[[T], object], items: Iterable[T], *, concurrency: int) -> Iterator[tuple[T, object]]:
+    """(item, fn(item) or the exception it raised) as each finishes, with at most `concurrency` in
+    flight. Items are drawn lazily, so the caller may read and write the database between them.
+
+    The threads share the caller's connection (as in `map_concurrent`); the caller's thread holds
+    `ledger.db_lock` whenever it runs (drawing items, handling results) and lets go only while it
+    waits, so its statements and transactions never interleave with the threads' ledger ones."""
+    concurrency = max(1, concurrency)
+    source = iter(items)
+    conn = connections[DEFAULT_DB_ALIAS]
+
+    def share():
+        connections[DEFAULT_DB_ALIAS] = conn
+
+    conn.inc_thread_sharing()
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm", initializer=share) as pool:
+            # Let go before the pool's shutdown waits for threads that may want the lock.
+            ledger.db_lock.acquire()
+            held = True
+            try:
+                inflight: dict = {}
+                exhausted = False
+                while True:
+                    while not exhausted and len(inflight) < concurrency * 2:
+                        item = next(source, None)
+                        if item is None:
+                            exhausted = True
+                            break
+                        inflight[pool.submit(fn, item)] = item
+                    if not inflight:
+                        return
+                    ledger.db_lock.release()
+                    held = False
+                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    ledger.db_lock.acquire()
+                    held = True
+                    for future in done:
+                        item = inflight.pop(future)
+                        try:
+                            yield item, future.result()
+                        except Exception as e:  # noqa: BLE001 - handed to the caller, per item
+                            yield item, e
+            finally:
+                if held:
+                    ledger.db_lock.release()
+    finally:
+        conn.dec_thread_sharing()

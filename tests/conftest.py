@@ -90,6 +90,17 @@ def _no_chained_detection(request, settings):
         settings.SIGNALS_DETECT_AFTER_INGEST = False
 
 
+@pytest.fixture(autouse=True)
+def _ledger_caps_off(settings):
+    """The spend ledger's daily caps are off and every source may mirror, unless a test sets them
+    (tests/test_spend_ledger.py does): the fake server's prices are made up, and a cap of $10 would
+    stop tests that are about something else."""
+    for purpose in ("REPLAY", "JUDGE", "GRADER", "GENERATION", "CALIBRATION", "AUDIT"):
+        setattr(settings, f"{purpose}_MAX_USD_PER_DAY", None)
+    settings.SHADOW_MIRROR_SOURCES = ["*"]
+    settings.SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY = None
+
+
 def user_with_role(username: str, role: str, *, password: str | None = None):
     """A user holding one of core.roles.ROLES (what `manage.py user_add` makes)."""
     from django.contrib.auth.models import User

@@ -11,6 +11,8 @@ from django.test import override_settings
 from llm import client as llm
 from tests.fake_openai import FakeOpenAI
 
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture
 def fake():

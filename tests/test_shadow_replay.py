@@ -91,20 +91,24 @@ def test_sampling_is_deterministic_and_keeps_whole_conversations(cand):
 def test_the_daily_budget_stops_the_run_and_says_so(cand):
     ingest_turns(day_log(DAY, sessions=5))
     release(url=cand.url)
+    cand.responder = lambda body: ("ok", candidate(body), {"prompt_tokens": 100, "completion_tokens": 200})
     err = io.StringIO()
-    # each answer costs $0.9; with one request at a time the cap of $2 lets three through
-    with override_settings(SHADOW_PRICE_PER_1K_PROMPT_TOKENS=0.5, SHADOW_PRICE_PER_1K_COMPLETION_TOKENS=2.0,
-                           SHADOW_MAX_USD_PER_DAY=2.0, SHADOW_CONCURRENCY=1):
+    # Each answer costs $0.5 and is reserved at its worst case first: its prompt's bytes at $1/1k plus
+    # 500 answer tokens at $2/1k (a little over $1). A cap of $2: $0 + 1.1 and $0.5 + 1.1 fit, $1 + 1.1 does not.
+    with override_settings(SHADOW_PRICE_PER_1K_PROMPT_TOKENS=1.0, SHADOW_PRICE_PER_1K_COMPLETION_TOKENS=2.0,
+                           REPLAY_MAX_USD_PER_DAY=2.0, LLM_MAX_TOKENS=500, SHADOW_CONCURRENCY=1):
         line = run_json("shadow_run", "--release", "cand-1", "--day", "2026-10-05", stderr=err)
-        assert line["sampled"] == 10 and line["answered"] == 3 and line["failed"] == 0
-        assert line["cost_usd"] == pytest.approx(2.7)
+        assert line["sampled"] == 10 and line["answered"] == 2 and line["failed"] == 0
+        assert line["cost_usd"] == pytest.approx(1.0)
         run = ShadowRun.objects.get()
-        assert run.budget_stopped and run.not_sent == 7 and run.budget_usd == Decimal("2")
-        assert "daily budget of $2" in run.budget_reason and "7 of 10 sampled turns not sent" in run.budget_reason
+        assert run.budget_stopped and run.not_sent == 8 and run.budget_usd == Decimal("2")
+        assert "REPLAY_MAX_USD_PER_DAY of $2" in run.budget_reason
+        assert "8 of 10 sampled turns not asked" in run.budget_reason
         assert "budget stop:" in err.getvalue()
-        # the same day again: the cap is spent, nothing is sent
-        assert run_json("shadow_run", "--release", "cand-1", "--day", "2026-10-05")["answered"] == 3
-    assert len(cand.requests) == 3 and ShadowPair.objects.count() == 3
+        # the same day again: what is left cannot pay for a request, nothing is sent
+        assert run_json("shadow_run", "--release", "cand-1", "--day", "2026-10-05")["answered"] == 2
+    assert len(cand.requests) == 2 and ShadowPair.objects.count() == 2
+    assert all(r["body"]["max_tokens"] == 500 for r in cand.requests)
 
 
 def test_a_second_run_asks_only_what_is_missing_and_retries_failures(cand):

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from core import stats
-from core.jobs import job_claim, job_fail, job_finish, job_progress, job_release
+from core.jobs import job_claim, job_fail, job_finish, job_held, job_progress, job_release
 from llm import client as llm
 from production.models import Turn
 from releases.models import Release
@@ -158,7 +158,8 @@ class _Result:
     usage: llm.Usage
 
 
-def _score_one(job: _Job, *, release: Release, generate: bool, budget: llm.Budget) -> _Result:
+def _score_one(job: _Job, *, release: Release, generate: bool, budget: llm.Budget,
+               spend: Callable[[str], llm.Spend]) -> _Result:
     usage = llm.Usage()
     answer = job.answer or ""
     try:
@@ -166,11 +167,11 @@ def _score_one(job: _Job, *, release: Release, generate: bool, budget: llm.Budge
             reply = llm.chat_text(candidate_endpoint(release),
                                   candidate_messages(system_prompt=release.system_prompt, query=job.query,
                                                      contexts=job.contexts, conversation=job.conversation),
-                                  usage=usage, budget=budget)
+                                  usage=usage, budget=budget, spend=spend(f"{job.key}:answer"))
             answer = reply.content
         grade, _ = llm.chat_json(grader_endpoint(), grader_messages(query=job.query, reference=job.reference,
                                                                     answer=answer, conversation=job.conversation),
-                                 parse_grade, usage=usage, budget=budget)
+                                 parse_grade, usage=usage, budget=budget, spend=spend(f"{job.key}:grade"))
     except Exception as e:
         e.usage = usage  # what the item cost before it failed still counts,
         e.answer = answer  # and an answer that was paid for is kept with the failure
@@ -227,63 +228,70 @@ def offline_run_execute(*, run_id: int, progress: Callable[[int, int], None] | N
     the budget running out fails the run with what it reached (resume with a larger budget);
     an item whose answer or grade cannot be had is recorded as failed, with the reason.
     """
-    if not job_claim(OfflineRun, run_id, statuses=(OfflineRun.Status.PENDING,)):
-        return OfflineRun.objects.get(pk=run_id)
-    run = OfflineRun.objects.select_related("release", "version__testset").get(pk=run_id)
-    total = llm.Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
-                      attempts=run.llm_requests, cost_usd=run.cost_usd)
-    budget = llm.Budget(run.budget_usd, spent=run.cost_usd)
-    try:
-        jobs, skipped = _plan(run)
-        job_progress(OfflineRun, run_id, skipped=skipped)
-        generate = run.mode == OfflineRun.Mode.GENERATE
-        chunk = max(1, int(settings.OFFLINE_CONCURRENCY)) * 8
-        done = 0
-        for start in range(0, len(jobs), chunk):
-            part = jobs[start:start + chunk]
-            _add_history(part)
-            results = llm.map_concurrent(lambda j: _score_one(j, release=run.release, generate=generate,
-                                                              budget=budget),
-                                         part, concurrency=settings.OFFLINE_CONCURRENCY)
-            rows, stop = [], None
-            for job, res in zip(part, results):
-                usage = res.usage if isinstance(res, _Result) else getattr(res, "usage", None)
-                if usage is not None:
-                    _merge(total, usage)
-                if isinstance(res, (llm.BudgetExceeded, llm.LLMUnavailable)):
-                    stop = stop or res  # not the item's fault: it stays unscored, to be resumed
-                    continue
-                if isinstance(res, BaseException):
+    with job_held(OfflineRun, run_id, statuses=(OfflineRun.Status.PENDING,)) as mine:
+        if not mine:
+            return OfflineRun.objects.get(pk=run_id)
+        run = OfflineRun.objects.select_related("release", "version__testset").get(pk=run_id)
+        total = llm.Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+                          attempts=run.llm_requests, cost_usd=run.cost_usd)
+        budget = llm.Budget(run.budget_usd, spent=run.cost_usd)
+        label = llm.job_label(OfflineRun, run_id)
+
+        def spend(key: str) -> llm.Spend:
+            # Keyed per run and item: a run re-executed after its worker died never asks twice.
+            return llm.Spend(purpose="grader", job=label, key=f"offline-run:{run_id}:{key}",
+                             beat=lambda: job_progress(OfflineRun, run_id))
+        try:
+            jobs, skipped = _plan(run)
+            job_progress(OfflineRun, run_id, skipped=skipped)
+            generate = run.mode == OfflineRun.Mode.GENERATE
+            chunk = max(1, int(settings.OFFLINE_CONCURRENCY)) * 8
+            done = 0
+            for start in range(0, len(jobs), chunk):
+                part = jobs[start:start + chunk]
+                _add_history(part)
+                results = llm.map_concurrent(lambda j: _score_one(j, release=run.release, generate=generate,
+                                                                  budget=budget, spend=spend),
+                                             part, concurrency=settings.OFFLINE_CONCURRENCY)
+                rows, stop = [], None
+                for job, res in zip(part, results):
+                    usage = res.usage if isinstance(res, _Result) else getattr(res, "usage", None)
+                    if usage is not None:
+                        _merge(total, usage)
+                    if isinstance(res, (llm.BudgetExceeded, llm.LLMUnavailable)):
+                        stop = stop or res  # not the item's fault: it stays unscored, to be resumed
+                        continue
+                    if isinstance(res, BaseException):
+                        rows.append(OfflineScore(run_id=run_id, key=job.key, item_id=job.item_id, turn_id=job.turn_id,
+                                                 answer=getattr(res, "answer", job.answer or ""),
+                                                 error=_item_error(res),
+                                                 cost_usd=usage.cost_usd if usage else 0))
+                        continue
                     rows.append(OfflineScore(run_id=run_id, key=job.key, item_id=job.item_id, turn_id=job.turn_id,
-                                             answer=getattr(res, "answer", job.answer or ""),
-                                             error=_item_error(res),
-                                             cost_usd=usage.cost_usd if usage else 0))
-                    continue
-                rows.append(OfflineScore(run_id=run_id, key=job.key, item_id=job.item_id, turn_id=job.turn_id,
-                                         score=VERDICT_SCORES[res.verdict], verdict=res.verdict,
-                                         rationale=res.rationale, answer=res.answer, cost_usd=res.usage.cost_usd))
-            with transaction.atomic():
-                OfflineScore.objects.bulk_create(rows, ignore_conflicts=True)
-                _record_usage(run_id, total)
-            done += len(rows)
-            if progress:
-                progress(done, len(jobs))
-            if isinstance(stop, llm.BudgetExceeded):
-                scored = run.scores.count()
-                job_fail(OfflineRun, run_id, f"{stop}: {scored} items scored, {len(jobs) - done} left; resume "
-                                             f"with a larger budget (offline_run --resume {run_id} --max-usd N)")
-                return OfflineRun.objects.get(pk=run_id)
-            if stop is not None:
-                raise stop
-    except llm.LLMUnavailable as e:
-        _record_usage(run_id, total)
-        job_release(OfflineRun, run_id, e)
-        raise
-    except Exception as e:
-        _record_usage(run_id, total)
-        job_fail(OfflineRun, run_id, e)
-        raise
-    _finish(run_id, cost=total)
+                                             score=VERDICT_SCORES[res.verdict], verdict=res.verdict,
+                                             rationale=res.rationale, answer=res.answer, cost_usd=res.usage.cost_usd))
+                with transaction.atomic():
+                    OfflineScore.objects.bulk_create(rows, ignore_conflicts=True)
+                    _record_usage(run_id, total)
+                done += len(rows)
+                if progress:
+                    progress(done, len(jobs))
+                if isinstance(stop, llm.BudgetExceeded):
+                    scored = run.scores.count()
+                    job_fail(OfflineRun, run_id, f"{stop}: {scored} items scored, {len(jobs) - done} left; resume "
+                                                 f"with a larger budget (offline_run --resume {run_id} --max-usd N)")
+                    return OfflineRun.objects.get(pk=run_id)
+                if stop is not None:
+                    raise stop
+        except llm.LLMUnavailable as e:
+            _record_usage(run_id, total)
+            job_release(OfflineRun, run_id, e)
+            raise
+        except Exception as e:
+            _record_usage(run_id, total)
+            job_fail(OfflineRun, run_id, e)
+            raise
+        _finish(run_id, cost=total)
     return OfflineRun.objects.get(pk=run_id)
 
 

@@ -67,7 +67,8 @@ def judge_calibrate(*, path: str | Path, limit: int | None = None, progress=None
 
     def ask(item):
         i, swapped = item
-        return judge_order(ep, prompt, cases[i], swapped=swapped, modes=modes, codes=codes)
+        return judge_order(ep, prompt, cases[i], swapped=swapped, modes=modes, codes=codes,
+                           spend=llm.Spend(purpose="calibration"))
 
     work = [(i, swapped) for i in range(len(cases)) for swapped in (False, True)]
     for (i, swapped), result in stream(ask, work, concurrency=settings.JUDGE_CONCURRENCY):

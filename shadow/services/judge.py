@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.jobs import job_claim, job_fail, job_finish, job_progress
+from core.jobs import job_claim, job_fail, job_finish, job_held, job_progress
 from core.jsonl import JsonLineError, json_objects
 from llm import client as llm
 from releases.models import Release
@@ -95,18 +95,19 @@ class _PairState:
 
 def shadow_judge(*, run_id: int, progress=None) -> JudgeRun:
     """Judge the run's pending pairs. `progress(done_pairs, total_pairs)` drives a progress bar."""
-    if not job_claim(JudgeRun, run_id):
-        return JudgeRun.objects.get(pk=run_id)
-    run = JudgeRun.objects.get(pk=run_id)
-    if run.judge_model.startswith("humans:"):
-        job_fail(JudgeRun, run_id, "a pass of human picks cannot be resumed by the LLM judge: run "
-                                   "shadow_judge --humans-from PATH again")
-        return JudgeRun.objects.get(pk=run_id)
-    try:
-        _judge(run, progress)
-    except Exception as e:
-        job_fail(JudgeRun, run_id, e)
-        raise
+    with job_held(JudgeRun, run_id) as mine:
+        if not mine:
+            return JudgeRun.objects.get(pk=run_id)
+        run = JudgeRun.objects.get(pk=run_id)
+        if run.judge_model.startswith("humans:"):
+            job_fail(JudgeRun, run_id, "a pass of human picks cannot be resumed by the LLM judge: run "
+                                       "shadow_judge --humans-from PATH again")
+            return JudgeRun.objects.get(pk=run_id)
+        try:
+            _judge(run, progress)
+        except Exception as e:
+            job_fail(JudgeRun, run_id, e)
+            raise
     return JudgeRun.objects.get(pk=run_id)
 
 
@@ -142,6 +143,8 @@ def _judge(run: JudgeRun, progress) -> None:
             before = histories([p.turn for p in pairs], settings.SHADOW_CONVERSATION_TURNS)
             earlier = _earlier(part, run)
             for p in pairs:
+                if stop:
+                    return  # the judge's daily cap was reached: nothing more is asked
                 case = Case(query=p.turn.query, conversation=tuple(conversation(before[p.turn_id])),
                             contexts=tuple(p.turn.contexts or ()), first=p.candidate_answer, second=p.turn.response)
                 state = states[p.pk] = _PairState(pair=p, case=case, results=dict(earlier.get(p.pk, {})))
@@ -152,15 +155,26 @@ def _judge(run: JudgeRun, progress) -> None:
                 for order in missing:
                     yield p.pk, order
 
+    job = llm.job_label(JudgeRun, run.pk)
+    stop: list[str] = []  # the first cap refusal, once one came
+
+    def beat():
+        job_progress(JudgeRun, run.pk)
+
     def ask(item):
         pair_id, order = item
-        return judge_order(ep, prompt, states[pair_id].case, swapped=order == SERVED_FIRST, modes=modes, codes=codes)
+        # Keyed per run, pair and order: a pass re-executed after its worker died never asks twice.
+        spend = llm.Spend(purpose="judge", job=job, key=f"judge-run:{run.pk}:pair:{pair_id}:{order}", beat=beat)
+        return judge_order(ep, prompt, states[pair_id].case, swapped=order == SERVED_FIRST, modes=modes, codes=codes,
+                           spend=spend)
 
     last_flush = time.monotonic()
     for (pair_id, order), result in stream(ask, work(), concurrency=settings.JUDGE_CONCURRENCY):
         state = states[pair_id]
         if isinstance(result, Exception):  # a bug, not the judge: recorded as a transient failure
             result = OrderResult(swapped=order == SERVED_FIRST, error=f"{type(result).__name__}: {result}"[:500])
+        if result.error.startswith("CapReached") and not stop:
+            stop.append(result.error.split(": ", 1)[1])
         state.results[order] = result
         state.waiting -= 1
         tally.requests += result.attempts
@@ -179,7 +193,16 @@ def _judge(run: JudgeRun, progress) -> None:
     done += _flush(run, verdicts, finished, states, tally)
     if progress:
         progress(done, len(ids))
-    job_finish(JudgeRun, run.pk, **tally.fields())
+    # The run's cost over every execution is the ledger's, not this pass's count.
+    spent = llm.job_spend(job)
+    costs = {"cost_usd": spent["cost_usd"] + spent["reserved_usd"], "requests": spent["requests"],
+             "prompt_tokens": spent["prompt_tokens"], "completion_tokens": spent["completion_tokens"]}
+    if stop:
+        left = pending_pairs(run).count()
+        job_fail(JudgeRun, run.pk, f"{stop[0]}: {left} of {len(ids)} pairs left unjudged (asked by the next pass)",
+                 **{**tally.fields(), **costs})
+        return
+    job_finish(JudgeRun, run.pk, **{**tally.fields(), **costs})
 
 
 def _verdict_row(run: JudgeRun, pair: ShadowPair, order: str, r: OrderResult) -> ShadowVerdict:

@@ -8,7 +8,6 @@ the answer shown first therefore never produces a win.
 from __future__ import annotations
 
 import re
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -157,8 +156,9 @@ class OrderResult:
 
 
 def judge_order(ep: llm.Endpoint, prompt: Prompt, case: Case, *, swapped: bool, modes: list[dict],
-                codes: set[str]) -> OrderResult:
-    """Ask the judge once (re-asking on malformed output, bounded by LLM_MAX_INVALID)."""
+                codes: set[str], spend: llm.Spend | None = None) -> OrderResult:
+    """Ask the judge once (re-asking on malformed output, bounded by LLM_MAX_INVALID); `spend` says
+    whose ledger cap pays (the judge's by default)."""
     seen = {"raw": "", "attempts": 0}
 
     def parse(content: str) -> dict:
@@ -172,13 +172,13 @@ def judge_order(ep: llm.Endpoint, prompt: Prompt, case: Case, *, swapped: bool, 
     usage = llm.Usage()
     result = OrderResult(swapped=swapped)
     try:
-        parsed, reply = llm.chat_json(ep, messages, parse, temperature=0.0, usage=usage)
+        parsed, reply = llm.chat_json(ep, messages, parse, temperature=0.0, usage=usage, spend=spend)
         result.verdict, result.rationale = parsed["verdict"], parsed["rationale"]
         result.failure_modes_a, result.failure_modes_b = parsed["failure_modes_a"], parsed["failure_modes_b"]
         result.dropped = parsed["dropped"]
     except llm.LLMOutputInvalid as e:
         result.error, result.malformed = f"malformed judge output: {e}"[:500], True
-    except (llm.LLMUnavailable, llm.LLMError) as e:
+    except (llm.LLMUnavailable, llm.LLMError, llm.BudgetExceeded, llm.AlreadyAsked) as e:
         result.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
     result.raw, result.attempts = seen["raw"], seen["attempts"]
     result.cost_usd, result.prompt_tokens, result.completion_tokens = (usage.cost_usd, usage.prompt_tokens,
@@ -193,27 +193,6 @@ def combine(first: OrderResult, second: OrderResult) -> str:
 
 
 def stream(fn: Callable[[T], object], items: Iterable[T], *, concurrency: int) -> Iterator[tuple[T, object]]:
-    """(item, fn(item) or the exception it raised) as each finishes, with at most `concurrency` in
-    flight. Items are drawn lazily, so the caller's generator may read the database between them
-    (in the caller's thread; the workers only call the LLM)."""
-    concurrency = max(1, concurrency)
-    source = iter(items)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
-        inflight: dict = {}
-        exhausted = False
-        while True:
-            while not exhausted and len(inflight) < concurrency * 2:
-                item = next(source, None)
-                if item is None:
-                    exhausted = True
-                    break
-                inflight[pool.submit(fn, item)] = item
-            if not inflight:
-                return
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            for future in done:
-                item = inflight.pop(future)
-                try:
-                    yield item, future.result()
-                except Exception as e:  # noqa: BLE001 - handed to the caller, per item
-                    yield item, e
+    """(item, fn(item) or the exception it raised) as each finishes: `llm.client.stream` (its threads
+    share this thread's database connection, for the ledger)."""
+    return llm.stream(fn, items, concurrency=concurrency)

@@ -12,6 +12,8 @@ without sends no tools, and a candidate that would call tools answers in text.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import hashlib
 import logging
 from datetime import date, datetime, time, timedelta
@@ -22,7 +24,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from core.jobs import job_claim, job_fail, job_finish, job_progress, safe_error
+from core.jobs import job_fail, job_finish, job_held, job_progress, safe_error
 from llm import client as llm
 from production.models import Turn
 from releases.models import Release
@@ -96,14 +98,19 @@ def input_kind(release: Release) -> str:
     return "raw" if raw_input(release) or not settings.LLM_REDACT_PII else "redacted"
 
 
-def candidate_answer(ep: llm.Endpoint, release: Release, turn: Turn, history: list[Turn], *, usage: llm.Usage,
-                     budget: llm.Budget | None) -> llm.Reply:
+def candidate_answer(ep: llm.Endpoint, release: Release, turn: Turn, history: list[Turn], *,
+                     spend: llm.Spend | None = None, usage: llm.Usage | None = None) -> llm.Reply:
     """The candidate's answer to one turn, on the input its data boundary allows, with the turn's
-    recorded tool calls replayed. Raises Diverged when it calls a tool production did not."""
+    recorded tool calls replayed. Raises Diverged when it calls a tool production did not. Each
+    request of a tool exchange is its own ledger entry: the first under `spend`'s key, the k-th
+    under that key + ":tools:k" (never asked twice either)."""
     raw = raw_input(release)
+    rounds = iter(range(1_000_000))
 
     def send(messages: list[dict], tools: list[dict] | None = None) -> llm.Reply:
-        return llm.chat_text(ep, messages, usage=usage, budget=budget, redact=not raw, tools=tools)
+        k = next(rounds)
+        pay = spend if spend is None or not k or spend.key is None else replace(spend, key=f"{spend.key}:tools:{k}")
+        return llm.chat_text(ep, messages, usage=usage, redact=not raw, tools=tools, spend=pay)
 
     messages = candidate_messages(release, turn, history)
     recorded = recorded_tool_calls(turn)
@@ -125,12 +132,18 @@ def release_endpoint(release: Release) -> llm.Endpoint:
 
 
 def spent_today(release: Release, *, now: datetime | None = None, exclude_run: int | None = None) -> Decimal:
-    """What replays of this release cost on the current UTC day (the daily budget counts it)."""
+    """What replays of this release cost on the current UTC day (shown with each run; the cap is the
+    ledger's REPLAY_MAX_USD_PER_DAY, over every release)."""
     start, end = day_bounds((now or timezone.now()).astimezone(dt_timezone.utc).date())
     qs = ShadowRun.objects.filter(release=release, created_at__gte=start, created_at__lt=end)
     if exclude_run:
         qs = qs.exclude(pk=exclude_run)
     return qs.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+
+
+def replay_key(run_id: int, turn_id: int) -> str:
+    """A replayed turn's ledger key: asked once per run, whatever re-executes it."""
+    return f"shadow-run:{run_id}:turn:{turn_id}"
 
 
 def shadow_run_create(*, release: str, day: date | None = None, sample: int | None = None,
@@ -147,20 +160,30 @@ def shadow_run_create(*, release: str, day: date | None = None, sample: int | No
 
 
 def shadow_run_execute(*, run_id: int, progress=None) -> ShadowRun:
-    """Replay one run's sample. Safe to run twice: pairs are (turn, release) once; a turn already
-    answered (by replay or mirror) is not asked again, one that failed is.
+    """Replay one run's sample. Held by one live worker at a time (`job_held`, as ingest is); safe to
+    run again: pairs are (turn, release) once, a turn already answered (by replay or mirror) is not
+    asked again, one that failed is, and one this run asked before (a worker killed mid-request) is
+    never asked twice: its ledger key says so.
 
     `progress(done, total)` is called as answers arrive (the command's progress bar).
     """
-    if not job_claim(ShadowRun, run_id):
-        return ShadowRun.objects.get(pk=run_id)
-    run = ShadowRun.objects.select_related("release").get(pk=run_id)
-    try:
-        _execute(run, progress)
-    except Exception as e:
-        job_fail(ShadowRun, run_id, e)
-        raise
+    with job_held(ShadowRun, run_id) as mine:
+        if not mine:
+            return ShadowRun.objects.get(pk=run_id)
+        run = ShadowRun.objects.select_related("release").get(pk=run_id)
+        try:
+            _execute(run, progress)
+        except Exception as e:
+            job_fail(ShadowRun, run_id, e, **_costs(run.pk))
+            raise
     return ShadowRun.objects.select_related("release").get(pk=run_id)
+
+
+def _costs(run_id: int) -> dict:
+    """The run's cost over all its executions, from the ledger (never a count kept in memory)."""
+    spent = llm.job_spend(llm.job_label(ShadowRun, run_id))
+    return {"cost_usd": spent["cost_usd"] + spent["reserved_usd"], "requests": spent["requests"],
+            "prompt_tokens": spent["prompt_tokens"], "completion_tokens": spent["completion_tokens"]}
 
 
 def _execute(run: ShadowRun, progress) -> None:
@@ -174,24 +197,31 @@ def _execute(run: ShadowRun, progress) -> None:
     if todo and ep.missing():
         raise llm.LLMNotConfigured(llm.not_configured_message(ep, hint=f" (release {release.name}: --base-url / "
                                                                        f"--api-key-env, or OPENAI_*)"))
-    cap = settings.SHADOW_MAX_USD_PER_DAY
-    budget = llm.Budget(cap, spent=spent_today(release, exclude_run=run.pk)) if cap is not None else None
-    usage = llm.Usage()
     turns = {t.pk: t for t in Turn.objects.filter(pk__in=todo)}
     before = histories(list(turns.values()), settings.SHADOW_CONVERSATION_TURNS)
+    job = llm.job_label(ShadowRun, run.pk)
     done = 0
 
+    def beat():
+        job_progress(ShadowRun, run.pk)
+
     def ask(turn_id: int):
-        return candidate_answer(ep, release, turns[turn_id], before[turn_id], usage=usage, budget=budget)
+        spend = llm.Spend(purpose="replay", job=job, key=replay_key(run.pk, turn_id), beat=beat)
+        return candidate_answer(ep, release, turns[turn_id], before[turn_id], spend=spend)
 
     failed = not_sent = 0
-    # Chunks keep the database writes in this thread and the job's heartbeat going on long runs.
+    cap: llm.CapReached | None = None
+    # Chunks keep the pair writes in this thread (the requests' ledger rows are written by their own).
     chunk = max(1, settings.SHADOW_CONCURRENCY * 8)
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        results = llm.map_concurrent(ask, part, concurrency=settings.SHADOW_CONCURRENCY)
+        if cap is not None:
+            results = [cap] * len(part)  # the cap holds for the rest of the day: not asked
+        else:
+            results = llm.map_concurrent(ask, part, concurrency=settings.SHADOW_CONCURRENCY)
         for turn_id, result in zip(part, results):
             if isinstance(result, llm.BudgetExceeded):
+                cap = cap or result
                 not_sent += 1
                 continue
             turn = turns[turn_id]
@@ -208,21 +238,18 @@ def _execute(run: ShadowRun, progress) -> None:
                               cost_usd=result.cost_usd, outcome="", outcome_reason="")
             ShadowPair.objects.update_or_create(turn=turn, release=release, defaults=fields)
         done += len(part)
-        job_progress(ShadowRun, run.pk, cost_usd=usage.cost_usd, requests=usage.attempts,
-                     prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        job_progress(ShadowRun, run.pk, **_costs(run.pk))
         if progress:
             progress(done, len(todo))
     answered = ShadowPair.objects.filter(release=release, turn_id__in=ids, error="").count()
-    stopped = bool(budget and budget.stopped)
     reason = ""
-    if stopped:
-        reason = (f"daily budget of ${budget.max_usd} for {release.name} reached (${budget.spent:.4f} spent today): "
-                  f"{not_sent} of {len(ids)} sampled turns not sent")
+    if cap is not None:
+        reason = (f"{cap.setting} of ${cap.cap} reached (${max(cap.left, Decimal(0)):.4f} left today, the next "
+                  f"request could cost up to ${cap.need:.4f}): {not_sent} of {len(ids)} sampled turns not asked")
         log.warning("shadow run %s: %s", run.pk, reason)
     job_finish(ShadowRun, run.pk, sampled=len(ids), answered=answered, failed=failed, not_sent=not_sent,
-               cost_usd=usage.cost_usd, requests=usage.attempts, prompt_tokens=usage.prompt_tokens,
-               completion_tokens=usage.completion_tokens, budget_usd=budget.max_usd if budget else None,
-               budget_stopped=stopped, budget_reason=reason)
+               budget_usd=cap.cap if cap is not None else llm.ledger.cap_usd("replay"),
+               budget_stopped=cap is not None, budget_reason=reason, **_costs(run.pk))
 
 
 def _diverged_fields(d: Diverged) -> dict:

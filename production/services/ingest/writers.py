@@ -6,12 +6,16 @@ creates nothing new, because turns are keyed on (source, turn id) and events on 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import zlib
+from datetime import datetime, time
+from datetime import timezone as dt_timezone
 from typing import Iterable, Protocol
 
 import orjson
+from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Max, Min
+from django.db.models import Count, Max, Min
+from django.utils import timezone
 
 from core.jobs import safe_error
 
@@ -81,6 +85,48 @@ class _Base:
             self.insert_rejects(rejects)
 
 
+    def admit_shadows(self, chunk: Chunk) -> list[Reject]:
+        """Mirrored answers are taken only from sources allowed to mirror (SHADOW_MIRROR_SOURCES) and at
+        most SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY per release per UTC day, counted over every source
+        (each one becomes a pair the judge pays for). The others are rejected, each with its reason;
+        the chunk keeps the admitted ones. Runs inside the chunk's transaction."""
+        if not chunk.shadows:
+            return []
+        allowed = settings.SHADOW_MIRROR_SOURCES
+        if "*" not in allowed and self.source.name not in allowed:
+            rejects = [Reject(n, f"shadow: source {self.source.name[:80]!r} is not allowed to mirror answers "
+                                 f"(SHADOW_MIRROR_SOURCES)", "") for n in chunk.shadow_lines]
+            chunk.shadows, chunk.shadow_lines = [], []
+            return rejects
+        cap = settings.SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY
+        if cap is None:
+            return []
+        releases = sorted({m.release for m in chunk.shadows})
+        if connection.vendor == "postgresql":
+            # Two ingests (of any sources) mirroring the same release count one after the other.
+            with connection.cursor() as c:
+                for name in releases:
+                    c.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_MIRROR_LOCK_CLASS, zlib.crc32(name.encode())
+                                                                        - 2**31])
+        start = datetime.combine(timezone.now().astimezone(dt_timezone.utc).date(), time.min, tzinfo=dt_timezone.utc)
+        counts = dict(MirroredAnswer.objects.filter(release__in=releases, received_at__gte=start)
+                      .values_list("release").annotate(n=Count("id")).order_by())
+        keep, lines, rejects = [], [], []
+        for m, n in zip(chunk.shadows, chunk.shadow_lines):
+            if counts.get(m.release, 0) >= cap:
+                rejects.append(Reject(n, f"shadow: release {m.release[:80]!r} has {cap} mirrored answers today, its "
+                                         f"cap (SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY)", ""))
+                continue
+            counts[m.release] = counts.get(m.release, 0) + 1
+            keep.append(m)
+            lines.append(n)
+        chunk.shadows, chunk.shadow_lines = keep, lines
+        return rejects
+
+
+_MIRROR_LOCK_CLASS = zlib.crc32(b"production.mirror_cap") - 2**31
+
+
 class OrmWriter(_Base):
     """Bulk inserts through the ORM, for SQLite (which serialises writers itself)."""
 
@@ -102,6 +148,7 @@ class OrmWriter(_Base):
             if chunk.events:
                 result.events, more = self._insert_events(chunk.events, chunk.event_lines)
                 refusals += more
+            refusals += self.admit_shadows(chunk)
             if chunk.shadows:
                 result.shadow, more = self._insert_shadows(chunk.shadows, chunk.shadow_lines)
                 result.duplicates += len(chunk.shadows) - result.shadow - len(more)
@@ -275,6 +322,7 @@ class CopyWriter(_Base):
             if chunk.events:
                 result.events, more = self._insert_events(chunk.events, chunk.event_lines, now, turn_ids)
                 refusals += more
+            refusals += self.admit_shadows(chunk)
             if chunk.shadows:
                 result.shadow, more = self._insert_shadows(chunk.shadows, chunk.shadow_lines)
                 result.duplicates += len(chunk.shadows) - result.shadow - len(more)
