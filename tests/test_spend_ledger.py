@@ -43,8 +43,10 @@ def cand():
         return ("ok", f"candidate answer to: {body['messages'][-1]['content']}", USAGE)
 
     server.answering = server.responder = answering
+    # The candidates are served at the shared OPENAI_BASE_URL: a release at a base URL of its own
+    # would get only the key its api_key_env names, never OPENAI_API_KEY.
     with server, override_settings(
-            OPENAI_BASE_URL="", OPENAI_API_KEY="sk-served", LLM_BACKOFF_SECONDS=0.01, LLM_MAX_RETRIES=2,
+            OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-served", LLM_BACKOFF_SECONDS=0.01, LLM_MAX_RETRIES=2,
             LLM_TIMEOUT_SECONDS=5, SHADOW_CONCURRENCY=4, SHADOW_SAMPLE_SALT="test-salt", LLM_MAX_TOKENS=100,
             SHADOW_PRICE_PER_1K_PROMPT_TOKENS=1.0, SHADOW_PRICE_PER_1K_COMPLETION_TOKENS=1.0):
         yield server
