@@ -428,3 +428,11 @@ JUDGE_HISTORY_MAX_CHARS = env.int("JUDGE_HISTORY_MAX_CHARS", default=10_000)
 # --- otlp: the OTLP/HTTP trace receiver (POST /api/otlp/v1/traces) ---
 # The largest request body, after gzip is undone (an exporter's batch is far smaller: 512 spans).
 OTLP_MAX_BODY_BYTES = env.int("OTLP_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+
+# --- failfit: the failure model fitted on labels (evaluation.services.failure_model, docs/failure-model.md) ---
+# Below this many labelled production turns (or this many of either class: judged incorrect /
+# correct) nothing is fitted and detection keeps the stated weights above.
+FAILURE_MODEL_MIN_LABELS = env.int("FAILURE_MODEL_MIN_LABELS", default=200)
+FAILURE_MODEL_MIN_PER_CLASS = env.int("FAILURE_MODEL_MIN_PER_CLASS", default=30)
+FAILURE_MODEL_L2 = env.float("FAILURE_MODEL_L2", default=1.0)  # ridge on the coefficients (weights scaled to mean 1)
+FAILURE_MODEL_FOLDS = env.int("FAILURE_MODEL_FOLDS", default=5)  # held-out evaluation: stratified K-fold

@@ -52,6 +52,7 @@ from .association import (
 from .pairwise import (
     benjamini_hochberg,
     decisive_win_rate,
+    fit_logistic,
     length_controlled_win_rate,
     pairwise_calibration,
     sign_test_p,
@@ -81,6 +82,7 @@ __all__ = [
     "cohen_kappa_bootstrap_ci",
     "decisive_win_rate",
     "diff_proportions",
+    "fit_logistic",
     "guarded",
     "kish_n_eff",
     "length_controlled_win_rate",

@@ -40,6 +40,13 @@ def rephrase_score_of(evidence: dict | None) -> float | None:
     return None
 
 
+def at_prior(score: float, prior: float) -> float:
+    """The detector's balanced score moved to a base rate (rephrase.detector's shift)."""
+    s = min(max(score, 1e-9), 1 - 1e-9)
+    p = min(max(prior, 1e-6), 1 - 1e-6)
+    return 1.0 / (1.0 + (1 - s) / s * (1 - p) / p)
+
+
 def stated_failure_probability(flags: dict, p_reask: float | None, weights: dict, counted: tuple) -> float:
     """The stated weights' P(failed): noisy-OR of the re-ask probability and each counted event's
     weight (what detect_rows computes without a fitted model)."""
