@@ -159,3 +159,26 @@ def test_detection_uses_the_active_parameters_after_a_fit(tmp_path):
             if name in sig.evidence:
                 assert sig.evidence[name]["prior"] == pytest.approx(model["rephrase_prior"]["value"])
     assert changed >= 3
+
+
+def test_the_correlation_page_shows_the_model_fitted_vs_stated_with_intervals():
+    from django.test import Client
+
+    from conftest import user_with_role
+
+    client = Client()
+    client.force_login(user_with_role("viewer-fm", "viewer", password="pw-fm-1"))
+    assert "No model fitted yet" in client.get("/correlation/").content.decode()
+    labelled_fixture(300)
+    out = fit()
+    html = client.get("/correlation/").content.decode()
+    section = html[html.index('id="failure-model"'):html.index('aria-labelledby="alarms-h"')]
+    held = out["metrics"]["held_out"]
+    assert f"Version {out['version']} (active)" in section and "on 300 labelled turns" in section
+    for name in ("fitted", "stated"):
+        auc = held[name]["auc"]
+        assert f'data-model="{name}"' in section
+        assert f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" in section
+    assert section.count("<tr data-input=") == len(production_model.FEATURES)
+    assert f"<td class=\"num\">{out['metrics']['reliability'][0]['n']}</td>" in section
+    assert "Detection now uses: fitted model v1" in section

@@ -28,6 +28,7 @@ from core import stats
 from production.services import failure_model as production_model
 
 from ..models import FailureModel
+from ..selectors.failure_model import failure_model_dict, failure_model_using
 from ..selectors.validity import labelled_items
 
 FEATURES = production_model.FEATURES
@@ -180,11 +181,6 @@ def _insufficient(n: int, n_pos: int, n_neg: int) -> str | None:
     return None
 
 
-def _using() -> str:
-    active = production_model.failure_model_active()
-    return f"fitted model v{active.version}" if active else "stated weights (SIGNALS_FAILURE_PROBABILITY)"
-
-
 def failure_model_fit() -> dict:
     """Fit, evaluate held out, store a new active version and hand it to production; or say why not.
     Idempotent: the same labelled inputs give back the stored version unchanged."""
@@ -196,7 +192,7 @@ def failure_model_fit() -> dict:
             "min_labels": settings.FAILURE_MODEL_MIN_LABELS, "min_per_class": settings.FAILURE_MODEL_MIN_PER_CLASS}
     message = _insufficient(n, n_pos, n_neg)
     if message:
-        return {"status": stats.INSUFFICIENT_DATA, "message": message, **base, "version": None, "using": _using()}
+        return {"status": stats.INSUFFICIENT_DATA, "message": message, **base, "version": None, "using": failure_model_using()}
 
     folds = settings.FAILURE_MODEL_FOLDS
     digest = hashlib.sha1()
@@ -209,7 +205,7 @@ def failure_model_fit() -> dict:
         if not latest.active:
             _activate(latest)
         return {"status": "unchanged", "message": f"unchanged: v{latest.version} was fitted on these labels",
-                **base, **_as_dict(latest), "using": _using()}
+                **base, **failure_model_dict(latest), "using": failure_model_using()}
 
     # Held out: each turn predicted by the model fitted on the other folds.
     fold = _folds(y, folds)
@@ -242,8 +238,8 @@ def failure_model_fit() -> dict:
         model = FailureModel.objects.create(version=version, n_labelled=n, coefficients=coefficients, metrics=metrics,
                                             rephrase_prior=prior["value"], data_hash=data_hash)
         _activate(model)
-    return {"status": "fitted", "message": f"fitted v{version} on {n} labelled turns", **base, **_as_dict(model),
-            "using": _using()}
+    return {"status": "fitted", "message": f"fitted v{version} on {n} labelled turns", **base, **failure_model_dict(model),
+            "using": failure_model_using()}
 
 
 def _activate(model: FailureModel) -> None:
@@ -253,14 +249,3 @@ def _activate(model: FailureModel) -> None:
         model.active = True
         production_model.failure_model_set(version=model.version, coefficients=model.coefficients,
                                            rephrase_prior=model.rephrase_prior)
-
-
-def _as_dict(model: FailureModel) -> dict:
-    return {"version": model.version, "fitted_at": model.fitted_at.isoformat(), "active": model.active,
-            "coefficients": model.coefficients, "metrics": model.metrics, "rephrase_prior": model.metrics.get("rephrase_prior")}
-
-
-def failure_model_summary() -> dict | None:
-    """The active (else latest) fitted model for the page, or None when none was ever fitted."""
-    model = FailureModel.objects.filter(active=True).first() or FailureModel.objects.first()
-    return None if model is None else {**_as_dict(model), "n_labelled": model.n_labelled, "using": _using()}
