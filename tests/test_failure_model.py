@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from evaluation.models import FailureModel
 from labelling.models import Annotation, BatchItem, LabellingBatch, LabelStudioProject
-from production.models import FailureModelParameters, TurnSignals
+from production.models import FailureModelParameters, Session, TurnSignals
 from production.services import failure_model as production_model
 from tests.evaluation_helpers import turns
 from tests.test_signals import SAOSIN, ingest_records, session_lines
@@ -124,6 +124,8 @@ def test_a_refit_on_the_same_labels_changes_nothing_and_new_labels_make_a_new_ve
     first = fit()
     again = fit()
     assert again["status"] == "unchanged" and again["version"] == first["version"] == 1
+    Session.objects.update(dirty=False)
+    assert fit()["status"] == "unchanged" and not Session.objects.filter(dirty=True).exists()  # nothing to redo
     assert FailureModel.objects.count() == 1 and FailureModelParameters.objects.count() == 1
     labelled_fixture(100, seed=2)
     third = fit()
@@ -144,8 +146,10 @@ def test_detection_uses_the_active_parameters_after_a_fit(tmp_path):
     # when: the model is fitted on labels and the session is detected again
     labelled_fixture(400)
     model = fit()
+    # a new active version marks every session for re-detection (the beat's next run redoes them)
+    assert not Session.objects.filter(dirty=False).exists()
     out = io.StringIO()
-    call_command("detect_signals", "--json", "--full", stdout=out)
+    call_command("detect_signals", "--json", stdout=out)
     # then: each probability is the fitted logistic of the turn's inputs, and the run names the version
     assert json.loads(out.getvalue().strip().splitlines()[-1])["failure_model_version"] == model["version"]
     intercept, coefs = production_model.validate(model["coefficients"])

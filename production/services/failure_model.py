@@ -13,7 +13,7 @@ import math
 
 from django.db import transaction
 
-from ..models import FailureModelParameters
+from ..models import FailureModelParameters, Session
 from ..signal_definitions import SIGNAL_NAMES
 
 # The model's inputs. "reaction": a next query came within the window (rephrased or followed up);
@@ -75,11 +75,15 @@ def logistic(intercept: float, coefs: tuple[float, ...], x: list[float]) -> floa
 
 def failure_model_set(*, version: int, coefficients: dict, rephrase_prior: float | None = None):
     """Store these parameters as the active ones (the previous active row is kept, inactive).
-    Idempotent: setting the same version again updates it in place."""
+    When the active version changes every session is marked dirty, so the next detection run (the
+    beat's, every 5 minutes) recomputes each stored failure_probability with them. Idempotent:
+    setting the active version again changes nothing else."""
     validate(coefficients)
     if rephrase_prior is not None and not 0.0 < rephrase_prior < 1.0:
         raise ValueError(f"rephrase_prior: must be in (0, 1), got {rephrase_prior!r}")
     with transaction.atomic():
+        if not FailureModelParameters.objects.filter(active=True, version=version).exists():
+            Session.objects.filter(dirty=False).update(dirty=True)
         FailureModelParameters.objects.filter(active=True).exclude(version=version).update(active=False)
         row, _ = FailureModelParameters.objects.update_or_create(
             version=version, defaults={"coefficients": coefficients, "rephrase_prior": rephrase_prior,
@@ -88,8 +92,13 @@ def failure_model_set(*, version: int, coefficients: dict, rephrase_prior: float
 
 
 def failure_model_clear() -> int:
-    """Back to the stated weights: no active parameters. Returns how many rows were deactivated."""
-    return FailureModelParameters.objects.filter(active=True).update(active=False)
+    """Back to the stated weights: no active parameters (sessions re-dirtied as above). Returns how
+    many rows were deactivated."""
+    with transaction.atomic():
+        cleared = FailureModelParameters.objects.filter(active=True).update(active=False)
+        if cleared:
+            Session.objects.filter(dirty=False).update(dirty=True)
+    return cleared
 
 
 def failure_model_active():
