@@ -27,13 +27,12 @@ from scipy.optimize import minimize_scalar
 from core import stats
 from production.services import failure_model as production_model
 
+from ..failure_fit import auc, brier_ci, fit, held_out, reliability
 from ..models import FailureModel
 from ..selectors.failure_model import failure_model_dict, failure_model_using
 from ..selectors.validity import labelled_items
 
 FEATURES = production_model.FEATURES
-RESAMPLES = 1000
-BINS = 10
 
 
 def _design(data: dict) -> np.ndarray:
@@ -57,74 +56,6 @@ def _stated(data: dict) -> np.ndarray:
     return np.array([production_model.stated_failure_probability(
         {n: bool(flags[n][i]) for n in counted}, None if s is None else at_prior(s, prior), weights, counted)
         for i, s in enumerate(data["rephrase_score"])], dtype=float)
-
-
-def fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(beta with the intercept first, sandwich covariance). Weights are scaled to mean 1, so the
-    penalty FAILURE_MODEL_L2 weighs the same against any total weight; the intercept is not penalised."""
-    X = np.column_stack([np.ones(len(y)), x])
-    wn = w * (len(w) / w.sum())
-    ridge = np.full(X.shape[1], float(settings.FAILURE_MODEL_L2))
-    ridge[0] = 0.0
-    beta, mu, hess = stats.fit_logistic(X, y, ridge, weights=wn)
-    score = X * (wn * (y - mu))[:, None]
-    inv = np.linalg.inv(hess)
-    return beta, inv @ (score.T @ score) @ inv
-
-
-def _predict(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(beta[0] + x @ beta[1:])))
-
-
-def _folds(y: np.ndarray, k: int) -> np.ndarray:
-    """Fold of each turn, stratified by verdict (deterministic)."""
-    rng = np.random.default_rng(0)
-    fold = np.empty(y.size, dtype=int)
-    for level in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == level))
-        fold[idx] = np.arange(idx.size) % k
-    return fold
-
-
-def _brier_ci(pred: dict[str, np.ndarray], y: np.ndarray, w: np.ndarray) -> dict[str, dict]:
-    """Weighted Brier score of each prediction with a percentile bootstrap interval, and the
-    paired difference fitted - stated (negative: the fitted model is better) on the same resamples."""
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, y.size, size=(RESAMPLES, y.size))
-    out, samples = {}, {}
-    for name, p in pred.items():
-        err = w * (p - y) ** 2
-        samples[name] = err[idx].sum(axis=1) / w[idx].sum(axis=1)
-        lo, hi = np.percentile(samples[name], [2.5, 97.5])
-        out[name] = {"brier": float(err.sum() / w.sum()), "ci_low": float(lo), "ci_high": float(hi), "n": int(y.size)}
-    diff = samples["fitted"] - samples["stated"]
-    lo, hi = np.percentile(diff, [2.5, 97.5])
-    out["difference"] = {"brier": out["fitted"]["brier"] - out["stated"]["brier"], "ci_low": float(lo),
-                         "ci_high": float(hi), "n": int(y.size)}
-    return out
-
-
-def _auc(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict:
-    keep = (y == 0) | (y == 1)
-    n = int(keep.sum())
-    est = stats.guarded(n, 2, stats.auc_bootstrap_ci, p[keep], y[keep].astype(int), w[keep])
-    return stats.summary(est, n, key="auc")
-
-
-def reliability(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = BINS) -> list[dict]:
-    """Binned predicted vs observed (weighted), with n and the observed rate's interval per bin."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        on = which == b
-        if not on.any():
-            continue
-        obs = stats.summary(stats.guarded(int(on.sum()), 1, stats.weighted_proportion, y[on], w[on]), int(on.sum()))
-        rows.append({"bin": [round(edges[b], 2), round(edges[b + 1], 2)], "n": int(on.sum()),
-                     "predicted": float(np.average(p[on], weights=w[on])), "observed": obs.get("rate"),
-                     "ci_low": obs.get("ci_low"), "ci_high": obs.get("ci_high")})
-    return rows
 
 
 def rephrase_prior(data: dict, x: np.ndarray) -> dict:
@@ -208,22 +139,18 @@ def failure_model_fit() -> dict:
                 **base, **failure_model_dict(latest), "using": failure_model_using()}
 
     # Held out: each turn predicted by the model fitted on the other folds.
-    fold = _folds(y, folds)
-    held = np.empty(n)
-    for k in range(folds):
-        test = fold == k
-        beta_k, _ = fit(x[~test], y[~test], w[~test])
-        held[test] = _predict(beta_k, x[test])
+    l2 = settings.FAILURE_MODEL_L2
+    held = held_out(x, y, w, l2, folds)
     stated = _stated(data)
-    brier = _brier_ci({"fitted": held, "stated": stated}, y, w)
-    beta, cov = fit(x, y, w)
+    brier = brier_ci({"fitted": held, "stated": stated}, y, w)
+    beta, cov = fit(x, y, w, l2)
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     lifts = [_lift(name, int((x[:, j] != 0).sum()), beta[j + 1], se[j + 1]) for j, name in enumerate(FEATURES)]
     prior = rephrase_prior(data, x)
     metrics = {
         "held_out": {"method": f"{folds}-fold cross-validation, stratified by verdict", "n": n,
-                     "fitted": {"auc": _auc(held, y, w), "brier": brier["fitted"]},
-                     "stated": {"auc": _auc(stated, y, w), "brier": brier["stated"]},
+                     "fitted": {"auc": auc(held, y, w), "brier": brier["fitted"]},
+                     "stated": {"auc": auc(stated, y, w), "brier": brier["stated"]},
                      "brier_difference": brier["difference"]},
         "reliability": reliability(held, y, w),
         "reliability_stated": reliability(stated, y, w),
