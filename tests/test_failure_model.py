@@ -27,9 +27,10 @@ TRUTH = {"intercept": -2.0, "thumbs_down": 2.5, "human_override": 3.0, "copied":
          "escalated": 0.0}
 
 
-def labelled_fixture(n: int, seed: int = 1) -> None:
+def labelled_fixture(n: int, seed: int = 1, stated_truth: bool = False) -> None:
     """n labelled production turns: half sampled at random (inclusion 0.1), half failure candidates
-    taken in full (inclusion 1); signals drawn at random, verdicts from TRUTH."""
+    taken in full (inclusion 1); signals drawn at random, verdicts from TRUTH (or, stated_truth,
+    from the stated weights themselves)."""
     rng = np.random.default_rng(seed)
     project = LabelStudioProject.objects.get_or_create(title="p", ls_project_id=1)[0]
     batch = LabellingBatch.objects.create(month="2026-09")
@@ -45,7 +46,13 @@ def labelled_fixture(n: int, seed: int = 1) -> None:
         flags["session_ended"] = not reaction and not flags["copied"]
         eta = TRUTH["intercept"] + sum(TRUTH[k] for k in ("thumbs_down", "human_override", "copied", "escalated")
                                        if flags[k]) + TRUTH["rephrase_score"] * (score or 0.0)
-        incorrect = rng.random() < 1 / (1 + math.exp(-eta))
+        p = 1 / (1 + math.exp(-eta))
+        if stated_truth:
+            counted = ("human_override", "thumbs_down", "escalated")
+            p = production_model.stated_failure_probability(
+                flags, None if score is None else production_model.at_prior(score, 0.1),
+                {"human_override": 0.95, "thumbs_down": 0.7, "escalated": 0.6}, counted)
+        incorrect = rng.random() < p
         evidence = {("rephrased" if flags["rephrased"] else "followed_up"): {"score": score, "probability": score}} \
             if reaction else {}
         signals.append((t, flags, evidence))
@@ -186,3 +193,13 @@ def test_the_correlation_page_shows_the_model_fitted_vs_stated_with_intervals():
     assert section.count("<tr data-input=") == len(production_model.FEATURES)
     assert f"<td class=\"num\">{out['metrics']['reliability'][0]['n']}</td>" in section
     assert "Detection now uses: fitted model v1" in section
+
+
+def test_a_fit_that_does_not_beat_the_stated_weights_held_out_is_kept_inactive_and_says_so():
+    labelled_fixture(600, stated_truth=True)  # the stated weights are the truth: a fit can only lose
+    out = fit()
+    assert out["status"] == "fitted" and out["version"] == 1 and out["active"] is False
+    assert out["metrics"]["beats_stated"] is False and out["metrics"]["held_out"]["brier_difference"]["ci_high"] >= 0
+    assert "does not beat the stated weights held out" in out["message"]
+    assert out["using"].startswith("stated weights") and not FailureModelParameters.objects.filter(active=True).exists()
+    assert fit()["status"] == "unchanged" and not FailureModel.objects.filter(active=True).exists()

@@ -133,7 +133,7 @@ def failure_model_fit() -> dict:
     data_hash = digest.hexdigest()
     latest = FailureModel.objects.first()
     if latest is not None and latest.data_hash == data_hash:
-        if not latest.active:
+        if latest.metrics.get("beats_stated") and not latest.active:
             _activate(latest)
         return {"status": "unchanged", "message": f"unchanged: v{latest.version} was fitted on these labels",
                 **base, **failure_model_dict(latest), "using": failure_model_using()}
@@ -157,6 +157,9 @@ def failure_model_fit() -> dict:
         "lifts": lifts,
         "rephrase_prior": prior,
         "l2": settings.FAILURE_MODEL_L2,
+        # The rule (benchmarks/sim_failure_model.py): the fit replaces the stated weights only when
+        # its held-out Brier score is lower with the whole 95% interval of the difference below 0.
+        "beats_stated": brier["difference"]["ci_high"] < 0,
     }
     coefficients = {"intercept": float(beta[0]), "features": {name: float(beta[j + 1]) for j, name in enumerate(FEATURES)}}
     with transaction.atomic():
@@ -164,9 +167,22 @@ def failure_model_fit() -> dict:
                    .first() or 0) + 1
         model = FailureModel.objects.create(version=version, n_labelled=n, coefficients=coefficients, metrics=metrics,
                                             rephrase_prior=prior["value"], data_hash=data_hash)
-        _activate(model)
-    return {"status": "fitted", "message": f"fitted v{version} on {n} labelled turns", **base, **failure_model_dict(model),
-            "using": failure_model_using()}
+        if metrics["beats_stated"]:
+            _activate(model)
+            message = f"fitted v{version} on {n} labelled turns: active"
+        else:
+            _deactivate()
+            d = brier["difference"]
+            message = (f"fitted v{version} on {n} labelled turns, but it does not beat the stated weights held out "
+                       f"(Brier difference {d['brier']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}]): keeping the "
+                       f"stated weights")
+    return {"status": "fitted", "message": message, **base, **failure_model_dict(model), "using": failure_model_using()}
+
+
+def _deactivate() -> None:
+    with transaction.atomic():
+        FailureModel.objects.filter(active=True).update(active=False)
+        production_model.failure_model_clear()
 
 
 def _activate(model: FailureModel) -> None:
