@@ -203,3 +203,15 @@ def test_a_fit_that_does_not_beat_the_stated_weights_held_out_is_kept_inactive_a
     assert "does not beat the stated weights held out" in out["message"]
     assert out["using"].startswith("stated weights") and not FailureModelParameters.objects.filter(active=True).exists()
     assert fit()["status"] == "unchanged" and not FailureModel.objects.filter(active=True).exists()
+
+
+def test_production_refuses_parameters_it_cannot_apply_and_keeps_the_active_ones():
+    good = {"intercept": -1.0, "features": dict.fromkeys(production_model.FEATURES, 0.5)}
+    production_model.failure_model_set(version=1, coefficients=good, rephrase_prior=0.2)
+    with pytest.raises(ValueError, match="'human_override' must be a finite number"):
+        production_model.failure_model_set(version=2, coefficients={"intercept": 0.0, "features": {
+            **good["features"], "human_override": float("nan")}})
+    with pytest.raises(ValueError, match="rephrase_prior"):
+        production_model.failure_model_set(version=2, coefficients=good, rephrase_prior=1.5)
+    assert production_model.failure_model_active().version == 1
+    assert production_model.failure_model_clear() == 1 and production_model.failure_model_active() is None
