@@ -198,4 +198,5 @@ def correlation(request):
             fmt=lambda v: f"{v:.2f}", width=1000, height=240),
         "alarms": evaluation.alarm_list(limit=50),
         "current_alarms": data["alarms"],
+        "failure_model": evaluation.failure_model_summary(),
     })

@@ -507,3 +507,10 @@ LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=4096)
 SHADOW_MIRROR_SOURCES = env.list("SHADOW_MIRROR_SOURCES", default=[])
 _mirror_cap = env.str("SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY", default="5000").strip()
 SHADOW_MIRROR_MAX_PER_RELEASE_PER_DAY = int(_mirror_cap) if _mirror_cap else None
+# --- failfit: the failure model fitted on labels (evaluation.services.failure_model, docs/failure-model.md) ---
+# Below this many labelled production turns (or this many of either class: judged incorrect /
+# correct) nothing is fitted and detection keeps the stated weights above.
+FAILURE_MODEL_MIN_LABELS = env.int("FAILURE_MODEL_MIN_LABELS", default=200)
+FAILURE_MODEL_MIN_PER_CLASS = env.int("FAILURE_MODEL_MIN_PER_CLASS", default=30)
+FAILURE_MODEL_L2 = env.float("FAILURE_MODEL_L2", default=1.0)  # ridge on the coefficients (weights scaled to mean 1)
+FAILURE_MODEL_FOLDS = env.int("FAILURE_MODEL_FOLDS", default=5)  # held-out evaluation: stratified K-fold

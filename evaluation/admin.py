@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Alarm, OfflineRun, OfflineScore
+from .models import Alarm, FailureModel, OfflineRun, OfflineScore
 
 
 class OfflineScoreInline(admin.TabularInline):
@@ -36,3 +36,10 @@ class AlarmAdmin(admin.ModelAdmin):
     list_display = ("raised_at", "kind", "release", "detail", "posted_at", "post_attempts", "post_error")
     list_filter = ("kind",)
     readonly_fields = [f.name for f in Alarm._meta.fields]
+
+
+@admin.register(FailureModel)
+class FailureModelAdmin(admin.ModelAdmin):
+    """Read-only: fit_failure_model writes these (a new version per fit); the page shows the active one."""
+    list_display = ("version", "fitted_at", "n_labelled", "rephrase_prior", "active")
+    readonly_fields = [f.name for f in FailureModel._meta.fields]

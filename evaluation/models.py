@@ -144,3 +144,25 @@ class RollupState(models.Model):
     # Postgres: inserts + updates + deletes on production_turnsignals when last refreshed; unchanged
     # means nothing was detected since, and the refresh skips its scan.
     changes_seen = models.BigIntegerField(null=True, blank=True)
+
+
+class FailureModel(models.Model):
+    """One fit of P(answer judged incorrect | signals) on the labelled production turns
+    (services.failure_model): its coefficients, held-out metrics and the re-ask prior estimated
+    with it. The active one's parameters are handed to production, which computes
+    failure_probability with them."""
+
+    version = models.PositiveIntegerField(unique=True)
+    fitted_at = models.DateTimeField(auto_now_add=True)
+    n_labelled = models.PositiveIntegerField()
+    coefficients = models.JSONField()  # {"intercept": b0, "features": {name: b}}
+    metrics = models.JSONField(default=dict)  # held-out AUC / Brier, reliability, lifts, re-ask prior
+    rephrase_prior = models.FloatField(null=True, blank=True)
+    data_hash = models.CharField(max_length=40)  # the inputs it was fitted on: a refit on the same is a no-op
+    active = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"failure model v{self.version} (n={self.n_labelled}{', active' if self.active else ''})"

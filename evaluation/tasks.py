@@ -48,3 +48,12 @@ def turn_day_counts_refresh() -> dict:
     from .services.rollup import turn_day_counts_refresh as refresh
 
     return refresh()
+
+
+@shared_task(acks_late=True)
+def failure_model_fit() -> dict:
+    """Monthly (beat) and on demand: refit the failure model on the labels; a no-op on the same labels."""
+    from .services.failure_model import failure_model_fit as fit
+
+    out = fit()
+    return {k: out[k] for k in ("status", "message", "version", "n_labelled")}

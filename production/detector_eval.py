@@ -63,7 +63,7 @@ def _precision_at(ranked: list[bool], k: int) -> dict:
 def evaluate_example_log(path: Path = EXAMPLE_LOG, detector=None) -> dict:
     detector = detector or get_detector()
     turns, events, records = read_example_log(path)
-    rows = detect_rows(turns, events, detector, DetectConfig.from_settings())
+    rows = detect_rows(turns, events, detector, DetectConfig.from_settings(fitted=False))  # the stated weights
     reasked = {r.metadata["synthetic_reask_of"] for r in records.values() if "synthetic_reask_of" in r.metadata}
     ext = {t[0]: t[1] for t in turns}
     out: dict = {"log": path.name, "re_asks": len(reasked), "prior": detector.prior, "threshold": detector.threshold,

@@ -325,3 +325,26 @@ class PrivacyAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class FailureModelParameters(models.Model):
+    """The parameters signal detection computes ``failure_probability`` with, handed over by the
+    app that fits them on labels (evaluation's fit_failure_model; production never imports it).
+
+    At most one row is active; with none, detection uses the stated event weights
+    (SIGNALS_FAILURE_PROBABILITY) and the hand-set SIGNALS_REPHRASE_PRIOR.
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    # {"intercept": b0, "features": {name: coefficient}} over services.failure_model.FEATURES
+    coefficients = models.JSONField()
+    # The re-ask base rate estimated from the labels, used instead of SIGNALS_REPHRASE_PRIOR.
+    rephrase_prior = models.FloatField(null=True, blank=True)
+    active = models.BooleanField(default=False, db_index=True)
+    set_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "failure model parameters"
+
+    def __str__(self) -> str:
+        return f"failure model v{self.version}{' (active)' if self.active else ''}"

@@ -57,6 +57,7 @@ from .association import (
 from .pairwise import (
     benjamini_hochberg,
     decisive_win_rate,
+    fit_logistic,
     length_controlled_win_rate,
     pairwise_calibration,
     sign_test_p,
@@ -108,6 +109,7 @@ __all__ = [
     "srm_pvalue",
     "decisive_win_rate",
     "diff_proportions",
+    "fit_logistic",
     "guarded",
     "kish_n_eff",
     "length_controlled_win_rate",

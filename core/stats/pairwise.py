@@ -140,25 +140,27 @@ def benjamini_hochberg(pvalues: Any) -> np.ndarray:
 # --- length-controlled win rate --------------------------------------------------------------
 
 def _fit_logistic(
-    x: np.ndarray, y: np.ndarray, ridge: np.ndarray, max_iter: int = 100
+    x: np.ndarray, y: np.ndarray, ridge: np.ndarray, max_iter: int = 100, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Newton-Raphson for a logistic regression with soft labels and an L2 penalty.
 
-    Minimises ``-sum[y log mu + (1 - y) log(1 - mu)] + 1/2 sum(ridge * beta^2)``; returns beta, the
-    fitted mu and the penalised Hessian. Halving the step keeps every iteration downhill.
+    Minimises ``-sum w [y log mu + (1 - y) log(1 - mu)] + 1/2 sum(ridge * beta^2)`` (w: optional
+    case weights, e.g. 1 / inclusion probability; 1 without); returns beta, the fitted mu and the
+    penalised Hessian. Halving the step keeps every iteration downhill.
     """
+    w = np.ones(x.shape[0]) if weights is None else np.asarray(weights, dtype=float)
     beta = np.zeros(x.shape[1])
 
     def loss(b: np.ndarray) -> float:
         eta = x @ b
         # log(1 + e^eta) - y * eta is the soft-label log loss, written stably.
-        return float(np.sum(np.logaddexp(0.0, eta) - y * eta) + 0.5 * np.sum(ridge * b * b))
+        return float(np.sum(w * (np.logaddexp(0.0, eta) - y * eta)) + 0.5 * np.sum(ridge * b * b))
 
     current = loss(beta)
     for _ in range(max_iter):
         mu = 1.0 / (1.0 + np.exp(-(x @ beta)))
-        grad = x.T @ (mu - y) + ridge * beta
-        hess = (x * (mu * (1.0 - mu))[:, None]).T @ x + np.diag(ridge)
+        grad = x.T @ (w * (mu - y)) + ridge * beta
+        hess = (x * (w * mu * (1.0 - mu))[:, None]).T @ x + np.diag(ridge)
         step = np.linalg.solve(hess, grad)
         t = 1.0
         while True:
@@ -171,8 +173,11 @@ def _fit_logistic(
         if abs(previous - current) < 1e-12 * max(1.0, abs(current)) and np.max(np.abs(t * step)) < 1e-9:
             break
     mu = 1.0 / (1.0 + np.exp(-(x @ beta)))
-    hess = (x * (mu * (1.0 - mu))[:, None]).T @ x + np.diag(ridge)
+    hess = (x * (w * mu * (1.0 - mu))[:, None]).T @ x + np.diag(ridge)
     return beta, mu, hess
+
+
+fit_logistic = _fit_logistic  # the public name (weighted fits outside this module)
 
 
 def length_controlled_win_rate(

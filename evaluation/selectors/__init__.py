@@ -3,6 +3,7 @@
 - production_rates(release, start=, end=, reference_mix=): a release's production quality
 - production_rates_many(releases): the same, post-release window each, one pass over the turns
 - signal_validity(): which signals predict a wrong answer, on the labelled items
+- failure_model_summary(): the failure model fitted on the labels (version, held-out metrics, lifts)
 - correlation_data() / correlation_report(): offline vs production (report_json: the exact JSON)
 - offline runs and scores, alarms; for the gate: testset_latest_frozen, offline_runs_on,
   scoring_of, offline_difference (candidate minus baseline, paired by item)
@@ -17,6 +18,7 @@ from .correlation import (  # noqa: F401
     report_json,
     served_item_scores,
 )
+from .failure_model import failure_model_summary  # noqa: F401
 from .offline import (  # noqa: F401
     alarm_list,
     latest_offline_run,

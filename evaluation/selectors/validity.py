@@ -16,6 +16,7 @@ from core import stats
 from labelling.models import BatchItem
 from labelling.selectors import adjudicated_verdicts
 from labelling.vocabulary import VERDICT_SCORES
+from production.services.failure_model import rephrase_score_of
 
 from .rates import FAILURE, signal_names
 
@@ -31,15 +32,18 @@ def human_verdicts() -> dict[int, str]:
 
 def labelled_items() -> dict:
     """Arrays over the labelled production turns whose signals were detected:
-    y (incorrect: 1 / 0.5 / 0), w (1 / inclusion probability), one 0/1 array per flag, and the
-    failure probability where recorded. Generated cases (not production samples) are left out."""
+    y (incorrect: 1 / 0.5 / 0), w (1 / inclusion probability), one 0/1 array per flag, the
+    failure probability where recorded, and from the evidence the rephrase detector's balanced
+    score (None without a next query). Generated cases (not production samples) are left out."""
     verdicts = human_verdicts()
     flags = (FAILURE, *signal_names())
     # One join over the batch items (no id list sent back): the items without a verdict are few.
     rows = (BatchItem.objects.exclude(stratum=BatchItem.Stratum.GENERATED)
             .values_list("id", "inclusion_probability", "turn__signals__turn_id",
-                         *(f"turn__signals__{f}" for f in flags), "turn__signals__failure_probability"))
+                         *(f"turn__signals__{f}" for f in flags), "turn__signals__failure_probability",
+                         "turn__signals__evidence"))
     y, w, cols, probs, undetected = [], [], [[] for _ in flags], [], 0
+    scores = []
     for row in rows.iterator(chunk_size=10000):
         verdict = verdicts.get(row[0])
         if verdict is None:
@@ -51,10 +55,12 @@ def labelled_items() -> dict:
         w.append(1.0 / max(row[1] or 1.0, 1e-9))
         for i in range(len(flags)):
             cols[i].append(bool(row[3 + i]))
-        probs.append(row[-1])
+        probs.append(row[-2])
+        scores.append(rephrase_score_of(row[-1]))
     out = {"y": np.array(y, dtype=float), "w": np.array(w, dtype=float),
            "flags": {f: np.array(cols[i], dtype=float) for i, f in enumerate(flags)},
-           "labelled": len(verdicts), "undetected": undetected, "failure_probability": probs}
+           "labelled": len(verdicts), "undetected": undetected, "failure_probability": probs,
+           "rephrase_score": scores}
     return out
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from django.conf import settings
 
 from ..signal_definitions import DEFINITION_VERSION, EVENT_SIGNALS, LEAVE_EVENTS, SIGNAL_NAMES
+from . import failure_model as fm
 
 FLAG_COLUMNS = (*SIGNAL_NAMES, "failure_candidate")
 
@@ -34,13 +35,23 @@ class DetectConfig:
     failure_on_thumbs_down: bool
     failure_on_escalation: bool
     failure_probability: dict  # event signal -> P(answer failed); see settings
+    # The fitted model's (intercept, coefficients in fm.FEATURES order), its version and re-ask
+    # prior, when active parameters are stored (production.services.failure_model); else None.
+    failure_model: tuple | None = None
+    failure_model_version: int | None = None
+    rephrase_prior: float | None = None
 
     @classmethod
-    def from_settings(cls) -> DetectConfig:
+    def from_settings(cls, *, fitted: bool = True) -> DetectConfig:
+        active = fm.failure_model_active() if fitted else None
+        model = fm.validate(active.coefficients) if active else None
         return cls(window_seconds=settings.SIGNALS_WINDOW_SECONDS, abandon_seconds=settings.SIGNALS_ABANDON_SECONDS,
                    failure_on_thumbs_down=settings.SIGNALS_FAILURE_ON_THUMBS_DOWN,
                    failure_on_escalation=settings.SIGNALS_FAILURE_ON_ESCALATION,
-                   failure_probability=dict(settings.SIGNALS_FAILURE_PROBABILITY))
+                   failure_probability=dict(settings.SIGNALS_FAILURE_PROBABILITY),
+                   failure_model=model, failure_model_version=active.version if active else None,
+                   rephrase_prior=(active.rephrase_prior if active and active.rephrase_prior is not None
+                                   else settings.SIGNALS_REPHRASE_PRIOR))
 
 
 @dataclass
@@ -56,6 +67,7 @@ class SignalRow:
 class DetectResult:
     sessions: int = 0
     turns: int = 0
+    failure_model_version: int | None = None  # None: the stated weights computed failure_probability
     counts: dict = field(default_factory=lambda: dict.fromkeys(FLAG_COLUMNS, 0))
 
     def add(self, rows: list[SignalRow]) -> None:
@@ -67,21 +79,23 @@ class DetectResult:
 
     def as_dict(self) -> dict:
         return {"sessions": self.sessions, "turns": self.turns, **self.counts,
-                "definition_version": DEFINITION_VERSION}
+                "definition_version": DEFINITION_VERSION, "failure_model_version": self.failure_model_version}
 
 
 _detectors: dict = {}
 
 
-def get_detector():
-    """One detector per process and configuration: the encoder takes seconds to load."""
-    key = (settings.SIGNALS_SEMANTIC, settings.SIGNALS_REPHRASE_THRESHOLD, settings.SIGNALS_REPHRASE_PRIOR)
+def get_detector(prior: float | None = None):
+    """One detector per process and configuration: the encoder takes seconds to load. ``prior``:
+    the re-ask base rate (default SIGNALS_REPHRASE_PRIOR; the fitted model's when active)."""
+    prior = settings.SIGNALS_REPHRASE_PRIOR if prior is None else prior
+    key = (settings.SIGNALS_SEMANTIC, settings.SIGNALS_REPHRASE_THRESHOLD, prior)
     if key not in _detectors:
         from rephrase import RephraseDetector
 
         _detectors[key] = RephraseDetector(
             semantic=settings.SIGNALS_SEMANTIC, threshold=settings.SIGNALS_REPHRASE_THRESHOLD,
-            prior=settings.SIGNALS_REPHRASE_PRIOR, encoder_dir=settings.REPHRASE_ENCODER_DIR,
+            prior=prior, encoder_dir=settings.REPHRASE_ENCODER_DIR,
             threads=settings.REPHRASE_ENCODER_THREADS or None,
             # with the encoder loaded, fewer cached texts keep the process under 500 MB
             text_cache=4096 if settings.SIGNALS_SEMANTIC else 16_384)
@@ -153,6 +167,7 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
     threshold, prior = detector.threshold, detector.prior
     is_rephrase = detector.is_rephrase
     abandon_seconds = cfg.abandon_seconds
+    model = cfg.failure_model
     blank = dict.fromkeys(SIGNAL_NAMES, False)
     events_get, scored_get, nexts_get = events.get, scored.get, nexts.get
     out = []
@@ -180,6 +195,7 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
                 if name == "human_override":
                     corrected = ev[E_CORRECTED]  # the latest override wins (events are in time order)
         not_failed = 1.0
+        balanced = None
         hit = scored_get(tid)
         if hit is not None:
             nxt, gap, s = hit
@@ -192,6 +208,7 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
                               "stage": s.stage, "gap_seconds": gap, "threshold": threshold, "prior": prior,
                               "next_query": nxt[QUERY][:300]}
             not_failed *= 1.0 - s.probability
+            balanced = s.score
         elif not (flags["copied"] or flags["thumbs_up"]):
             following = nexts_get(tid)
             answered = turn[RESP_TS] or turn[TS]
@@ -215,7 +232,10 @@ def detect_rows(turns: list[tuple], events: dict[int, list[tuple]], detector, cf
         flags["failure_candidate"] = (flags["human_override"] or flags["rephrased"]
                                       or (on_thumbs_down and flags["thumbs_down"])
                                       or (on_escalation and flags["escalated"]))
-        append(SignalRow(tid, flags, corrected, evidence, 1.0 - not_failed))
+        if model is not None:  # the fitted parameters replace the stated weights
+            append(SignalRow(tid, flags, corrected, evidence, fm.logistic(*model, fm.features(flags, balanced))))
+        else:
+            append(SignalRow(tid, flags, corrected, evidence, 1.0 - not_failed))
     return out
 
 
@@ -227,6 +247,9 @@ def signals_detect(*, full: bool = False, batch_sessions: int | None = None, pro
     """
     from .signals_store import run_batches
 
-    detector = get_detector()
-    return run_batches(detector=detector, cfg=DetectConfig.from_settings(), full=full,
-                       batch_sessions=batch_sessions or (1000 if detector.semantic else 2000), progress=progress)
+    cfg = DetectConfig.from_settings()
+    detector = get_detector(cfg.rephrase_prior)
+    result = run_batches(detector=detector, cfg=cfg, full=full,
+                         batch_sessions=batch_sessions or (1000 if detector.semantic else 2000), progress=progress)
+    result.failure_model_version = cfg.failure_model_version
+    return result
