@@ -3,11 +3,13 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyAdmin
+
 from .models import GateDecision
 
 
 @admin.register(GateDecision)
-class GateDecisionAdmin(admin.ModelAdmin):
+class GateDecisionAdmin(ReadOnlyAdmin):
     """The audit trail: read-only (a decision is never edited; ask the gate again instead)."""
 
     list_display = ["id", "created_at", "candidate", "baseline", "decision", "requested_by", "via", "auth",
@@ -34,12 +36,3 @@ class GateDecisionAdmin(admin.ModelAdmin):
     @admin.display(description="evidence")
     def evidence_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.evidence, indent=2))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

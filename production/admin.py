@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin
 from core.roles import REJECTED_LINES, has
 
 from .models import (ErasureTombstone, Event, IngestJob, MirroredAnswer, PrivacyAudit, PublishableKey, RejectedLine,
@@ -123,23 +124,10 @@ class PublishableKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["key", "created_at"]
 
 
-class _ReadOnly(admin.ModelAdmin):
-    """The record of erasures and retention runs: written by the services only, never edited."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(ErasureTombstone)
 
 
-class ErasureTombstoneAdmin(_ReadOnly):
+class ErasureTombstoneAdmin(ReadOnlyAdmin):
     list_display = ["subject_sha256", "first_erased_at", "last_erased_at", "erased_by", "counts"]
     search_fields = ["subject_sha256"]
 
@@ -147,6 +135,6 @@ class ErasureTombstoneAdmin(_ReadOnly):
 @admin.register(PrivacyAudit)
 
 
-class PrivacyAuditAdmin(_ReadOnly):
+class PrivacyAuditAdmin(ReadOnlyAdmin):
     list_display = ["action", "created_at", "actor", "subject_sha256", "counts"]
     list_filter = ["action"]
