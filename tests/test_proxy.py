@@ -245,3 +245,14 @@ def test_shadow_flags_name_what_is_wrong(db):
                           ("known=150", "from 0 to 100"), ("nope=5", "no release named 'nope'")):
         with pytest.raises(ProxyConfigError, match=message):
             shadows_parse([spec])
+
+
+def test_the_command_refuses_a_shadow_share_for_a_source_not_allowed_to_mirror(candidate, settings):
+    """Ingest would reject every mirrored answer of a source not in SHADOW_MIRROR_SOURCES: the proxy
+    says so when it starts instead of dropping them all into the rejected lines."""
+    from django.core.management import CommandError, call_command
+
+    settings.SHADOW_MIRROR_SOURCES = ["another-app"]
+    with pytest.raises(CommandError, match="SHADOW_MIRROR_SOURCES"):
+        call_command("proxy", "--listen", "127.0.0.1:0", "--upstream", "http://127.0.0.1:9/v1", "--source", "web-app",
+                     "--shadow", "cand-1=5")

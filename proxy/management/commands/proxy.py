@@ -2,6 +2,7 @@ import json
 import sys
 
 import uvicorn
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from proxy.recorder import spool_drain
@@ -49,6 +50,11 @@ class Command(BaseCommand):
             shadows = shadows_parse(o["shadow"])
         except ProxyConfigError as e:
             raise CommandError(str(e)) from None
+        allowed = settings.SHADOW_MIRROR_SOURCES
+        if shadows and "*" not in allowed and o["source"] not in allowed:
+            # Ingest would reject every mirrored answer of this source: say so now, not in the rejects.
+            raise CommandError(f"--shadow: source {o['source']!r} is not allowed to mirror answers; add it to "
+                               f"SHADOW_MIRROR_SOURCES (now {', '.join(allowed) or 'empty'})")
         recorder = recorder_build(source=o["source"], shadows=shadows, spool_dir=o["spool_dir"])
         app = ProxyApp(upstream=o["upstream"], recorder=recorder)
         # The recorder's threads share the interpreter lock with the event loop: hand it back to the loop
