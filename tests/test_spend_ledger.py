@@ -295,7 +295,9 @@ def test_a_worker_killed_mid_run_resumes_without_asking_twice_or_losing_spend(ca
     from tests.test_exactly_once import _children, _start_worker, _wait
 
     ingest_turns(day_log(DAY, sessions=10, turns_per_session=3))
-    release(url=cand.url)
+    # the worker is its own process: the candidate's key reaches it as an environment variable its
+    # release names (a release at a base URL of its own never gets OPENAI_API_KEY)
+    release(url=cand.url, api_key_env="CAND_API_KEY")
     run = shadow_run_create(release="cand-1", day=DAY, sample=30)
     slow = cand.answering
 
@@ -305,7 +307,8 @@ def test_a_worker_killed_mid_run_resumes_without_asking_twice_or_losing_spend(ca
 
     cand.responder = answering
     queue = f"spend-{uuid.uuid4().hex[:8]}"
-    env = {"OPENAI_API_KEY": "sk-test", "SHADOW_PRICE_PER_1K_PROMPT_TOKENS": "1", "LLM_MAX_TOKENS": "100",
+    env = {"OPENAI_API_KEY": "sk-test", "CAND_API_KEY": "sk-test", "SHADOW_PRICE_PER_1K_PROMPT_TOKENS": "1",
+           "LLM_MAX_TOKENS": "100",
            "SHADOW_PRICE_PER_1K_COMPLETION_TOKENS": "1", "REPLAY_MAX_USD_PER_DAY": "", "SHADOW_CONCURRENCY": "2"}
     worker = _start_worker(queue, tmp_path, **env)
     try:
