@@ -101,8 +101,9 @@ def test_no_generated_case_reaches_a_production_number(failures, fake_llm):  # n
         run = generation.generation_run_create(failure_mode="INTENT", n=3, **kw)
         generation.generation_run_execute(run_id=run.pk)
         run.refresh_from_db()
-        # the offline run's perturbations may make two near-identical cases: de-duplication keeps one
-        assert run.generated - run.duplicates_dropped >= 2
+        # the offline run perturbs its seeds with a generator seeded by the run's id (another id in a
+        # full suite than alone), and near-identical perturbations are de-duplicated: what it keeps varies
+        assert run.generated - run.duplicates_dropped >= 1
         kept += run.generated - run.duplicates_dropped
     generated = list(Turn.objects.generated())
     assert len(generated) == kept and {t.model for t in generated} == {MODEL, "offline"}
