@@ -29,7 +29,10 @@ from . import services as svc
 USAGE = {"prompt_tokens": 10, "completion_tokens": 20}
 PRICE = Decimal(1) / 1000  # per token, prompt and completion alike (the worker's SHADOW_PRICE_* = 1 per 1k)
 # What the workers of the suite get (faults/__main__.py adds it to their environment).
-WORKER_ENV = {"OPENAI_API_KEY": "sk-faults", "SHADOW_PRICE_PER_1K_PROMPT_TOKENS": "1",
+# The candidates' key is named by their release (api_key_env): a release at a base URL of its own never
+# receives OPENAI_API_KEY.
+CANDIDATE_KEY_ENV = "FAULTS_CANDIDATE_KEY"
+WORKER_ENV = {"OPENAI_API_KEY": "sk-faults", CANDIDATE_KEY_ENV: "sk-faults", "SHADOW_PRICE_PER_1K_PROMPT_TOKENS": "1",
               "SHADOW_PRICE_PER_1K_COMPLETION_TOKENS": "1", "LLM_MAX_TOKENS": "100", "REPLAY_MAX_USD_PER_DAY": "",
               "SHADOW_CONCURRENCY": "4", "LLM_BACKOFF_SECONDS": "0.05", "LLM_BACKOFF_MAX_SECONDS": "0.2",
               "LLM_MAX_RETRIES": "10000", "LLM_TIMEOUT_SECONDS": "30"}
@@ -87,7 +90,8 @@ def make_run(rng: random.Random, tag: str, n: int = 24) -> int:
                          "response": f"served {i}", "model": "served",
                          "timestamp": (start + timedelta(minutes=i)).isoformat()}).encode() for i in range(n)]
     turns_ingest_body(source=source_get_or_create(name=f"llm-{tag}"), body=b"\n".join(lines) + b"\n")
-    Release.objects.create(name=f"llm-{tag}", model=f"m-{tag}", base_url=server().fake.url)
+    Release.objects.create(name=f"llm-{tag}", model=f"m-{tag}", base_url=server().fake.url,
+                           api_key_env=CANDIDATE_KEY_ENV)
     return shadow_run_create(release=f"llm-{tag}", day=day, sample=n).pk
 
 
