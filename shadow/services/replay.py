@@ -21,7 +21,6 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
 from core.jobs import job_fail, job_finish, job_held, job_progress, safe_error
@@ -129,16 +128,6 @@ def release_endpoint(release: Release) -> llm.Endpoint:
                             api_key_env=release.api_key_env, model=release.model,
                             price_in=settings.SHADOW_PRICE_PER_1K_PROMPT_TOKENS,
                             price_out=settings.SHADOW_PRICE_PER_1K_COMPLETION_TOKENS)
-
-
-def spent_today(release: Release, *, now: datetime | None = None, exclude_run: int | None = None) -> Decimal:
-    """What replays of this release cost on the current UTC day (shown with each run; the cap is the
-    ledger's REPLAY_MAX_USD_PER_DAY, over every release)."""
-    start, end = day_bounds((now or timezone.now()).astimezone(dt_timezone.utc).date())
-    qs = ShadowRun.objects.filter(release=release, created_at__gte=start, created_at__lt=end)
-    if exclude_run:
-        qs = qs.exclude(pk=exclude_run)
-    return qs.aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
 
 
 def replay_key(run_id: int, turn_id: int) -> str:
