@@ -12,7 +12,7 @@ from ._progress import Progress
 class Command(BaseCommand):
     help = ("Replay a day of production on a candidate release: sample N turns (whole conversations, by a salted "
             "hash of the session id), send each query with its logged contexts and the conversation before it to the "
-            "release's OpenAI-compatible endpoint (no tools), within SHADOW_MAX_USD_PER_DAY, and store the answers as "
+            "release's OpenAI-compatible endpoint (no tools), within REPLAY_MAX_USD_PER_DAY (the spend ledger), and store the answers as "
             "shadow pairs next to the served ones. Users never see them.")
 
     def add_arguments(self, parser):
